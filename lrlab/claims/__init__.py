@@ -1,0 +1,77 @@
+"""Claims: each paper's statements as experiments with verdicts (``lrlab verify``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..config import ConfigError, apply_overrides, config_dir, read_yaml, validate
+from ..store import write_atomic
+from . import li2019_toy
+from .stats import FAIL, INCONCLUSIVE, PASS, Interval, Verdict, decide, t_interval, verdict
+
+CLAIMS = {li2019_toy.NAME: li2019_toy}
+SCALES = ("quick", "paper")
+
+
+def claim_config_path(name: str, scale: str) -> Path:
+    if name not in CLAIMS:
+        raise ConfigError(f"unknown claim {name!r}; known claims: {', '.join(sorted(CLAIMS))}")
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; expected one of {list(SCALES)}")
+    return config_dir() / name / f"{scale}.yaml"
+
+
+def load_claim_config(name: str, scale: str, seeds: int | None = None,
+                      overrides: Sequence[str] = ()):
+    """A claim's typed config for ``scale``; ``seeds`` replaces every regime's seeds by 0..N-1."""
+    path = claim_config_path(name, scale)
+    raw = read_yaml(path)
+    if seeds is not None:
+        if seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+        for rc in raw.get("regimes", {}).values():
+            if isinstance(rc, dict):
+                rc.setdefault("population", {})["seeds"] = list(range(seeds))
+    raw = apply_overrides(raw, list(overrides))
+    return validate(CLAIMS[name].ClaimConfig, raw, source=str(path))
+
+
+def verify(names: Sequence[str], scale: str, out: Path, seeds: int | None = None,
+           overrides: Sequence[str] = (), progress: bool = False,
+           log: Callable[[str], None] = print) -> list[Verdict]:
+    """Run the named claims, write verdicts.json, report.md and figures/ under ``out``."""
+    names = list(names) or sorted(CLAIMS)
+    cfgs = {n: load_claim_config(n, scale, seeds, overrides) for n in names}  # validate all first
+    from ..report import verdict_bars, write_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    figdir = out / "figures"
+    figdir.mkdir(exist_ok=True)
+    verdicts: list[Verdict] = []
+    sections = []
+    t0 = time.perf_counter()
+    for n in names:
+        mod = CLAIMS[n]
+        outcomes = mod.run(cfgs[n], out, progress=progress, log=log)
+        vs = [v for o in outcomes for v in o.verdicts]
+        verdicts += vs
+        sections.append(mod.section(cfgs[n], outcomes, figdir, Path("figures")))
+        bars = verdict_bars([(f"{v.regime}: {v.id}", v.interval.mean, v.interval.low, v.interval.high,
+                              v.status) for v in vs if v.effect.startswith("final")],
+                            figdir / f"{n}-effects.png", title=f"{n}: accuracy effects")
+        sections.append(f"![effects]({Path('figures') / bars.name})\n")
+    wall = time.perf_counter() - t0
+    payload = {"scale": scale, "claims": names, "wall_time_s": round(wall, 2),
+               "verdicts": [v.to_dict() for v in verdicts]}
+    write_atomic(out / "verdicts.json", json.dumps(payload, indent=2))
+    intro = (f"`lrlab verify {' '.join(names)} --scale {scale}`"
+             + (f" --seeds {seeds}" if seeds else "") + f" — wall time {wall:.0f} s.")
+    write_report(out / "report.md", "lrlab verification report", intro, verdicts, sections)
+    return verdicts
+
+
+__all__ = ["CLAIMS", "FAIL", "INCONCLUSIVE", "Interval", "PASS", "SCALES", "Verdict", "decide",
+           "load_claim_config", "t_interval", "verdict", "verify"]

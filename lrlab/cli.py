@@ -1,0 +1,170 @@
+"""The ``lrlab`` command: run, verify, list, show.
+
+Bad input (missing config, unknown claim or key, wrong type, negative learning rate, zero
+seeds, ...) ends with a one-line ``error: ...`` on stderr and exit code 2, before any run
+directory is created.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="lrlab: a laboratory for the large-learning-rate phase of training.")
+console = Console()
+err = Console(stderr=True)
+
+SET_HELP = "Override a config key, e.g. --set train.steps=2000 (repeatable)."
+
+
+def _fail(msg: str) -> None:
+    err.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _guard(fn):
+    """Turn expected input errors into 'error: ...' and exit code 2."""
+    from .config import ConfigError
+
+    try:
+        return fn()
+    except (ConfigError, ValueError, FileNotFoundError, KeyError) as e:
+        msg = str(e).strip().strip("'\"") or type(e).__name__
+        _fail(msg.splitlines()[0] if len(msg.splitlines()) == 1 else " ".join(msg.split()))
+
+
+@app.command()
+def run(
+    config: Optional[Path] = typer.Argument(None, help="YAML run config (see configs/)."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Resume this run (name or path)."),
+    runs: Optional[Path] = typer.Option(None, "--runs", help="Runs folder (default $LRLAB_RUNS or ./runs)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Train the population a config describes and store it as a run directory."""
+    from . import experiment
+    from .config import load_config
+
+    def go():
+        if resume:
+            if config is not None:
+                raise ValueError("give either a config or --resume RUN, not both")
+            rd, res = experiment.resume(resume, root=runs, progress=progress)
+        else:
+            if config is None:
+                raise ValueError("missing config file (or --resume RUN)")
+            over = list(set_) + ([f"train.device={device}"] if device else [])
+            cfg = load_config(config, over)
+            rd, res = experiment.run(cfg, root=runs, progress=progress)
+        console.print(f"run {rd} done: {len(res.members)} members, mode {res.mode}, "
+                      f"{int(res.members.diverged.sum())} diverged, {res.wall_time:.1f} s")
+        _summary(res.records, res.members)
+
+    try:
+        _guard(go)
+    except KeyboardInterrupt:
+        err.print("interrupted: resume with `lrlab run --resume RUN`")
+        raise typer.Exit(130)
+
+
+def _summary(records, members) -> None:
+    last = records[records.step == records.step.max()]
+    metrics = [m for m in ("train.loss", "train.acc", "test.loss", "test.acc") if m in set(last.metric)]
+    t = Table("member", "name", "seed", *metrics, "diverged")
+    piv = last.pivot(index="member", columns="metric", values="value")
+    for _, m in members.iterrows():
+        row = piv.loc[m.member] if m.member in piv.index else None
+        t.add_row(str(m.member), str(m["name"]), str(m.seed),
+                  *[f"{row[k]:.4g}" if row is not None else "" for k in metrics],
+                  "yes" if m.diverged else "")
+    console.print(t)
+
+
+@app.command()
+def verify(
+    claims: List[str] = typer.Argument(None, help="Claims to verify (default: all)."),
+    scale: str = typer.Option("quick", "--scale", help="quick (CPU minutes) or paper (GPU)."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per comparison (default: the config's)."),
+    out: Path = typer.Option(Path("lrlab-out/verify"), "--out", help="Output folder."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP + " Keys start at the claim config's top."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ..."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Run claims, print their verdicts, write verdicts.json, report.md and figures."""
+    from . import claims as C
+
+    def go():
+        names = list(claims or [])
+        for n in names:
+            if n not in C.CLAIMS:
+                raise ValueError(f"unknown claim {n!r}; known claims: {', '.join(sorted(C.CLAIMS))}")
+        over = list(set_)
+        if device:
+            for n in names or sorted(C.CLAIMS):
+                cfg = C.load_claim_config(n, scale, seeds, set_)
+                over += [f"regimes.{r}.train.device={device}" for r in cfg.regimes]
+        vs = C.verify(names, scale, out, seeds=seeds, overrides=over, progress=progress,
+                      log=lambda m: console.print(m, markup=False, highlight=False))
+        t = Table("claim", "regime", "id", "effect (mean)", "95% interval", "n", "verdict")
+        colour = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow"}
+        for v in vs:
+            ci = v.interval
+            t.add_row(v.claim, v.regime, v.id, f"{ci.mean:.4g}", f"[{ci.low:.4g}, {ci.high:.4g}]",
+                      str(ci.n), f"[{colour[v.status]}]{v.status}[/]")
+        console.print(t)
+        console.print(f"wrote {out / 'verdicts.json'} and {out / 'report.md'}")
+
+    _guard(go)
+
+
+@app.command("list")
+def list_(runs: Optional[Path] = typer.Option(None, "--runs", help="Runs folder.")) -> None:
+    """List the runs in the runs folder."""
+    from .store import list_runs
+
+    df = list_runs(runs)
+    if df.empty:
+        console.print("no runs")
+        return
+    t = Table(*df.columns)
+    for _, r in df.iterrows():
+        t.add_row(*["" if v is None else str(v) for v in r])
+    console.print(t)
+
+
+@app.command()
+def show(run: str = typer.Argument(..., help="Run name or path."),
+         runs: Optional[Path] = typer.Option(None, "--runs", help="Runs folder.")) -> None:
+    """Summarise one run: status, config, final metrics per member."""
+    from .store import load_run
+
+    def go():
+        r = load_run(run, runs)
+        m = r.meta
+        console.print(f"[bold]{r.path}[/]  status={r.status}  members={m.get('n_members')}  "
+                      f"steps={m.get('steps')}  mode={m.get('mode')}  wall={m.get('wall_time')} s")
+        code = m.get("code", {})
+        console.print(f"code: lrlab {code.get('lrlab')} commit {code.get('git_commit', '?')}"
+                      + (" (dirty)" if code.get("git_dirty") else ""))
+        if r.records is not None and r.members is not None:
+            _summary(r.records, r.members)
+        else:
+            console.print("no records yet (run not finished: resume with `lrlab run --resume "
+                          f"{r.path.name}`)")
+
+    _guard(go)
+
+
+def main() -> None:
+    """Entry point of the ``lrlab`` console script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

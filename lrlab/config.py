@@ -1,0 +1,256 @@
+"""Typed configs: YAML in and out, dotted command-line overrides, errors that name the key.
+
+Every number an experiment uses lives in a config file under ``configs/``; code holds no
+experiment constants. Configs are pydantic models with ``extra="forbid"`` and strict types,
+so a typo or a wrong type is rejected before any training starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys and wrong types are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+class _ScheduleBase(Strict):
+    lr: float = Field(gt=0, description="base learning rate")
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up from 0 over this many steps")
+
+
+class ConstantSchedule(_ScheduleBase):
+    kind: Literal["constant"] = "constant"
+
+
+class StepSchedule(_ScheduleBase):
+    """Multiply the rate by ``factor`` at each milestone (steps, strictly increasing)."""
+
+    kind: Literal["step"] = "step"
+    milestones: list[int]
+    factor: float = Field(gt=0)
+
+    @field_validator("milestones")
+    @classmethod
+    def _ordered(cls, v: list[int]) -> list[int]:
+        if any(m <= 0 for m in v):
+            raise ValueError(f"milestones must be positive steps, got {v}")
+        if any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"milestones must be strictly increasing, got {v}")
+        return v
+
+
+class CosineSchedule(_ScheduleBase):
+    """Cosine from ``lr`` to ``final_lr`` over ``steps`` (default: the run's steps)."""
+
+    kind: Literal["cosine"] = "cosine"
+    final_lr: float = Field(0.0, ge=0)
+    steps: int | None = Field(None, gt=0)
+
+
+ScheduleConfig = Annotated[
+    Union[ConstantSchedule, StepSchedule, CosineSchedule], Field(discriminator="kind")
+]
+
+
+# --------------------------------------------------------------------------- data / model
+
+
+class Li2019MixtureConfig(Strict):
+    """Li, Wei & Ma (2019) two-pattern toy (SPEC §1a). See ``lrlab.data.mixture``."""
+
+    kind: Literal["li2019_mixture"] = "li2019_mixture"
+    d: int = Field(gt=0, description="dimension of each of the two blocks x1, x2")
+    n_train: int = Field(gt=0)
+    n_test: int = Field(gt=0)
+    frac_p_only: float = Field(0.2, ge=0, le=1)
+    frac_q_only: float = Field(0.2, ge=0, le=1)
+    margin: float = Field(gt=0, description="gamma: P's margin along w")
+    p_noise: float = Field(ge=0, description="sigma_P: std of P's noise orthogonal to w, per coordinate")
+    q_zeta_norm: float = Field(gt=0, description="||zeta||: Q's class separation")
+    q_noise: float = Field(ge=0, description="sigma_Q: isotropic noise on x2, per coordinate")
+    q_alpha_min: float = Field(0.0, ge=0, le=1, description="alpha ~ U[q_alpha_min, 1]")
+    q_scale: float = Field(1.0, gt=0, description="overall scale of x2")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "Li2019MixtureConfig":
+        if self.frac_p_only + self.frac_q_only > 1:
+            raise ValueError(
+                f"frac_p_only + frac_q_only must be <= 1, got {self.frac_p_only + self.frac_q_only}"
+            )
+        return self
+
+
+DataConfig = Annotated[Union[Li2019MixtureConfig], Field(discriminator="kind")]
+
+
+class TwoLayerConfig(Strict):
+    """Two-layer ReLU network f(x) = a·relu(Wx + b) (+ c)."""
+
+    kind: Literal["two_layer_relu"] = "two_layer_relu"
+    width: int = Field(gt=0)
+    bias: bool = True
+    output_bias: bool = False
+    train_second_layer: bool = True
+    init_scale: float = Field(1.0, gt=0, description="multiplies the default (fan-in) init")
+
+
+ModelConfig = Annotated[Union[TwoLayerConfig], Field(discriminator="kind")]
+
+
+# --------------------------------------------------------------------------- training
+
+
+class TrainConfig(Strict):
+    loss: Literal["logistic", "cross_entropy", "squared"] = "logistic"
+    steps: int = Field(gt=0)
+    batch_size: int | None = Field(None, gt=0, description="None = full-batch GD")
+    momentum: float = Field(0.0, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+    eval_every: int = Field(gt=0, description="probe every this many steps (and at the end)")
+    checkpoint_every: int | None = Field(
+        None, gt=0, description="checkpoint at the first probe at or after each multiple"
+    )
+    mode: Literal["auto", "vectorized", "loop"] = "auto"
+    device: str = "cpu"
+    threads: int | None = Field(None, gt=0, description="torch threads; None keeps torch's default")
+
+    @model_validator(mode="after")
+    def _nesterov(self) -> "TrainConfig":
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=true needs momentum > 0")
+        return self
+
+
+class PopulationConfig(Strict):
+    """The member grid: every named schedule × every seed."""
+
+    seeds: list[int] = Field(min_length=1)
+    schedules: dict[str, ScheduleConfig] = Field(min_length=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct, got {v}")
+        return v
+
+
+class RunConfig(Strict):
+    """One population run: dataset, model, training settings and member grid."""
+
+    name: str = Field(min_length=1)
+    data_seed: Literal["member", "fixed"] = Field(
+        "member", description="'member': each seed draws its own dataset; 'fixed': one draw"
+    )
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    population: PopulationConfig
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        got = e.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        parts.append(f"{key or '<root>'}: {e['msg']}{got_s}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into a key path and a YAML-typed value."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key.path=value")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".")]
+    if not key.strip() or any(not p for p in path):
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:  # pragma: no cover - yaml accepts nearly anything
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({e})") from e
+    return path, value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Set dotted keys in a nested dict (a copy); unknown keys are caught by validation."""
+    out = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for i, p in enumerate(path[:-1]):
+            nxt = node.get(p) if isinstance(node, dict) else None
+            if nxt is None:
+                nxt = {}
+                node[p] = nxt
+            if not isinstance(nxt, dict):
+                done = ".".join(path[: i + 1])
+                raise ConfigError(f"override {text!r}: {done} is a value, not a section")
+            node = nxt
+        node[path[-1]] = value
+    return out
+
+
+def validate(model: type[BaseModel], raw: Any, source: str = "config") -> Any:
+    """Build a typed config or raise :class:`ConfigError` naming every bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    """Read a YAML mapping, with a clear error for a missing or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    return raw
+
+
+def load_config(
+    path: str | os.PathLike, overrides: list[str] | None = None, model: type[BaseModel] = RunConfig
+) -> Any:
+    """Load a YAML config, apply ``key.path=value`` overrides, validate it."""
+    raw = apply_overrides(read_yaml(path), overrides or [])
+    return validate(model, raw, source=str(path))
+
+
+def to_yaml(cfg: BaseModel) -> str:
+    """The resolved config as YAML (round-trips through :func:`validate`)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def config_dir() -> Path:
+    """Where the shipped claim configs live: ``$LRLAB_CONFIGS`` or the checkout's ``configs/``."""
+    env = os.environ.get("LRLAB_CONFIGS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "configs"

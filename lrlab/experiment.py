@@ -1,0 +1,110 @@
+"""Run a config end to end: datasets, model, member grid, population trainer, run directory."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from . import store
+from .config import RunConfig, to_yaml, validate
+from .data import Split, make_dataset
+from .models import make_model
+from .train import Member, PopulationResult, from_config, grid, train_population
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, built (and so validated) before any directory is created."""
+
+    cfg: RunConfig
+    splits: list[Split]
+    model: object
+    members: list[Member]
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """Build datasets, model and members; raises on anything inconsistent."""
+    seeds = cfg.population.seeds
+    if cfg.data_seed == "member":
+        splits = [make_dataset(cfg.data, s) for s in seeds]
+    else:
+        splits = [make_dataset(cfg.data, 0)]
+    train0 = splits[0].train
+    out_dim = 1 if train0.task == "binary" else train0.num_classes
+    model = make_model(cfg.model, train0.input_shape, out_dim)
+    schedules = {name: from_config(s, cfg.train.steps) for name, s in cfg.population.schedules.items()}
+    members = grid(schedules, seeds, data_per_seed=cfg.data_seed == "member")
+    B = cfg.train.batch_size
+    if B is not None and B > len(train0):
+        raise ValueError(f"train.batch_size {B} is larger than the training set ({len(train0)} examples)")
+    return Prepared(cfg, splits, model, members)
+
+
+def _train(prep: Prepared, run_dir: Path | None, resume: bool,
+           progress: bool | Callable[[int, int], None]) -> PopulationResult:
+    return train_population(prep.model, prep.members, [s.train for s in prep.splits],
+                            [s.test for s in prep.splits], prep.cfg.train, run_dir=run_dir,
+                            resume=resume, progress=progress)
+
+
+def _finish(run_dir: Path, res: PopulationResult, started: float) -> None:
+    store.write_parquet(run_dir / "records.parquet", res.records)
+    store.write_parquet(run_dir / "members.parquet", res.members)
+    store.write_meta(run_dir, status="done", mode=res.mode,
+                     wall_time=round(time.perf_counter() - started, 3),
+                     diverged=int(res.members.diverged.sum()))
+
+
+def _guarded(run_dir: Path, fn: Callable[[], PopulationResult]) -> PopulationResult:
+    started = time.perf_counter()
+    try:
+        res = fn()
+    except KeyboardInterrupt:
+        store.write_meta(run_dir, status="interrupted")
+        raise
+    except BaseException as e:
+        store.write_meta(run_dir, status="failed", error=f"{type(e).__name__}: {e}")
+        raise
+    _finish(run_dir, res, started)
+    return res
+
+
+def run(cfg: RunConfig, *, root: str | os.PathLike | None = None, run_dir: str | os.PathLike | None = None,
+        progress: bool | Callable[[int, int], None] = False) -> tuple[Path, PopulationResult]:
+    """Train the population a config describes and store it; returns (run dir, result).
+
+    The run directory is created only after the config, data and model were built, so bad
+    input leaves nothing behind. Ctrl-C marks the run ``interrupted``; resume it with
+    :func:`resume`.
+    """
+    prep = prepare(cfg)
+    if run_dir is None:
+        rd = store.new_run_dir(root, cfg.name)
+    else:
+        rd = Path(run_dir)
+        rd.mkdir(parents=True, exist_ok=False)
+    store.write_atomic(rd / "config.yaml", to_yaml(cfg))
+    store.write_meta(rd, name=cfg.name, status="running", created=store._now(),
+                     code=store.code_version(), environment=store.environment(),
+                     seeds=cfg.population.seeds, schedules=list(cfg.population.schedules),
+                     n_members=len(prep.members), steps=cfg.train.steps, device=cfg.train.device)
+    return rd, _guarded(rd, lambda: _train(prep, rd, False, progress))
+
+
+def resume(run: str | os.PathLike, *, root: str | os.PathLike | None = None,
+           progress: bool | Callable[[int, int], None] = False) -> tuple[Path, PopulationResult]:
+    """Continue an interrupted or killed run from its last checkpoint."""
+    rd = store.resolve_run(run, root)
+    cfg_path = rd / "config.yaml"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{rd} is not an lrlab run (no config.yaml)")
+    cfg = validate(RunConfig, yaml.safe_load(cfg_path.read_text()), source=str(cfg_path))
+    prep = prepare(cfg)
+    has_ckpt = (rd / "checkpoint.pt").is_file()
+    store.write_meta(rd, status="running", resumed=store._now())
+    return rd, _guarded(rd, lambda: _train(prep, rd, has_ckpt, progress))

@@ -1,0 +1,6 @@
+"""Figures and the Markdown report written by ``lrlab verify``."""
+
+from .figures import group_curves, save, verdict_bars
+from .markdown import verdict_table, write_report
+
+__all__ = ["group_curves", "save", "verdict_bars", "verdict_table", "write_report"]

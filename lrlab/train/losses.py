@@ -1,0 +1,43 @@
+"""Per-example losses and correctness for population outputs [K, B] or [K, B, C]."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LossName = Literal["logistic", "cross_entropy", "squared"]
+LOSSES = ("logistic", "cross_entropy", "squared")
+
+
+def check_loss(loss: str, task: str) -> None:
+    """Reject loss/task pairs that make no sense, naming both."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {list(LOSSES)}")
+    if loss == "logistic" and task != "binary":
+        raise ValueError("logistic loss needs a binary task (labels ±1, one output)")
+    if loss == "cross_entropy" and task != "multiclass":
+        raise ValueError("cross_entropy needs a multiclass task; use logistic for ±1 labels")
+
+
+def per_example(loss: str, out: Tensor, y: Tensor, num_classes: int = 2) -> Tensor:
+    """Loss of each example, shape [K, B]; ``y`` is [K, B] (±1 floats or class indices)."""
+    if loss == "logistic":
+        return F.softplus(-y * out)
+    if loss == "cross_entropy":
+        return torch.logsumexp(out, -1) - out.gather(-1, y.long().unsqueeze(-1)).squeeze(-1)
+    if loss == "squared":
+        if out.dim() == y.dim():
+            return 0.5 * (out - y) ** 2
+        target = F.one_hot(y.long(), out.shape[-1]).to(out.dtype)
+        return 0.5 * ((out - target) ** 2).sum(-1)
+    raise ValueError(f"unknown loss {loss!r}; expected one of {list(LOSSES)}")
+
+
+def correct(out: Tensor, y: Tensor) -> Tensor:
+    """Whether each prediction is right, [K, B]: sign for one output, argmax otherwise."""
+    if out.dim() == y.dim():
+        return (out * y) > 0
+    return out.argmax(-1) == y.long()
