@@ -132,7 +132,9 @@ def list_(runs: Optional[Path] = typer.Option(None, "--runs", help="Runs folder.
     if df.empty:
         console.print("no runs")
         return
-    t = Table(*df.columns)
+    t = Table()
+    for c in df.columns:
+        t.add_column(c, no_wrap=(c == "run"), overflow="fold")
     for _, r in df.iterrows():
         t.add_row(*["" if v is None else str(v) for v in r])
     console.print(t)

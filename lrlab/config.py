@@ -7,7 +7,9 @@ so a typo or a wrong type is rejected before any training starts.
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -19,10 +21,27 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key."""
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 safe loader that also reads ``1e-3`` (no dot) as a float, like YAML 1.2."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text with lrlab's loader."""
+    return yaml.load(text, Loader=_Loader)
+
+
 class Strict(BaseModel):
     """Base for every config section: unknown keys and wrong types are errors."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True,
+                              allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- schedules
@@ -172,7 +191,7 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
         got = e.get("input")
-        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        got_s = "" if isinstance(got, dict) or repr(got) in e["msg"] or str(got) in e["msg"] else f" (got {got!r})"
         parts.append(f"{key or '<root>'}: {e['msg']}{got_s}")
     return f"{source}: " + "; ".join(parts)
 
@@ -186,7 +205,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key.strip() or any(not p for p in path):
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:  # pragma: no cover - yaml accepts nearly anything
         raise ConfigError(f"override {text!r}: value is not valid YAML ({e})") from e
     return path, value
@@ -194,7 +213,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Set dotted keys in a nested dict (a copy); unknown keys are caught by validation."""
-    out = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
+    out = copy.deepcopy(raw)
     for text in overrides:
         path, value = parse_override(text)
         node = out
@@ -227,7 +246,7 @@ def read_yaml(path: str | os.PathLike) -> dict:
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml_load(p.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({e})") from None
     if not isinstance(raw, dict):

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
 import yaml
 
 from . import store
 from .config import RunConfig, to_yaml, validate
 from .data import Split, make_dataset
 from .models import make_model
+from .train.losses import check_loss
 from .train import Member, PopulationResult, from_config, grid, train_population
 
 
@@ -28,13 +30,24 @@ class Prepared:
 
 
 def prepare(cfg: RunConfig) -> Prepared:
-    """Build datasets, model and members; raises on anything inconsistent."""
+    """Build datasets, model and members; raises on anything inconsistent.
+
+    Also applies ``train.threads`` (so the stored metadata records the count used) and checks
+    that ``train.device`` exists on this machine.
+    """
+    try:
+        torch.empty(0, device=cfg.train.device)
+    except (RuntimeError, AssertionError) as e:
+        raise ValueError(f"train.device {cfg.train.device!r} is not available here ({e})") from None
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     seeds = cfg.population.seeds
     if cfg.data_seed == "member":
         splits = [make_dataset(cfg.data, s) for s in seeds]
     else:
         splits = [make_dataset(cfg.data, 0)]
     train0 = splits[0].train
+    check_loss(cfg.train.loss, train0.task)
     out_dim = 1 if train0.task == "binary" else train0.num_classes
     model = make_model(cfg.model, train0.input_shape, out_dim)
     schedules = {name: from_config(s, cfg.train.steps) for name, s in cfg.population.schedules.items()}

@@ -45,6 +45,8 @@ def verify(names: Sequence[str], scale: str, out: Path, seeds: int | None = None
     """Run the named claims, write verdicts.json, report.md and figures/ under ``out``."""
     names = list(names) or sorted(CLAIMS)
     cfgs = {n: load_claim_config(n, scale, seeds, overrides) for n in names}  # validate all first
+    for n in names:
+        CLAIMS[n].preflight(cfgs[n])
     from ..report import verdict_bars, write_report
 
     out.mkdir(parents=True, exist_ok=True)

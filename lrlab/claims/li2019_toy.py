@@ -28,6 +28,7 @@ from ..train import PopulationResult, from_config, total_lr
 from .stats import Verdict, verdict
 
 NAME = "li2019-toy"
+CHANCE = 0.5  # accuracy a diverged member is scored at (binary task)
 PAPER = "Li, Wei & Ma 2019 — toy P/Q mixture"
 
 
@@ -91,11 +92,18 @@ def control_config(rc: RunConfig, s: Settings) -> tuple[RunConfig, int]:
     return RunConfig.model_validate(data), steps
 
 
-def per_seed_final(res: PopulationResult, name: str, metric: str) -> pd.Series:
-    """Final value of ``metric`` for the members of schedule ``name``, indexed by seed."""
+def per_seed_final(res: PopulationResult, name: str, metric: str, diverged: float = np.nan) -> pd.Series:
+    """Final value of ``metric`` for the members of schedule ``name``, indexed by seed;
+    members that diverged get ``diverged`` (NaN unless the caller chooses a value)."""
     m = res.members[res.members.name == name]
-    fin = res.final(metric)
-    return pd.Series(fin.loc[m.member].to_numpy(), index=m.seed.to_numpy())
+    fin = res.final(metric).loc[m.member].to_numpy()
+    fin = np.where(m.diverged.to_numpy(), diverged, fin)
+    return pd.Series(fin, index=m.seed.to_numpy())
+
+
+def _diverged_note(*parts: tuple[PopulationResult, str]) -> str:
+    n = sum(int(r.members[r.members.name == name].diverged.sum()) for r, name in parts)
+    return f"{n} diverged member(s) scored at chance accuracy (0.5)" if n else ""
 
 
 def first_fit_step(res: PopulationResult, name: str, metric: str, threshold: float) -> pd.Series:
@@ -118,16 +126,19 @@ def judge(o: RegimeOutcome, s: Settings) -> list[Verdict]:
     L, S = s.large, s.small
     reg = o.regime
     for metric, label in (("test.acc", "overall"), ("test.P-only.acc", "P-only")):
-        diff = per_seed_final(o.main, L, metric) - per_seed_final(o.main, S, metric)
+        large = per_seed_final(o.main, L, metric, CHANCE)
+        diff = large - per_seed_final(o.main, S, metric, CHANCE)
         v.append(verdict(NAME, f"a-{label}", f"large LR + anneal ends with higher {label} test "
                          f"accuracy than small LR after the same {o.cfg.train.steps} steps",
-                         f"final {metric}: {L} − {S}", diff.to_numpy(), s.min_effect, reg))
+                         f"final {metric}: {L} − {S}", diff.to_numpy(), s.min_effect, reg,
+                         notes=_diverged_note((o.main, L), (o.main, S))))
         if o.control is not None:
-            ctrl = per_seed_final(o.control, f"{S}-same-sum-lr", metric)
-            diff = per_seed_final(o.main, L, metric) - ctrl.loc[diff.index]
+            ctrl = per_seed_final(o.control, f"{S}-same-sum-lr", metric, CHANCE)
+            diff = large - ctrl.loc[large.index]
             v.append(verdict(NAME, f"b-{label}", f"large LR + anneal ends with higher {label} test "
                              f"accuracy than small LR trained to the same Σηt ({o.control_steps} steps)",
-                             f"final {metric}: {L} − {S}@same Σηt", diff.to_numpy(), s.min_effect, reg))
+                             f"final {metric}: {L} − {S}@same Σηt", diff.to_numpy(), s.min_effect, reg,
+                             notes=_diverged_note((o.main, L), (o.control, f"{S}-same-sum-lr"))))
     thr = s.fit_threshold
     tq_s = first_fit_step(o.main, S, "train.Q-only.acc", thr)
     tp_s = first_fit_step(o.main, S, "train.P-only.acc", thr)
@@ -146,6 +157,13 @@ def judge(o: RegimeOutcome, s: Settings) -> list[Verdict]:
                      (tq_l - o.anneal_step).to_numpy(), step_unit, reg,
                      notes="steps-to-fit is censored at the end of training when never reached"))
     return v
+
+
+def preflight(cfg: ClaimConfig) -> None:
+    """Checks that need no training (e.g. the control's length), run before anything starts."""
+    if cfg.claim.control:
+        for rc in cfg.regimes.values():
+            control_config(rc, cfg.claim)
 
 
 def run(cfg: ClaimConfig, out: Path, progress: bool = False,

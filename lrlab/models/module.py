@@ -18,9 +18,11 @@ class FromModule:
     """
 
     def __init__(self, factory: Callable[[], nn.Module], frozen: Sequence[str] = ()) -> None:
-        if not callable(factory):
-            raise TypeError(f"factory must be a callable returning an nn.Module, got {factory!r}")
-        base = factory()
+        if isinstance(factory, nn.Module) or not callable(factory):
+            raise TypeError(f"FromModule needs a factory (a callable returning a fresh nn.Module, "
+                            f"e.g. lambda: MyNet()), got {type(factory).__name__}")
+        with torch.random.fork_rng(devices=[]):
+            base = factory()
         if not isinstance(base, nn.Module):
             raise TypeError(f"factory returned {type(base).__name__}, expected an nn.Module")
         buffers = [n for n, _ in base.named_buffers()]
@@ -55,6 +57,6 @@ class FromModule:
     def flops_per_example(self, input_shape: tuple[int, ...]) -> int:
         from torch.utils.flop_counter import FlopCounterMode
 
-        with FlopCounterMode(display=False) as counter:
+        with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:
             self.factory()(torch.zeros(1, *input_shape))
         return int(counter.get_total_flops())

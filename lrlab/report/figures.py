@@ -31,7 +31,7 @@ def _mean_band(records: pd.DataFrame, members: Sequence[int], metric: str):
     if sub.empty:
         return None
     piv = sub.pivot(index="step", columns="member", values="value")
-    return piv.index.to_numpy(), piv.mean(1).to_numpy(), piv.min(1).to_numpy(), piv.max(1).to_numpy()
+    return piv.index.to_numpy(), piv.mean(axis=1).to_numpy(), piv.min(axis=1).to_numpy(), piv.max(axis=1).to_numpy()
 
 
 def group_curves(panels: Sequence[tuple[str, pd.DataFrame, pd.DataFrame, str, Sequence[int]]],

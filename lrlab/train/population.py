@@ -121,6 +121,8 @@ class _Trainer:
         self.device = dev
         K = len(self.members)
         D = len(train)
+        if D == 1:  # one dataset: every member trains on it, whatever its data_index
+            self.members = [Member(m.name, m.seed, m.schedule, 0) for m in self.members]
         for m in self.members:
             if not 0 <= m.data_index < D:
                 raise ValueError(f"member {m.name}/seed {m.seed} has data_index {m.data_index}; "
@@ -260,7 +262,7 @@ class _Trainer:
         cfg = self.cfg
         T, E = cfg.steps, cfg.eval_every
         ckpt = cfg.checkpoint_every or E
-        last_ckpt = self.step
+        next_ckpt = (self.step // ckpt + 1) * ckpt
         t0 = time.perf_counter()
         bar = _progress(progress, T, self.step, self.mode, len(self.members))
         try:
@@ -273,9 +275,9 @@ class _Trainer:
                 self.step = t
                 if t % E == 0 or t == T:
                     self.evaluate(t)
-                    if self.run_dir is not None and (t - last_ckpt >= ckpt or t == T):
+                    if self.run_dir is not None and (t >= next_ckpt or t == T):
                         self.save_checkpoint()
-                        last_ckpt = t
+                        next_ckpt = (t // ckpt + 1) * ckpt
                 bar(t)
         finally:
             bar(None)

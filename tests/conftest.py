@@ -1,0 +1,40 @@
+"""Shared fixtures for the fast test suite.
+
+Every test runs single-threaded (stable timings and bitwise-reproducible float sums) and
+writes only into pytest's ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Keep torch at one thread even if a test's config changes it (``train.threads``)."""
+    yield
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _no_runs_env(monkeypatch):
+    """Tests never inherit a runs folder from the environment."""
+    monkeypatch.delenv("LRLAB_RUNS", raising=False)
+
+
+@pytest.fixture
+def data_cfg():
+    from tests.helpers import tiny_data_cfg
+
+    return tiny_data_cfg()
+
+
+@pytest.fixture
+def split(data_cfg):
+    from lrlab.data import li2019_mixture
+
+    return li2019_mixture(data_cfg, 0)

@@ -1,0 +1,160 @@
+"""Small builders shared by the tests: tiny configs, a multiclass dataset, reference SGD."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import yaml
+
+from lrlab.config import Li2019MixtureConfig, RunConfig, TrainConfig
+from lrlab.data import Dataset
+from lrlab.train.population import _batch_seed
+
+TINY_RUN = {
+    "name": "tiny",
+    "data": {"kind": "li2019_mixture", "d": 5, "n_train": 64, "n_test": 32, "margin": 0.1,
+             "p_noise": 1.0, "q_zeta_norm": 0.2, "q_noise": 0.01},
+    "model": {"kind": "two_layer_relu", "width": 8},
+    "train": {"loss": "logistic", "steps": 20, "batch_size": 16, "momentum": 0.9,
+              "eval_every": 5, "checkpoint_every": 5},
+    "population": {
+        "seeds": [0, 1],
+        "schedules": {
+            "large": {"kind": "step", "lr": 0.2, "milestones": [10], "factor": 0.1},
+            "small": {"kind": "constant", "lr": 0.02},
+        },
+    },
+}
+
+
+def tiny_data_cfg(**kw) -> Li2019MixtureConfig:
+    base = dict(d=5, n_train=64, n_test=32, margin=0.1, p_noise=1.0, q_zeta_norm=0.2,
+                q_noise=0.01)
+    base.update(kw)
+    return Li2019MixtureConfig(**base)
+
+
+def tiny_run_dict(**sections) -> dict:
+    """TINY_RUN with whole keys or sections updated (``train={"steps": 30}`` merges)."""
+    raw = copy.deepcopy(TINY_RUN)
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key].update(value)
+        else:
+            raw[key] = value
+    return raw
+
+
+def tiny_run_cfg(**sections) -> RunConfig:
+    return RunConfig.model_validate(tiny_run_dict(**sections))
+
+
+def write_yaml(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def multiclass_dataset(n: int = 48, d: int = 6, num_classes: int = 3, seed: int = 0) -> Dataset:
+    """Gaussian blobs around random class means; labels are class indices (long)."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(num_classes, d, generator=g)
+    y = torch.arange(n) % num_classes
+    x = means[y] + 0.5 * torch.randn(n, d, generator=g)
+    group = (torch.arange(n) % 2).long()
+    return Dataset(x=x, y=y.long(), group=group, group_names=("even", "odd"), task="multiclass",
+                   num_classes=num_classes)
+
+
+def reference_loss(loss: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean minibatch loss written with torch's own functional losses."""
+    if loss == "logistic":
+        return F.soft_margin_loss(out, y)  # mean log(1 + exp(-y·out))
+    if loss == "cross_entropy":
+        return F.cross_entropy(out, y)
+    if loss == "squared":
+        if out.dim() == 1:
+            return 0.5 * F.mse_loss(out, y)
+        target = F.one_hot(y, out.shape[-1]).to(out.dtype)
+        return 0.5 * F.mse_loss(out, target, reduction="sum") / out.shape[0]
+    raise ValueError(loss)
+
+
+def minibatch(seed: int, t: int, n: int, batch: int | None) -> torch.Tensor:
+    """The examples the trainer uses at step t: a fresh permutation per epoch, drop-last."""
+    if batch is None or batch == n:
+        return torch.arange(n)
+    nb = n // batch
+    epoch, j = divmod(t, nb)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(_batch_seed(seed, epoch)))
+    return perm[j * batch:(j + 1) * batch]
+
+
+def reference_sgd(model, members, trains: Sequence[Dataset], cfg: TrainConfig,
+                  use_scheduler: bool = False) -> list[torch.nn.Module]:
+    """Train each member alone with ``torch.optim.SGD`` on the trainer's minibatch order.
+
+    ``use_scheduler`` drives step decay through ``MultiStepLR`` (every member must then be a
+    warm-up-free StepDecay); otherwise the param-group lr is set from the schedule each step.
+    """
+    init = model.init([m.seed for m in members])
+    modules = []
+    for k, m in enumerate(members):
+        mod = model.to_module(init, k)
+        if "a" in model.frozen:
+            mod[3].weight.requires_grad_(False)
+        data = trains[m.data_index]
+        params = [p for p in mod.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=float(m.schedule(0)), momentum=cfg.momentum,
+                              nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        sched = (torch.optim.lr_scheduler.MultiStepLR(opt, list(m.schedule.milestones),
+                                                      gamma=m.schedule.factor)
+                 if use_scheduler else None)
+        for t in range(cfg.steps):
+            idx = minibatch(m.seed, t, len(data), cfg.batch_size)
+            if sched is None:
+                for group in opt.param_groups:
+                    group["lr"] = float(m.schedule(t))
+            opt.zero_grad()
+            out = mod(data.x[idx])
+            if out.shape[-1] == 1:
+                out = out.squeeze(-1)
+            reference_loss(cfg.loss, out, data.y[idx]).backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+        modules.append(mod)
+    return modules
+
+
+def module_params(mod: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A ``to_module`` Sequential's weights under TwoLayerReLU's parameter names."""
+    out = {"W": mod[1].weight.detach(), "a": mod[3].weight.detach().T}
+    if mod[1].bias is not None:
+        out["b"] = mod[1].bias.detach()
+    if mod[3].bias is not None:
+        out["c"] = mod[3].bias.detach()
+    return out
+
+
+def assert_records_close(a: pd.DataFrame, b: pd.DataFrame, atol: float = 0.0) -> None:
+    """Same (member, step, metric) rows; values equal up to ``atol`` with NaN in the same places."""
+    keys = ["member", "step", "metric"]
+    pd.testing.assert_frame_equal(a[keys].reset_index(drop=True), b[keys].reset_index(drop=True))
+    va, vb = a["value"].to_numpy(), b["value"].to_numpy()
+    nan_a, nan_b = pd.isna(va), pd.isna(vb)
+    assert (nan_a == nan_b).all(), "NaN in different places"
+    if atol == 0:
+        assert (va[~nan_a] == vb[~nan_b]).all(), f"max diff {abs(va[~nan_a] - vb[~nan_b]).max()}"
+    else:
+        diff = abs(va[~nan_a] - vb[~nan_b])
+        assert diff.max(initial=0.0) <= atol, f"max diff {diff.max()}"
+
+
+def finite(x: float) -> bool:
+    return isinstance(x, float) and math.isfinite(x)

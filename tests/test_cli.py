@@ -1,0 +1,166 @@
+"""The lrlab command: bad input ends with one 'error: ...' line, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lrlab import experiment
+from lrlab.cli import app
+from lrlab.store import load_run
+from tests.helpers import tiny_run_cfg, tiny_run_dict, write_yaml
+
+
+def invoke(*args, env=None):
+    return CliRunner(env=env).invoke(app, [str(a) for a in args])
+
+
+def assert_input_error(result, *words):
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def cfg_path(tmp_path):
+    return write_yaml(tmp_path / "tiny.yaml", tiny_run_dict())
+
+
+def _nothing_under(path):
+    return not path.exists() or not any(path.iterdir())
+
+
+def test_run_missing_config_file(tmp_path):
+    r = invoke("run", tmp_path / "nope.yaml", "--runs", tmp_path / "runs", "--no-progress")
+    assert_input_error(r, "config file not found", "nope.yaml")
+    assert _nothing_under(tmp_path / "runs")
+
+
+def test_run_without_config_or_resume(tmp_path):
+    assert_input_error(invoke("run", "--runs", tmp_path / "runs"), "missing config")
+    assert _nothing_under(tmp_path / "runs")
+
+
+@pytest.mark.parametrize("override, words", [
+    ("population.schedules.small.lr=-0.1", ["population.schedules.small", "lr", "greater than 0"]),
+    ("population.schedules.small.lr=.inf", ["small", "lr", "finite"]),
+    ("population.schedules.large.milestones=[10, 5]", ["milestones", "strictly increasing"]),
+    ("population.seeds=[]", ["population.seeds", "at least 1"]),
+    ("train.steps=abc", ["train.steps", "integer"]),
+    ("train.stepz=3", ["train.stepz", "Extra inputs"]),
+    ("train.steps.x=3", ["train.steps", "not a section"]),
+    ("train.batch_size=1000", ["batch_size", "larger than the training set"]),
+    ("train.nesterov=true", ["nesterov"]),
+])
+def test_run_bad_config_values(tmp_path, cfg_path, override, words):
+    extra = ["--set", "train.momentum=0.0"] if "nesterov" in override else []
+    r = invoke("run", cfg_path, "--set", override, *extra, "--runs", tmp_path / "runs",
+               "--no-progress")
+    assert_input_error(r, *words)
+    assert _nothing_under(tmp_path / "runs")
+
+
+def test_run_config_and_resume_together(tmp_path, cfg_path):
+    assert_input_error(invoke("run", cfg_path, "--resume", "x", "--runs", tmp_path), "not both")
+
+
+def test_resume_unknown_run(tmp_path):
+    assert_input_error(invoke("run", "--resume", "ghost", "--runs", tmp_path), "no run 'ghost'")
+
+
+def test_verify_unknown_claim(tmp_path):
+    out = tmp_path / "out"
+    assert_input_error(invoke("verify", "no-such-claim", "--out", out), "unknown claim",
+                       "no-such-claim", "li2019-toy")
+    assert not out.exists()
+
+
+def test_verify_zero_seeds(tmp_path):
+    out = tmp_path / "out"
+    assert_input_error(invoke("verify", "li2019-toy", "--seeds", "0", "--out", out), "seeds", "0")
+    assert not out.exists()
+
+
+def test_verify_unknown_scale_and_bad_override(tmp_path):
+    out = tmp_path / "out"
+    assert_input_error(invoke("verify", "--scale", "huge", "--out", out), "unknown scale", "huge")
+    assert_input_error(invoke("verify", "li2019-toy", "--set", "regimes.default.train.steps=abc",
+                              "--out", out), "regimes.default.train.steps", "integer")
+    assert_input_error(invoke("verify", "li2019-toy", "--set", "claim.nope=1", "--out", out),
+                       "claim.nope")
+    assert not out.exists()
+
+
+def test_run_list_show(tmp_path, cfg_path):
+    runs = tmp_path / "runs"
+    r = invoke("run", cfg_path, "--runs", runs, "--no-progress")
+    assert r.exit_code == 0, r.output
+    (rd,) = runs.iterdir()
+    assert f"run {rd} done: 4 members" in " ".join(r.stdout.split())
+    assert load_run(rd).status == "done"
+    listed = invoke("list", "--runs", runs)
+    assert listed.exit_code == 0 and "done" in listed.stdout and "tiny" in listed.stdout
+    shown = invoke("show", rd.name, "--runs", runs, env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "status=done" in shown.stdout and "members=4" in shown.stdout
+    assert "large" in shown.stdout and "small" in shown.stdout and "test.acc" in shown.stdout
+    by_path = invoke("show", rd)
+    assert by_path.exit_code == 0 and "status=done" in by_path.stdout
+
+
+def test_list_empty_and_show_missing(tmp_path):
+    r = invoke("list", "--runs", tmp_path / "none")
+    assert r.exit_code == 0 and "no runs" in r.stdout
+    assert_input_error(invoke("show", "ghost", "--runs", tmp_path), "no run 'ghost'")
+
+
+def test_show_and_resume_an_interrupted_run(tmp_path):
+    runs = tmp_path / "runs"
+
+    def stop(t, total):
+        if t == 12:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(tiny_run_cfg(), root=runs, progress=stop)
+    (rd,) = runs.iterdir()
+    shown = invoke("show", rd.name, "--runs", runs)
+    assert shown.exit_code == 0 and "status=interrupted" in shown.stdout
+    assert "no records yet" in " ".join(shown.stdout.split())
+    r = invoke("run", "--resume", rd.name, "--runs", runs, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert load_run(rd).status == "done"
+
+
+def test_ctrl_c_during_a_run(tmp_path, cfg_path, monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "run", interrupted)
+    r = invoke("run", cfg_path, "--runs", tmp_path / "runs", "--no-progress")
+    assert r.exit_code == 130 and "lrlab run --resume" in r.stderr
+
+
+def test_list_shows_full_run_names_at_80_columns(tmp_path):
+    runs = tmp_path / "runs"
+    rd, _ = experiment.run(tiny_run_cfg(), root=runs)
+    r = invoke("list", "--runs", runs, env={"COLUMNS": "80"})
+    assert r.exit_code == 0 and rd.name in r.stdout
+
+
+def test_run_loss_task_mismatch_writes_nothing(tmp_path, cfg_path):
+    r = invoke("run", cfg_path, "--set", "train.loss=cross_entropy", "--runs", tmp_path / "runs",
+               "--no-progress")
+    assert_input_error(r, "cross_entropy")
+    assert _nothing_under(tmp_path / "runs")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_run_unavailable_device(tmp_path, cfg_path):
+    r = invoke("run", cfg_path, "--device", "cuda", "--runs", tmp_path / "runs", "--no-progress")
+    assert_input_error(r, "cuda")
+    assert _nothing_under(tmp_path / "runs")
