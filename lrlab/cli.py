@@ -76,7 +76,7 @@ def run(
 def _summary(records, members) -> None:
     last = records[records.step == records.step.max()]
     metrics = [m for m in ("train.loss", "train.acc", "test.loss", "test.acc") if m in set(last.metric)]
-    t = Table("member", "name", "seed", *metrics, "diverged")
+    t = Table("member", "name", "seed", *[m.replace(".", "\n") for m in metrics], "diverged")
     piv = last.pivot(index="member", columns="metric", values="value")
     for _, m in members.iterrows():
         row = piv.loc[m.member] if m.member in piv.index else None
@@ -111,11 +111,11 @@ def verify(
                 over += [f"regimes.{r}.train.device={device}" for r in cfg.regimes]
         vs = C.verify(names, scale, out, seeds=seeds, overrides=over, progress=progress,
                       log=lambda m: console.print(m, markup=False, highlight=False))
-        t = Table("claim", "regime", "id", "effect (mean)", "95% interval", "n", "verdict")
+        t = Table("claim / regime / id", "effect: mean [95% interval]", "n", "verdict")
         colour = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow"}
         for v in vs:
             ci = v.interval
-            t.add_row(v.claim, v.regime, v.id, f"{ci.mean:.4g}", f"[{ci.low:.4g}, {ci.high:.4g}]",
+            t.add_row(f"{v.claim} / {v.regime} / {v.id}", f"{ci.mean:+.3g} [{ci.low:.3g}, {ci.high:.3g}]",
                       str(ci.n), f"[{colour[v.status]}]{v.status}[/]")
         console.print(t)
         console.print(f"wrote {out / 'verdicts.json'} and {out / 'report.md'}")

@@ -187,6 +187,24 @@ def run(cfg: ClaimConfig, out: Path, progress: bool = False,
     return outcomes
 
 
+def _reading(o: RegimeOutcome) -> str:
+    """A plain-words reading of this regime's verdicts (derived from them, never fixed text)."""
+    st = {v.id: v.status for v in o.verdicts}
+
+    def say(ids: list[str]) -> str:
+        got = {st[i] for i in ids if i in st}
+        return "holds" if got == {"PASS"} else ("does not hold" if "FAIL" in got else "is unclear")
+
+    parts = [f"Reading of regime `{o.regime}`: the accuracy gain of large LR + anneal at equal "
+             f"steps {say(['a-overall', 'a-P-only'])}"]
+    if "b-overall" in st:
+        parts.append(f"against small LR trained to the same Σηt it {say(['b-overall', 'b-P-only'])}")
+    parts.append(f"small LR fitting Q-only before P-only {say(['c-small-order'])}; large LR fitting "
+                 f"P-only first and Q-only only after the anneal "
+                 f"{say(['c-large-order', 'c-large-after-anneal'])}.")
+    return "; ".join(parts)
+
+
 def section(cfg: ClaimConfig, outcomes: list[RegimeOutcome], figdir: Path, rel: Path) -> str:
     """The report section: setup per regime, final accuracies, figures."""
     from ..data.mixture import GROUPS
@@ -234,4 +252,5 @@ def section(cfg: ClaimConfig, outcomes: list[RegimeOutcome], figdir: Path, rel: 
         fig = group_curves(panels, GROUPS, figdir / f"{NAME}-{o.regime}-accuracy.png",
                            title=f"{NAME} [{o.regime}]: accuracy by group (dashed train, solid test)")
         lines += [f"![accuracy by group, regime {o.regime}]({rel / fig.name})", ""]
+        lines += [_reading(o), ""]
     return "\n".join(lines)

@@ -193,18 +193,22 @@ class _Trainer:
             finite = torch.isfinite(loss)
             grads = torch.autograd.grad(torch.where(finite, loss, 0.0).sum(), [p[k] for k in self.trainable])
             ok = self.active[sl] & finite
+            all_ok = bool(ok.all())
+            lr_eff = lr_t[sl] if all_ok else torch.where(ok, lr_t[sl], 0.0)
             with torch.no_grad():
                 for name, g in zip(self.trainable, grads):
+                    # g is a fresh tensor from autograd: update it in place (no extra allocations)
                     w = self.params[name][sl]
                     shape = (-1,) + (1,) * (w.dim() - 1)
+                    if not all_ok:  # a frozen member's gradient may hold inf/NaN: zero it
+                        g = torch.where(ok.view(shape), g, 0.0)
                     if cfg.weight_decay:
-                        g = g.add(w, alpha=cfg.weight_decay)
+                        g.add_(w, alpha=cfg.weight_decay)
                     if cfg.momentum:
                         buf = self.momentum[name][sl]
                         buf.mul_(cfg.momentum).add_(g)
-                        g = g.add(buf, alpha=cfg.momentum) if cfg.nesterov else buf
-                    delta = lr_t[sl].view(shape) * g
-                    w.sub_(torch.where(ok.view(shape), delta, 0.0))
+                        g = g.add_(buf, alpha=cfg.momentum) if cfg.nesterov else buf
+                    w.addcmul_(lr_eff.view(shape), g, value=-1.0)
                 newly = self.active[sl] & ~finite
                 if bool(newly.any()):
                     ks = torch.arange(sl.start, sl.stop)[newly.cpu()]
