@@ -76,7 +76,10 @@ def run(
 def _summary(records, members) -> None:
     last = records[records.step == records.step.max()]
     metrics = [m for m in ("train.loss", "train.acc", "test.loss", "test.acc") if m in set(last.metric)]
-    t = Table("member", "name", "seed", *[m.replace(".", "\n") for m in metrics], "diverged")
+    t = Table("member", "name", "seed")
+    for m in metrics:
+        t.add_column(m, no_wrap=True, min_width=len(m))
+    t.add_column("diverged")
     piv = last.pivot(index="member", columns="metric", values="value")
     for _, m in members.iterrows():
         row = piv.loc[m.member] if m.member in piv.index else None
