@@ -73,6 +73,14 @@ def run(
         raise typer.Exit(130)
 
 
+def _fmt(x: float, sign: bool = False) -> str:
+    """Compact number: integers for large magnitudes, 3 significant digits otherwise."""
+    s = f"{x:+.0f}" if sign else f"{x:.0f}"
+    if abs(x) < 100 or x != x:
+        s = f"{x:+.3g}" if sign else f"{x:.3g}"
+    return s
+
+
 def _summary(records, members) -> None:
     last = records[records.step == records.step.max()]
     metrics = [m for m in ("train.loss", "train.acc", "test.loss", "test.acc") if m in set(last.metric)]
@@ -97,6 +105,7 @@ def verify(
     out: Path = typer.Option(Path("lrlab-out/verify"), "--out", help="Output folder."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP + " Keys start at the claim config's top."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ..."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Local processes for independent runs (default: one per core)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Run claims, print their verdicts, write verdicts.json, report.md and figures."""
@@ -112,13 +121,20 @@ def verify(
             for n in names or sorted(C.CLAIMS):
                 cfg = C.load_claim_config(n, scale, seeds, set_)
                 over += [f"regimes.{r}.train.device={device}" for r in cfg.regimes]
+        if workers is not None and workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {workers}")
         vs = C.verify(names, scale, out, seeds=seeds, overrides=over, progress=progress,
-                      log=lambda m: console.print(m, markup=False, highlight=False))
-        t = Table("claim / regime / id", "effect: mean [95% interval]", "n", "verdict")
+                      log=lambda m: console.print(m, markup=False, highlight=False), workers=workers)
+        t = Table(title="verdicts: " + ", ".join(sorted({v.claim for v in vs})))
+        t.add_column("regime", no_wrap=True)
+        t.add_column("id", no_wrap=True)
+        t.add_column("effect: mean [95% CI]", no_wrap=True)
+        t.add_column("n")
+        t.add_column("verdict", no_wrap=True)
         colour = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow"}
         for v in vs:
             ci = v.interval
-            t.add_row(f"{v.claim} / {v.regime} / {v.id}", f"{ci.mean:+.3g} [{ci.low:.3g}, {ci.high:.3g}]",
+            t.add_row(v.regime, v.id, f"{_fmt(ci.mean, True)} [{_fmt(ci.low)}, {_fmt(ci.high)}]",
                       str(ci.n), f"[{colour[v.status]}]{v.status}[/]")
         console.print(t)
         console.print(f"wrote {out / 'verdicts.json'} and {out / 'report.md'}")

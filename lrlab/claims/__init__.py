@@ -41,8 +41,12 @@ def load_claim_config(name: str, scale: str, seeds: int | None = None,
 
 def verify(names: Sequence[str], scale: str, out: Path, seeds: int | None = None,
            overrides: Sequence[str] = (), progress: bool = False,
-           log: Callable[[str], None] = print) -> list[Verdict]:
-    """Run the named claims, write verdicts.json, report.md and figures/ under ``out``."""
+           log: Callable[[str], None] = print, workers: int | None = None) -> list[Verdict]:
+    """Run the named claims, write verdicts.json, report.md and figures/ under ``out``.
+
+    ``workers``: local processes for a claim's independent runs (default one per core; 1 trains
+    in this process with progress bars). Verdicts do not depend on it.
+    """
     names = list(names) or sorted(CLAIMS)
     cfgs = {n: load_claim_config(n, scale, seeds, overrides) for n in names}  # validate all first
     for n in names:
@@ -57,7 +61,7 @@ def verify(names: Sequence[str], scale: str, out: Path, seeds: int | None = None
     t0 = time.perf_counter()
     for n in names:
         mod = CLAIMS[n]
-        outcomes = mod.run(cfgs[n], out, progress=progress, log=log)
+        outcomes = mod.run(cfgs[n], out, progress=progress, log=log, workers=workers)
         vs = [v for o in outcomes for v in o.verdicts]
         verdicts += vs
         sections.append(mod.section(cfgs[n], outcomes, figdir, Path("figures")))

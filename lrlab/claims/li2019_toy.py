@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from .. import experiment
+from ..exec.local import default_workers, run_many
 from ..config import ConstantSchedule, RunConfig, StepSchedule, Strict
 from ..train import PopulationResult, from_config, total_lr
 from .stats import Verdict, verdict
@@ -167,19 +167,26 @@ def preflight(cfg: ClaimConfig) -> None:
 
 
 def run(cfg: ClaimConfig, out: Path, progress: bool = False,
-        log: Callable[[str], None] = print) -> list[RegimeOutcome]:
-    """Train every regime (and its same-Σηt control), judge it, and return the outcomes."""
+        log: Callable[[str], None] = print, workers: int | None = None) -> list[RegimeOutcome]:
+    """Train every regime and its same-Σηt control (independent runs, spread over ``workers``
+    local processes; default one per core), judge them, and return the outcomes."""
     s = cfg.claim
-    outcomes = []
+    jobs: list[RunConfig] = []
+    plan = []
     for regime, rc in cfg.regimes.items():
-        log(f"[{NAME}] regime {regime}: {len(rc.population.seeds)} seeds × "
-            f"{len(rc.population.schedules)} schedules, {rc.train.steps} steps")
         ctrl_cfg, ctrl_steps = control_config(rc, s) if s.control else (None, None)
-        main_dir, main = experiment.run(rc, root=out / "runs", progress=progress)
-        cdir = control = None
+        log(f"[{NAME}] regime {regime}: {len(rc.population.seeds)} seeds × "
+            f"{len(rc.population.schedules)} schedules, {rc.train.steps} steps"
+            + (f"; same-Σηt control {ctrl_steps} steps" if ctrl_steps else ""))
+        plan.append((regime, rc, len(jobs), ctrl_steps))
+        jobs.append(rc)
         if ctrl_cfg is not None:
-            log(f"[{NAME}] regime {regime}: same-Σηt control, {ctrl_steps} steps")
-            cdir, control = experiment.run(ctrl_cfg, root=out / "runs", progress=progress)
+            jobs.append(ctrl_cfg)
+    done = run_many(jobs, out / "runs", workers or default_workers(len(jobs)), progress, log)
+    outcomes = []
+    for regime, rc, i, ctrl_steps in plan:
+        main_dir, main = done[i]
+        cdir, control = done[i + 1] if ctrl_steps else (None, None)
         anneal = rc.population.schedules[s.large].milestones[0]
         o = RegimeOutcome(regime, rc, main, main_dir, control, cdir, ctrl_steps, anneal)
         o.verdicts = judge(o, s)
