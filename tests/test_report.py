@@ -6,7 +6,6 @@ import math
 import warnings
 
 import pandas as pd
-import pytest
 
 from lrlab.claims.stats import verdict
 from lrlab.report import group_curves, verdict_bars, verdict_table, write_report

@@ -15,10 +15,9 @@ Read one step top to bottom in :meth:`_Trainer.update`.
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 

@@ -7,7 +7,7 @@ rate used for the update at that step. Warm-up is a field of every schedule.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence, Union
 
 import torch
