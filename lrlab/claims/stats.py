@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import stats as _st
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 
@@ -36,6 +35,8 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> Interval:
     m = float(v.mean())
     if v.size == 1:
         return Interval(m, -math.inf, math.inf, 1, level)
+    from scipy import stats as _st  # imported here: only verdicts need it
+
     se = float(v.std(ddof=1)) / math.sqrt(v.size)
     q = float(_st.t.ppf(0.5 + level / 2, v.size - 1))
     return Interval(m, m - q * se, m + q * se, int(v.size), level)
