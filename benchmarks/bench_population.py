@@ -179,6 +179,32 @@ def pin_threads(n: int) -> None:
             pass
 
 
+def _busy_seconds() -> float:
+    """CPU seconds all processes on the machine have spent busy (from /proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return math.nan
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def timed(fn: Callable[[], "RunOut"]) -> "RunOut":
+    """Run fn and record how many cores other processes kept busy meanwhile (noise gauge)."""
+    busy0, own0, wall0 = _busy_seconds(), _own_cpu(), time.perf_counter()
+    out = fn()
+    wall = time.perf_counter() - wall0
+    out.other_cores = max(0.0, ((_busy_seconds() - busy0) - (_own_cpu() - own0)) / wall)
+    return out
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def matmul_gflops(reps: int = 5, size: int = 2048) -> float:
     a = torch.randn(size, size)
     b = torch.randn(size, size)
@@ -200,6 +226,7 @@ class RunOut:
     final_loss: np.ndarray  # [K] loss on the whole training set; NaN for diverged members
     diverged: np.ndarray  # [K] bool
     note: str = ""
+    other_cores: float = math.nan  # cores other processes used during the run
 
 
 def run_lrlab(p: Problem, mode: str, steps: int | None = None) -> RunOut:
@@ -355,16 +382,18 @@ def bench_workload(w: Workload, threads: int, repeat: int, use_jax: bool, log) -
         impls.append(("jax", jr.run, repeat))
 
     times: dict[str, list[float]] = {name: [] for name, _, _ in impls}
+    other: dict[str, list[float]] = {name: [] for name, _, _ in impls}
     outs: dict[str, RunOut] = {}
     for r in range(repeat):  # rounds interleave implementations so drifting load hits all alike
         for name, fn, reps in impls:
             if r >= reps:
                 continue
-            out = fn()
+            out = timed(fn)
             times[name].append(out.seconds)
+            other[name].append(out.other_cores)
             outs.setdefault(name, out)
             log(f"  [{w.name} threads={threads} round {r + 1}] {name:17s} {out.seconds:8.2f} s"
-                + (f"  ({out.note})" if out.note else ""))
+                f"  other load {out.other_cores:.2f} cores" + (f"  ({out.note})" if out.note else ""))
     mm_after = matmul_gflops()
 
     loop_best = min(times["torch loop"])
@@ -378,6 +407,7 @@ def bench_workload(w: Workload, threads: int, repeat: int, use_jax: bool, log) -
         rows.append({
             "workload": w.name, "threads": threads, "impl": name,
             "best_s": best, "times_s": ts, "spread": max(ts) / best if len(ts) > 1 else math.nan,
+            "other_cores": other[name], "other_cores_best": other[name][ts.index(best)],
             "vs_loop": loop_best / best, "gflops": w.train_flops / best / 1e9,
             "mean_final_loss": float(np.nanmean(o.final_loss)) if (~o.diverged).any() else math.nan,
             "diverged": int(o.diverged.sum()),
@@ -406,7 +436,7 @@ def bench_workload(w: Workload, threads: int, repeat: int, use_jax: bool, log) -
 
 def format_table(results: list[dict], have_jax: bool) -> str:
     head = (f"{'work':4s} {'thr':>3s}  {'implementation':17s} {'best s':>8s} {'spread':>6s} "
-            f"{'vs loop':>7s} {'GFLOP/s':>7s} {'%mm':>5s} {'div':>3s} {'max|dL|':>8s}  notes")
+            f"{'vs loop':>7s} {'GFLOP/s':>7s} {'%mm':>5s} {'other':>5s} {'div':>3s} {'max|dL|':>8s}  notes")
     lines = [head, "-" * len(head)]
     for res in results:
         mm = max(res["matmul_gflops"].values())
@@ -421,7 +451,7 @@ def format_table(results: list[dict], have_jax: bool) -> str:
                 note += " DIVERGED SET DIFFERS"
             lines.append(
                 f"{r['workload']:4s} {r['threads']:>3d}  {r['impl']:17s} {r['best_s']:8.2f} {spread:>6s} "
-                f"{r['vs_loop']:6.2f}x {r['gflops']:7.1f} {100 * r['gflops'] / mm:4.0f}% "
+                f"{r['vs_loop']:6.2f}x {r['gflops']:7.1f} {100 * r['gflops'] / mm:4.0f}% {r['other_cores_best']:5.2f} "
                 f"{r['diverged']:>3d} {diff:>8s}  {note}")
         a = res["auto"]
         lines.append(f"{'':4s} {'':3s}  auto picked {a['picked']}; faster here: {a['faster_mode']} "
