@@ -36,6 +36,11 @@ passes, bias adds, ReLU, loss and the SGD update are not counted, so the reporte
 lower bound on work done. The machine's reference is the best of several 2048×2048 float32
 ``torch.matmul`` calls at the same thread count, measured before and after each workload.
 
+Noise: the machine may be shared. Implementations are interleaved round by round, the best
+of ``--repeat`` runs is kept, and each run records how many cores *other* processes kept busy
+while it ran (from /proc/stat minus this process's CPU time): the ``other`` column. A run with
+other ≈ 1 competed for a core; with 2 threads such runs can be several times slower.
+
 Usage::
 
     python benchmarks/bench_population.py [--workloads W1,W2,W3] [--threads 1,2] [--repeat N]
