@@ -158,3 +158,13 @@ def assert_records_close(a: pd.DataFrame, b: pd.DataFrame, atol: float = 0.0) ->
 
 def finite(x: float) -> bool:
     return isinstance(x, float) and math.isfinite(x)
+
+
+def interrupt_at(step: int, exc: type[BaseException] = KeyboardInterrupt):
+    """A trainer progress callback that raises ``exc`` when training reaches ``step``."""
+
+    def progress(t, total):
+        if t == step:
+            raise exc
+
+    return progress

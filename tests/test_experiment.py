@@ -18,15 +18,7 @@ import lrlab
 from lrlab import experiment
 from lrlab.config import RunConfig, load_config, validate
 from lrlab.store import list_runs, load_run
-from tests.helpers import tiny_run_cfg, tiny_run_dict, write_yaml
-
-
-def _interrupt_at(step):
-    def progress(t, total):
-        if t == step:
-            raise KeyboardInterrupt
-
-    return progress
+from tests.helpers import interrupt_at, tiny_run_cfg, tiny_run_dict, write_yaml
 
 
 def test_run_writes_a_complete_run_directory(tmp_path):
@@ -96,7 +88,7 @@ def test_resume_interrupted_run_equals_uninterrupted(tmp_path, stop_at):
         "huge": {"kind": "constant", "lr": 1e6}}})
     _, full = experiment.run(cfg, root=tmp_path / "a")
     with pytest.raises(KeyboardInterrupt):
-        experiment.run(cfg, root=tmp_path / "b", progress=_interrupt_at(stop_at))
+        experiment.run(cfg, root=tmp_path / "b", progress=interrupt_at(stop_at))
     (rd,) = (tmp_path / "b").iterdir()
     stored = load_run(rd)
     assert stored.status == "interrupted" and stored.records is None

@@ -11,19 +11,11 @@ from lrlab.data import li2019_mixture
 from lrlab.models import TwoLayerReLU
 from lrlab.train import Constant, StepDecay, grid, train_population
 from lrlab.train import population as pop
-from tests.helpers import tiny_data_cfg
+from tests.helpers import interrupt_at, tiny_data_cfg
 
 
 class Stop(KeyboardInterrupt):
     pass
-
-
-def _interrupt_at(step):
-    def progress(t, total):
-        if t == step:
-            raise Stop
-
-    return progress
 
 
 def _setup(mode):
@@ -50,7 +42,7 @@ def test_resume_after_interrupt_equals_uninterrupted_run(mode, tmp_path):
     full = train_population(*args)
     assert full.members.diverged.any()  # the resumed state includes a frozen member
     with pytest.raises(KeyboardInterrupt):
-        train_population(*args, run_dir=tmp_path, progress=_interrupt_at(27))
+        train_population(*args, run_dir=tmp_path, progress=interrupt_at(27, Stop))
     ckpt = torch.load(tmp_path / pop.CHECKPOINT, weights_only=False)
     assert ckpt["step"] == 20  # the last checkpoint before the interrupt
     resumed = train_population(*args, run_dir=tmp_path, resume=True)
@@ -62,9 +54,9 @@ def test_resume_twice_interrupted(tmp_path):
     args = _setup("vectorized")
     full = train_population(*args)
     with pytest.raises(KeyboardInterrupt):
-        train_population(*args, run_dir=tmp_path, progress=_interrupt_at(13))
+        train_population(*args, run_dir=tmp_path, progress=interrupt_at(13, Stop))
     with pytest.raises(KeyboardInterrupt):
-        train_population(*args, run_dir=tmp_path, resume=True, progress=_interrupt_at(36))
+        train_population(*args, run_dir=tmp_path, resume=True, progress=interrupt_at(36, Stop))
     _assert_same(train_population(*args, run_dir=tmp_path, resume=True), full)
 
 
