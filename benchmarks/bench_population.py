@@ -45,7 +45,12 @@ Usage::
 
     python benchmarks/bench_population.py [--workloads W1,W2,W3] [--threads 1,2] [--repeat N]
                                           [--out benchmarks/results.json]
-    python benchmarks/bench_population.py --profile W2   # where lrlab's vectorized step goes
+    python benchmarks/bench_population.py --profile W2 --threads 1   # where lrlab's step goes
+
+A full default run (3 workloads × threads 1,2 × repeat 2, with JAX) took 781 s (13 min) on a
+quiet 2-core machine: the slow implementations alone (torch loop, lrlab loop, lrlab vectorized
+on W3) need that long at two repeats. ``--threads 1`` or a subset of ``--workloads`` is faster;
+``--step-scale 0.1`` is a smoke test whose numbers are not comparable.
 """
 
 from __future__ import annotations
@@ -469,19 +474,39 @@ def format_table(results: list[dict], have_jax: bool) -> str:
     return "\n".join(lines)
 
 
-def profile_vectorized(name: str, steps: int, threads: int) -> None:
-    """torch.profiler table of lrlab's vectorized trainer on one workload."""
+def profile_vectorized(name: str, steps: int, threads: int, mode: str = "vectorized") -> None:
+    """Where lrlab's trainer spends its time on one workload: plain timing with page faults,
+    then cProfile (wall-accurate, Python level), then torch.profiler (per aten op).
+
+    Caveat, measured on this VM: torch.profiler inflates the ops that allocate large fresh
+    outputs several-fold, so use its table for ranking, the cProfile numbers for magnitudes.
+    """
+    import cProfile
+    import pstats
+    import resource
+
     from torch.profiler import ProfilerActivity, profile
 
     pin_threads(threads)
-    w = WORKLOADS[name]
+    w = replace(WORKLOADS[name], steps=steps)
     p = make_problem(w)
-    run_lrlab(p, "vectorized", steps=5)
+    run_lrlab(p, mode, steps=5)
+    faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    plain = run_lrlab(p, mode)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
+    print(f"{name} ({w.describe()}), lrlab {mode}, {threads} thread(s): {plain.seconds:.3f} s = "
+          f"{1e3 * plain.seconds / steps:.2f} ms/step, {faults / steps:.0f} minor page faults/step "
+          f"(both evaluations included)")
+    prof_py = cProfile.Profile()
+    prof_py.enable()
+    out = run_lrlab(p, mode)
+    prof_py.disable()
+    print(f"\n== cProfile ({out.seconds:.3f} s under cProfile), top by own time ==")
+    pstats.Stats(prof_py).sort_stats("tottime").print_stats(12)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        out = run_lrlab(p, "vectorized", steps=steps)
-    print(f"{name} ({w.describe()}), lrlab vectorized, {steps} steps, {threads} thread(s): "
-          f"{out.seconds:.3f} s = {1e3 * out.seconds / steps:.2f} ms/step (under the profiler)")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        out = run_lrlab(p, mode)
+    print(f"== torch.profiler ({out.seconds:.3f} s under the profiler; see caveat) ==")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -494,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-jax", action="store_true", help="skip the JAX reference even if jax imports")
     ap.add_argument("--profile", metavar="WORKLOAD",
                     help="instead of benchmarking, profile lrlab's vectorized trainer on WORKLOAD")
-    ap.add_argument("--profile-steps", type=int, default=200)
+    ap.add_argument("--profile-steps", type=int, default=300)
+    ap.add_argument("--profile-mode", default="vectorized", choices=["vectorized", "loop"])
     ap.add_argument("--step-scale", type=float, default=1.0,
                     help="multiply every workload's steps (smoke tests only; results not comparable)")
     args = ap.parse_args(argv)
@@ -508,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--repeat must be at least 1")
 
     if args.profile:
-        profile_vectorized(args.profile, args.profile_steps, threads[0])
+        profile_vectorized(args.profile, args.profile_steps, threads[0], args.profile_mode)
         return 0
 
     use_jax = HAVE_JAX and not args.no_jax

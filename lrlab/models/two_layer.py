@@ -2,7 +2,7 @@
 
 The forward is written with batched matrix products over the member axis rather than
 ``vmap(functional_call)``: on CPU that saves a third of the per-step overhead for the small
-networks the toy experiments use (see benchmarks/RESULTS.md).
+networks the toy experiments use (not yet benchmarked against the vmap path).
 """
 
 from __future__ import annotations
