@@ -1,8 +1,8 @@
 """Two-layer ReLU network f(x) = aᵀ relu(Wx + b) (+ c), natively stacked over members.
 
 The forward is written with batched matrix products over the member axis rather than
-``vmap(functional_call)``: on CPU that saves a third of the per-step overhead for the small
-networks the toy experiments use (not yet benchmarked against the vmap path).
+``vmap(functional_call)``; an ad-hoc comparison during development found it faster for small
+networks on CPU, but benchmarks/ does not yet measure that comparison.
 """
 
 from __future__ import annotations
