@@ -174,6 +174,10 @@ class _Trainer:
         idx = self._indices(t)
         di = self.data_index[sl]
         if idx is None:
+            if self.train.x.shape[0] == 1:  # one shared dataset: a view, no per-step copy
+                k = di.shape[0]
+                return (self.train.x.expand(k, *self.train.x.shape[1:]),
+                        self.train.y.expand(k, *self.train.y.shape[1:]))
             return self.train.x[di], self.train.y[di]
         idx = idx[sl]
         if self.train.x.shape[0] == 1:
