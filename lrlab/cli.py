@@ -7,6 +7,7 @@ directory is created.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -20,6 +21,9 @@ console = Console()
 err = Console(stderr=True)
 
 SET_HELP = "Override a config key, e.g. --set train.steps=2000 (repeatable)."
+DATA_HELP = ("CIFAR-10 location (a cifar-10-batches-py folder, an image-folder tree, a zip of one, or "
+             "a folder holding one) for configs that do not set data.root; default $LRLAB_DATA, "
+             "then ../shared/data/cifar10-jpeg.zip.")
 
 
 def _fail(msg: str) -> None:
@@ -45,6 +49,7 @@ def run(
     resume: Optional[str] = typer.Option(None, "--resume", help="Resume this run (name or path)."),
     runs: Optional[Path] = typer.Option(None, "--runs", help="Runs folder (default $LRLAB_RUNS or ./runs)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train the population a config describes and store it as a run directory."""
@@ -55,13 +60,13 @@ def run(
         if resume:
             if config is not None:
                 raise ValueError("give either a config or --resume RUN, not both")
-            rd, res = experiment.resume(resume, root=runs, progress=progress)
+            rd, res = experiment.resume(resume, root=runs, progress=progress, data_dir=data_dir)
         else:
             if config is None:
                 raise ValueError("missing config file (or --resume RUN)")
             over = list(set_) + ([f"train.device={device}"] if device else [])
             cfg = load_config(config, over)
-            rd, res = experiment.run(cfg, root=runs, progress=progress)
+            rd, res = experiment.run(cfg, root=runs, progress=progress, data_dir=data_dir)
         console.print(f"run {rd} done: {len(res.members)} members, mode {res.mode}, "
                       f"{int(res.members.diverged.sum())} diverged, {res.wall_time:.1f} s")
         _summary(res.records, res.members)
@@ -83,7 +88,9 @@ def _fmt(x: float, sign: bool = False) -> str:
 
 def _summary(records, members) -> None:
     last = records[records.step == records.step.max()]
-    metrics = [m for m in ("train.loss", "train.acc", "test.loss", "test.acc") if m in set(last.metric)]
+    shown = ("train.loss", "train.acc", "batch.acc", "test.loss", "test.acc", "test_patched.acc",
+             "patch_only.acc")
+    metrics = [m for m in shown if m in set(last.metric)]
     t = Table("member", "name", "seed")
     for m in metrics:
         t.add_column(m, no_wrap=True, min_width=len(m))
@@ -105,6 +112,7 @@ def verify(
     out: Path = typer.Option(Path("lrlab-out/verify"), "--out", help="Output folder."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP + " Keys start at the claim config's top."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ..."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_HELP),
     workers: Optional[int] = typer.Option(None, "--workers", help="Local processes for independent runs (default: one per core)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -116,14 +124,11 @@ def verify(
         for n in names:
             if n not in C.CLAIMS:
                 raise ValueError(f"unknown claim {n!r}; known claims: {', '.join(sorted(C.CLAIMS))}")
-        over = list(set_)
-        if device:
-            for n in names or sorted(C.CLAIMS):
-                cfg = C.load_claim_config(n, scale, seeds, set_)
-                over += [f"regimes.{r}.train.device={device}" for r in cfg.regimes]
+        if data_dir is not None:  # worker processes inherit it
+            os.environ["LRLAB_DATA"] = str(data_dir)
         if workers is not None and workers < 1:
             raise ValueError(f"--workers must be at least 1, got {workers}")
-        vs = C.verify(names, scale, out, seeds=seeds, overrides=over, progress=progress,
+        vs = C.verify(names, scale, out, seeds=seeds, overrides=list(set_), device=device, progress=progress,
                       log=lambda m: console.print(m, markup=False, highlight=False), workers=workers)
         t = Table(title="verdicts: " + ", ".join(sorted({v.claim for v in vs})))
         t.add_column("regime", no_wrap=True)

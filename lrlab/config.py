@@ -114,7 +114,33 @@ class Li2019MixtureConfig(Strict):
         return self
 
 
-DataConfig = Annotated[Union[Li2019MixtureConfig], Field(discriminator="kind")]
+class PatchConfig(Strict):
+    """Li, Wei & Ma's class-signature patch (SPEC §1b); defaults are the paper's values."""
+
+    patchable_frac: float = Field(0.8, ge=0, le=1, description="fixed share of images that get the patch")
+    size: int = Field(7, gt=0, description="patch side in pixels")
+    start: int = Field(12, ge=0, description="first row/column of the patch window")
+    z_scale: float = Field(1.25, gt=0, description="z = z_scale · N(0, 1), shared by all classes")
+    zeta_scale: float = Field(0.1, gt=0, description="ζ_c ~ U[-zeta_scale, zeta_scale] per class")
+    patch_only_prob: float = Field(0.2, ge=0, le=1, description="chance a use is patch-only")
+    patch_only_scale: float = Field(1.75, gt=0, description="patch-only: z + s·scale·U(0,1)·ζ_y")
+    n_patch_only_eval: int = Field(1000, gt=0, description="size of the patch-only evaluation set")
+    seed: int = Field(0, description="seed of z, ζ and the patchable subset (fixed across members)")
+
+
+class Cifar10PatchConfig(Strict):
+    """CIFAR-10 (optionally a class-balanced subset), with or without the class patch."""
+
+    kind: Literal["cifar10"] = "cifar10"
+    root: str | None = Field(None, description="data source; None = --data-dir, $LRLAB_DATA, "
+                             "or ../shared/data/cifar10-jpeg.zip")
+    n_per_class: int | None = Field(None, gt=0, description="training images per class (None = all)")
+    n_test_per_class: int | None = Field(None, gt=0, description="test images per class (None = all)")
+    subset_seed: int = Field(0, description="which images a subset takes (fixed across members)")
+    patch: PatchConfig | None = Field(None, description="the class patch; None = clean images")
+
+
+DataConfig = Annotated[Union[Li2019MixtureConfig, Cifar10PatchConfig], Field(discriminator="kind")]
 
 
 class TwoLayerConfig(Strict):
@@ -128,13 +154,33 @@ class TwoLayerConfig(Strict):
     init_scale: float = Field(1.0, gt=0, description="multiplies the default (fan-in) init")
 
 
-ModelConfig = Annotated[Union[TwoLayerConfig], Field(discriminator="kind")]
+class SmallCNNConfig(Strict):
+    """A small CNN with BatchNorm for CPU-scale image experiments."""
+
+    kind: Literal["small_cnn"] = "small_cnn"
+    width: int = Field(32, gt=0, description="channels of the first conv (then 2×, 4×)")
+
+
+class WideResNetConfig(Strict):
+    """Pre-activation WRN-depth-width (Zagoruyko & Komodakis)."""
+
+    kind: Literal["wide_resnet"] = "wide_resnet"
+    depth: int = Field(16, gt=0, description="6n + 4")
+    width: int = Field(10, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+ModelConfig = Annotated[Union[TwoLayerConfig, SmallCNNConfig, WideResNetConfig],
+                        Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------- training
 
 
 class TrainConfig(Strict):
+    unit: Literal["step", "epoch"] = Field(
+        "step", description="'epoch': steps, eval_every, checkpoint_every and schedule "
+        "milestones count epochs (converted to steps once the training set is known)")
     loss: Literal["logistic", "cross_entropy", "squared"] = "logistic"
     steps: int = Field(gt=0)
     batch_size: int | None = Field(None, gt=0, description="None = full-batch GD")
@@ -155,12 +201,33 @@ class TrainConfig(Strict):
             raise ValueError("nesterov=true needs momentum > 0")
         return self
 
+    def in_steps(self, steps_per_epoch: int) -> "TrainConfig":
+        """This config with every count in steps (a no-op when ``unit`` is already 'step')."""
+        if self.unit == "step":
+            return self
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}")
+        k = steps_per_epoch
+        return self.model_copy(update={
+            "unit": "step", "steps": self.steps * k, "eval_every": self.eval_every * k,
+            "checkpoint_every": None if self.checkpoint_every is None else self.checkpoint_every * k,
+        })
+
+
+class NoiseConfig(Strict):
+    """Activation noise σ for one schedule's members: σ before ``until``, then 0."""
+
+    sigma: float = Field(gt=0, description="std of the H×W Gaussian added before every BN→ReLU")
+    until: int | None = Field(None, gt=0, description="in train.unit; None = throughout")
+
 
 class PopulationConfig(Strict):
     """The member grid: every named schedule × every seed."""
 
     seeds: list[int] = Field(min_length=1)
     schedules: dict[str, ScheduleConfig] = Field(min_length=1)
+    activation_noise: dict[str, NoiseConfig] = Field(
+        default_factory=dict, description="schedule name -> activation noise of its members")
 
     @field_validator("seeds")
     @classmethod
@@ -168,6 +235,14 @@ class PopulationConfig(Strict):
         if len(set(v)) != len(v):
             raise ValueError(f"seeds must be distinct, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _noise_names(self) -> "PopulationConfig":
+        unknown = sorted(set(self.activation_noise) - set(self.schedules))
+        if unknown:
+            raise ValueError(f"activation_noise names {unknown} are not schedules "
+                             f"(schedules: {sorted(self.schedules)})")
+        return self
 
 
 class RunConfig(Strict):
@@ -181,6 +256,13 @@ class RunConfig(Strict):
     model: ModelConfig
     train: TrainConfig
     population: PopulationConfig
+
+    @model_validator(mode="after")
+    def _fixed_images(self) -> "RunConfig":
+        if isinstance(self.data, Cifar10PatchConfig) and self.data_seed == "member":
+            raise ValueError("cifar10 data are the same for every member: set data_seed: fixed "
+                             "(the subset is chosen by data.subset_seed)")
+        return self
 
 
 # --------------------------------------------------------------------------- loading

@@ -12,28 +12,38 @@ import torch
 import yaml
 
 from . import store
-from .config import RunConfig, to_yaml, validate
-from .data import Split, make_dataset
+from .config import Cifar10PatchConfig, RunConfig, TrainConfig, to_yaml, validate
+from .data import Dataset, ImageStream, cifar10_split, make_dataset
 from .models import make_model
 from .train.losses import check_loss
-from .train import Member, PopulationResult, from_config, grid, train_population
+from .train import Member, PopulationResult, Until, from_config, grid, train_population
 
 
 @dataclass
 class Prepared:
-    """Everything a run needs, built (and so validated) before any directory is created."""
+    """Everything a run needs, built (and so validated) before any directory is created.
+
+    ``train_cfg`` is ``cfg.train`` counted in steps (epochs converted once the training set
+    size is known).
+    """
 
     cfg: RunConfig
-    splits: list[Split]
+    train: list[Dataset] | ImageStream
+    test: list[Dataset] | dict[str, Dataset]
     model: object
     members: list[Member]
+    train_cfg: TrainConfig
+    steps_per_epoch: int
+    data_source: str | None = None
 
 
-def prepare(cfg: RunConfig) -> Prepared:
+def prepare(cfg: RunConfig, data_dir: str | os.PathLike | None = None,
+            progress: bool = False) -> Prepared:
     """Build datasets, model and members; raises on anything inconsistent.
 
     Also applies ``train.threads`` (so the stored metadata records the count used) and checks
-    that ``train.device`` exists on this machine.
+    that ``train.device`` exists on this machine. ``data_dir`` locates image data when the
+    config does not (see :func:`lrlab.data.cifar10_split`).
     """
     try:
         torch.empty(0, device=cfg.train.device)
@@ -42,27 +52,39 @@ def prepare(cfg: RunConfig) -> Prepared:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seeds = cfg.population.seeds
-    if cfg.data_seed == "member":
-        splits = [make_dataset(cfg.data, s) for s in seeds]
+    source = None
+    if isinstance(cfg.data, Cifar10PatchConfig):
+        split = cifar10_split(cfg.data, data_dir, progress=progress)
+        train: list[Dataset] | ImageStream = split.train
+        test: list[Dataset] | dict[str, Dataset] = split.evals
+        source = split.source
+        first = split.train
     else:
-        splits = [make_dataset(cfg.data, 0)]
-    train0 = splits[0].train
-    check_loss(cfg.train.loss, train0.task)
-    out_dim = 1 if train0.task == "binary" else train0.num_classes
-    model = make_model(cfg.model, train0.input_shape, out_dim)
-    schedules = {name: from_config(s, cfg.train.steps) for name, s in cfg.population.schedules.items()}
-    members = grid(schedules, seeds, data_per_seed=cfg.data_seed == "member")
+        seeds_data = seeds if cfg.data_seed == "member" else [0]
+        splits = [make_dataset(cfg.data, s) for s in seeds_data]
+        train, test = [s.train for s in splits], [s.test for s in splits]
+        first = splits[0].train
+    check_loss(cfg.train.loss, first.task)
+    out_dim = 1 if first.task == "binary" else first.num_classes
+    noisy = bool(cfg.population.activation_noise)
+    model = make_model(cfg.model, first.input_shape, out_dim, activation_noise=noisy)
     B = cfg.train.batch_size
-    if B is not None and B > len(train0):
-        raise ValueError(f"train.batch_size {B} is larger than the training set ({len(train0)} examples)")
-    return Prepared(cfg, splits, model, members)
+    if B is not None and B > len(first):
+        raise ValueError(f"train.batch_size {B} is larger than the training set ({len(first)} examples)")
+    spe = len(first) // (B or len(first))
+    train_cfg = cfg.train.in_steps(spe)
+    k = spe if cfg.train.unit == "epoch" else 1
+    schedules = {name: from_config(s, train_cfg.steps, k) for name, s in cfg.population.schedules.items()}
+    noise = {name: Until(n.sigma, None if n.until is None else n.until * k)
+             for name, n in cfg.population.activation_noise.items()}
+    members = grid(schedules, seeds, data_per_seed=cfg.data_seed == "member", noise=noise)
+    return Prepared(cfg, train, test, model, members, train_cfg, spe, source)
 
 
 def _train(prep: Prepared, run_dir: Path | None, resume: bool,
            progress: bool | Callable[[int, int], None]) -> PopulationResult:
-    return train_population(prep.model, prep.members, [s.train for s in prep.splits],
-                            [s.test for s in prep.splits], prep.cfg.train, run_dir=run_dir,
-                            resume=resume, progress=progress)
+    return train_population(prep.model, prep.members, prep.train, prep.test, prep.train_cfg,
+                            run_dir=run_dir, resume=resume, progress=progress)
 
 
 def _finish(run_dir: Path, res: PopulationResult, started: float) -> None:
@@ -88,14 +110,15 @@ def _guarded(run_dir: Path, fn: Callable[[], PopulationResult]) -> PopulationRes
 
 
 def run(cfg: RunConfig, *, root: str | os.PathLike | None = None, run_dir: str | os.PathLike | None = None,
-        progress: bool | Callable[[int, int], None] = False) -> tuple[Path, PopulationResult]:
+        progress: bool | Callable[[int, int], None] = False,
+        data_dir: str | os.PathLike | None = None) -> tuple[Path, PopulationResult]:
     """Train the population a config describes and store it; returns (run dir, result).
 
     The run directory is created only after the config, data and model were built, so bad
     input leaves nothing behind. Ctrl-C marks the run ``interrupted``; resume it with
-    :func:`resume`.
+    :func:`resume`. ``data_dir`` locates image data the config does not locate itself.
     """
-    prep = prepare(cfg)
+    prep = prepare(cfg, data_dir, progress=bool(progress))
     if run_dir is None:
         rd = store.new_run_dir(root, cfg.name)
     else:
@@ -105,19 +128,22 @@ def run(cfg: RunConfig, *, root: str | os.PathLike | None = None, run_dir: str |
     store.write_meta(rd, name=cfg.name, status="running", created=store._now(),
                      code=store.code_version(), environment=store.environment(),
                      seeds=cfg.population.seeds, schedules=list(cfg.population.schedules),
-                     n_members=len(prep.members), steps=cfg.train.steps, device=cfg.train.device)
+                     n_members=len(prep.members), steps=prep.train_cfg.steps,
+                     steps_per_epoch=prep.steps_per_epoch, data_source=prep.data_source,
+                     device=cfg.train.device)
     return rd, _guarded(rd, lambda: _train(prep, rd, False, progress))
 
 
 def resume(run: str | os.PathLike, *, root: str | os.PathLike | None = None,
-           progress: bool | Callable[[int, int], None] = False) -> tuple[Path, PopulationResult]:
+           progress: bool | Callable[[int, int], None] = False,
+           data_dir: str | os.PathLike | None = None) -> tuple[Path, PopulationResult]:
     """Continue an interrupted or killed run from its last checkpoint."""
     rd = store.resolve_run(run, root)
     cfg_path = rd / "config.yaml"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{rd} is not an lrlab run (no config.yaml)")
     cfg = validate(RunConfig, yaml.safe_load(cfg_path.read_text()), source=str(cfg_path))
-    prep = prepare(cfg)
+    prep = prepare(cfg, data_dir, progress=bool(progress))
     has_ckpt = (rd / "checkpoint.pt").is_file()
     store.write_meta(rd, status="running", resumed=store._now())
     return rd, _guarded(rd, lambda: _train(prep, rd, has_ckpt, progress))

@@ -38,3 +38,23 @@ def split(data_cfg):
     from lrlab.data import li2019_mixture
 
     return li2019_mixture(data_cfg, 0)
+
+
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("lrlab-cache")
+
+
+@pytest.fixture(autouse=True)
+def _cache_env(monkeypatch, _session_cache):
+    """Image caches go to a per-session temp folder; no test reads the user's data location."""
+    monkeypatch.setenv("LRLAB_CACHE", str(_session_cache))
+    monkeypatch.delenv("LRLAB_DATA", raising=False)
+
+
+@pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory):
+    """A tiny official-format CIFAR-10 folder: 10 classes × 6 train, × 3 test images."""
+    from tests.helpers import write_cifar_pickles
+
+    return write_cifar_pickles(tmp_path_factory.mktemp("cifar") / "cifar-10-batches-py")

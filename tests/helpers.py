@@ -168,3 +168,57 @@ def interrupt_at(step: int, exc: type[BaseException] = KeyboardInterrupt):
             raise exc
 
     return progress
+
+
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                 "truck")
+
+
+def write_cifar_pickles(root: Path, n_train_per_class: int = 6, n_test_per_class: int = 3,
+                        seed: int = 0) -> Path:
+    """A tiny official-format ``cifar-10-batches-py`` folder of random 32×32 images (10 classes)."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    n_train = 10 * n_train_per_class
+    train_y = np.tile(np.arange(10), n_train_per_class)
+    train_x = rng.integers(0, 256, (n_train, 3072), dtype=np.uint8)
+    for i, part in enumerate(np.array_split(np.arange(n_train), 5), 1):
+        with open(root / f"data_batch_{i}", "wb") as f:
+            pickle.dump({b"data": train_x[part], b"labels": [int(v) for v in train_y[part]]}, f)
+    test_y = np.tile(np.arange(10), n_test_per_class)
+    test_x = rng.integers(0, 256, (len(test_y), 3072), dtype=np.uint8)
+    with open(root / "test_batch", "wb") as f:
+        pickle.dump({b"data": test_x, b"labels": [int(v) for v in test_y]}, f)
+    with open(root / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [c.encode() for c in CIFAR_CLASSES]}, f)
+    return root
+
+
+def tiny_image_run_dict(root: Path, **sections) -> dict:
+    """A small patched-CIFAR run on a ``write_cifar_pickles`` folder: SmallCNN width 4."""
+    raw = {
+        "name": "tiny-images",
+        "data_seed": "fixed",
+        "data": {"kind": "cifar10", "root": str(root), "patch": {"n_patch_only_eval": 20}},
+        "model": {"kind": "small_cnn", "width": 4},
+        "train": {"unit": "epoch", "loss": "cross_entropy", "steps": 2, "batch_size": 20,
+                  "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "eval_every": 1,
+                  "mode": "loop", "threads": 1},
+        "population": {
+            "seeds": [0, 1],
+            "schedules": {"large": {"kind": "step", "lr": 0.1, "milestones": [1], "factor": 0.04},
+                          "small": {"kind": "constant", "lr": 0.004},
+                          "noise": {"kind": "constant", "lr": 0.004}},
+            "activation_noise": {"noise": {"sigma": 0.4, "until": 1}},
+        },
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key].update(value)
+        else:
+            raw[key] = value
+    return raw

@@ -115,8 +115,6 @@ def test_from_module_rejects_bad_factories():
         FromModule(3)
     with pytest.raises(TypeError, match="nn.Module"):
         FromModule(lambda: 3)
-    with pytest.raises(ValueError, match="buffers"):
-        FromModule(lambda: nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)))
     with pytest.raises(ValueError, match="not parameters"):
         FromModule(_mlp(), frozen=["0.weight", "nope"])
     assert FromModule(_mlp(), frozen=["2.weight"]).frozen == {"2.weight"}

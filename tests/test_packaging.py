@@ -12,7 +12,7 @@ import pytest
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 ROOT = Path(__file__).resolve().parent.parent
-DIST = {"yaml": "pyyaml"}  # import name -> distribution name where they differ
+DIST = {"yaml": "pyyaml", "PIL": "pillow"}  # import name -> distribution name where they differ
 
 
 def _imported_top_level_modules() -> set[str]:

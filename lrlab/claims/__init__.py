@@ -9,10 +9,10 @@ from typing import Callable, Sequence
 
 from ..config import ConfigError, apply_overrides, config_dir, read_yaml, validate
 from ..store import write_atomic
-from . import li2019_toy
+from . import li2019_patch, li2019_toy
 from .stats import FAIL, INCONCLUSIVE, PASS, Interval, Verdict, decide, t_interval, verdict
 
-CLAIMS = {li2019_toy.NAME: li2019_toy}
+CLAIMS = {li2019_toy.NAME: li2019_toy, li2019_patch.NAME: li2019_patch}
 SCALES = ("quick", "paper")
 
 
@@ -25,30 +25,35 @@ def claim_config_path(name: str, scale: str) -> Path:
 
 
 def load_claim_config(name: str, scale: str, seeds: int | None = None,
-                      overrides: Sequence[str] = ()):
-    """A claim's typed config for ``scale``; ``seeds`` replaces every regime's seeds by 0..N-1."""
+                      overrides: Sequence[str] = (), device: str | None = None):
+    """A claim's typed config for ``scale``; ``seeds`` replaces every regime's seeds by 0..N-1
+    and ``device`` every regime's ``train.device``."""
     path = claim_config_path(name, scale)
     raw = read_yaml(path)
     if seeds is not None:
         if seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {seeds}")
-        for rc in raw.get("regimes", {}).values():
-            if isinstance(rc, dict):
+    for rc in raw.get("regimes", {}).values():
+        if isinstance(rc, dict):
+            if seeds is not None:
                 rc.setdefault("population", {})["seeds"] = list(range(seeds))
+            if device is not None:
+                rc.setdefault("train", {})["device"] = device
     raw = apply_overrides(raw, list(overrides))
     return validate(CLAIMS[name].ClaimConfig, raw, source=str(path))
 
 
 def verify(names: Sequence[str], scale: str, out: Path, seeds: int | None = None,
            overrides: Sequence[str] = (), progress: bool = False,
-           log: Callable[[str], None] = print, workers: int | None = None) -> list[Verdict]:
+           log: Callable[[str], None] = print, workers: int | None = None,
+           device: str | None = None) -> list[Verdict]:
     """Run the named claims, write verdicts.json, report.md and figures/ under ``out``.
 
     ``workers``: local processes for a claim's independent runs (default one per core; 1 trains
     in this process with progress bars). Verdicts do not depend on it.
     """
     names = list(names) or sorted(CLAIMS)
-    cfgs = {n: load_claim_config(n, scale, seeds, overrides) for n in names}  # validate all first
+    cfgs = {n: load_claim_config(n, scale, seeds, overrides, device) for n in names}  # validate all first
     for n in names:
         CLAIMS[n].preflight(cfgs[n])
     from ..report import verdict_bars, write_report

@@ -3,15 +3,40 @@
 from __future__ import annotations
 
 from ..config import DataConfig, Li2019MixtureConfig
+from .cifar import (
+    ImageArrays,
+    balanced_subset,
+    default_cache_dir,
+    load_cifar10,
+    resolve_source,
+)
 from .dataset import Dataset, Split
+from .images import ImageSplit, ImageStream, cifar10_split, normalize
 from .mixture import li2019_mixture
+from .patch import ClassPatch
 
 
 def make_dataset(cfg: DataConfig, seed: int) -> Split:
     """Build the train/test split a data config describes, deterministically in ``seed``."""
     if isinstance(cfg, Li2019MixtureConfig):
         return li2019_mixture(cfg, seed)
-    raise ValueError(f"unknown data kind {getattr(cfg, 'kind', cfg)!r}")  # pragma: no cover
+    raise ValueError(f"data kind {getattr(cfg, 'kind', cfg)!r} is not a tensor dataset "
+                     "(image data: use cifar10_split)")
 
 
-__all__ = ["Dataset", "Split", "li2019_mixture", "make_dataset"]
+__all__ = [
+    "ClassPatch",
+    "Dataset",
+    "ImageSplit",
+    "ImageStream",
+    "cifar10_split",
+    "normalize",
+    "ImageArrays",
+    "Split",
+    "balanced_subset",
+    "default_cache_dir",
+    "li2019_mixture",
+    "load_cifar10",
+    "make_dataset",
+    "resolve_source",
+]

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
-from ..config import ModelConfig, TwoLayerConfig
+from ..config import ModelConfig, SmallCNNConfig, TwoLayerConfig, WideResNetConfig
 from .base import PopulationModel
+from .cnn import SmallCNN
 from .module import FromModule
+from .noise import ActivationNoise
 from .two_layer import TwoLayerReLU
+from .wide_resnet import WideResNet
 
 
-def make_model(cfg: ModelConfig, input_shape: tuple[int, ...], out_dim: int = 1) -> PopulationModel:
-    """The model family a config describes, for inputs of ``input_shape``."""
+def make_model(cfg: ModelConfig, input_shape: tuple[int, ...], out_dim: int = 1,
+               activation_noise: bool = False) -> PopulationModel:
+    """The model family a config describes, for inputs of ``input_shape``.
+
+    ``activation_noise`` puts an :class:`ActivationNoise` layer before every BN→ReLU of an
+    image model (the population sets its σ per member).
+    """
+    if isinstance(cfg, (SmallCNNConfig, WideResNetConfig)):
+        if len(input_shape) != 3:
+            raise ValueError(f"model {cfg.kind!r} needs image inputs [C, H, W], got shape {input_shape}")
+        if input_shape[0] != 3:
+            raise ValueError(f"model {cfg.kind!r} expects 3-channel images, got {input_shape[0]} channels")
+        if isinstance(cfg, SmallCNNConfig):
+            return FromModule(lambda: SmallCNN(out_dim, cfg.width, activation_noise))
+        return FromModule(lambda: WideResNet(cfg.depth, cfg.width, out_dim, cfg.dropout, activation_noise))
+    if activation_noise:
+        raise ValueError(f"activation noise needs an image model with BatchNorm, not {cfg.kind!r}")
     if isinstance(cfg, TwoLayerConfig):
         d_in = 1
         for s in input_shape:
@@ -19,4 +37,5 @@ def make_model(cfg: ModelConfig, input_shape: tuple[int, ...], out_dim: int = 1)
     raise ValueError(f"unknown model kind {getattr(cfg, 'kind', cfg)!r}")  # pragma: no cover
 
 
-__all__ = ["FromModule", "PopulationModel", "TwoLayerReLU", "make_model"]
+__all__ = ["ActivationNoise", "FromModule", "PopulationModel", "SmallCNN", "TwoLayerReLU",
+           "WideResNet", "make_model"]

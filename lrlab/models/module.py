@@ -1,4 +1,10 @@
-"""Any ``nn.Module`` as a population: stacked parameters, ``vmap(functional_call)`` forward."""
+"""Any ``nn.Module`` as a population: stacked parameters and buffers, ``functional_call`` forward.
+
+K members run through ``vmap(functional_call)``; a single member (loop mode) calls the module
+functionally without vmap, which is what runs fastest for convolutional nets on CPU
+(benchmarks/RESULTS.md). Buffers — BatchNorm running statistics, activation-noise σ — are
+stacked like parameters and updated in place by a training-mode forward.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,16 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from .noise import ActivationNoise
+
 
 class FromModule:
     """Wrap a factory of ``nn.Module`` so K copies train as one population.
 
     Member k is ``factory()`` built under ``torch.manual_seed(seeds[k])`` (the global RNG is
-    restored afterwards). Modules with buffers (e.g. BatchNorm running statistics) are
-    rejected for now: their state would need its own stacking and train/eval handling.
+    restored afterwards). ``forward(params, x, train)`` runs the module in training mode
+    (BatchNorm uses and updates batch statistics, dropout and activation noise are on) or in
+    eval mode (running statistics, no noise).
     """
 
     def __init__(self, factory: Callable[[], nn.Module], frozen: Sequence[str] = ()) -> None:
@@ -25,38 +34,52 @@ class FromModule:
             base = factory()
         if not isinstance(base, nn.Module):
             raise TypeError(f"factory returned {type(base).__name__}, expected an nn.Module")
-        buffers = [n for n, _ in base.named_buffers()]
-        if buffers:
-            raise ValueError(
-                f"modules with buffers are not supported by the population trainer yet: {buffers}"
-            )
         names = {n for n, _ in base.named_parameters()}
         unknown = set(frozen) - names
         if unknown:
             raise ValueError(f"frozen names {sorted(unknown)} are not parameters; have {sorted(names)}")
         self.factory, self.base = factory, base.to("meta")
         self.frozen = frozenset(frozen)
-        self._fwd = vmap(self._single)
+        self.buffer_names = frozenset(n for n, _ in base.named_buffers())
+        self.noise_buffers = tuple(f"{n}.sigma" if n else "sigma" for n, m in base.named_modules()
+                                   if isinstance(m, ActivationNoise))
+        self.stochastic = bool(self.noise_buffers) or any(
+            isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in base.modules())
+        self._fwd = vmap(self._single, randomness="different")
 
     def _single(self, p: dict[str, Tensor], x: Tensor) -> Tensor:
         out = functional_call(self.base, p, (x,))
         return out.squeeze(-1) if out.dim() == 2 and out.shape[-1] == 1 else out
 
     def init(self, seeds: Sequence[int]) -> dict[str, Tensor]:
+        """Stacked parameters and buffers of ``len(seeds)`` fresh members."""
         members = []
         for s in seeds:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(s))
                 m = self.factory()
-            members.append({n: p.detach() for n, p in m.named_parameters()})
+            state = {n: p.detach() for n, p in m.named_parameters()}
+            state.update({n: b.detach().clone() for n, b in m.named_buffers()})
+            members.append(state)
         return {k: torch.stack([m[k] for m in members]) for k in members[0]}
 
-    def forward(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+    def forward(self, params: dict[str, Tensor], x: Tensor, train: bool = False) -> Tensor:
+        """Outputs [K, B, ...] for inputs [K, B, ...]; ``params`` holds parameters and buffers."""
+        self.base.train(train)
+        if x.shape[0] == 1:  # one member: call the module directly (no vmap overhead)
+            return self._single({k: v[0] for k, v in params.items()}, x[0]).unsqueeze(0)
         return self._fwd(params, x)
 
     def flops_per_example(self, input_shape: tuple[int, ...]) -> int:
         from torch.utils.flop_counter import FlopCounterMode
 
         with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:
-            self.factory()(torch.zeros(1, *input_shape))
+            self.factory().eval()(torch.zeros(1, *input_shape))
         return int(counter.get_total_flops())
+
+    def to_module(self, params: dict[str, Tensor], member: int) -> nn.Module:
+        """Member ``member`` as a plain module (for users' own loops and parity checks)."""
+        with torch.random.fork_rng(devices=[]):
+            m = self.factory()
+        m.load_state_dict({k: v[member] for k, v in params.items()})
+        return m

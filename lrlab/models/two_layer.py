@@ -49,7 +49,8 @@ class TwoLayerReLU:
             members.append(p)
         return {k: torch.stack([m[k] for m in members]) for k in members[0]}
 
-    def forward(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+    def forward(self, params: dict[str, Tensor], x: Tensor, train: bool = False) -> Tensor:
+        """Outputs [K, B] (or [K, B, out_dim]) for inputs [K, B, ...]; ``train`` changes nothing."""
         W, a = params["W"], params["a"]
         x = x.flatten(2)
         if W.shape[0] == 1:  # one member (loop mode): plain matrix products are faster than bmm

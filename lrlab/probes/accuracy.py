@@ -62,33 +62,48 @@ def metric_names(split: str, group_names: Sequence[str]) -> list[str]:
 
 @torch.no_grad()
 def group_metrics(model, params: dict[str, Tensor], data: StackedData, data_index: Tensor,
-                  loss: str, split: str, max_elements: int = 1 << 24) -> dict[str, Tensor]:
+                  loss: str, split: str, max_elements: int = 1 << 22,
+                  member_chunk: int | None = None) -> dict[str, Tensor]:
     """Mean loss and accuracy of each member on its dataset, overall and per group.
 
-    ``data_index[k]`` says which stacked dataset member k is scored on. Members are processed
-    in chunks so that no input tensor exceeds ``max_elements`` numbers.
-    Returns metric name -> float64 tensor [K]; groups with no examples give NaN.
+    ``data_index[k]`` says which stacked dataset member k is scored on. The forward runs in
+    eval mode (BatchNorm running statistics, no noise), over chunks of at most ``member_chunk``
+    members (default: as many as fit) and of examples, so that no input tensor exceeds
+    ``max_elements`` numbers. Returns metric name -> float64 tensor [K]; groups with no
+    examples give NaN.
     """
     K = data_index.shape[0]
-    per_member = max(1, data.x[0].numel())
-    chunk = max(1, min(K, max_elements // per_member))
-    loss_sum, acc_sum = [], []
-    for lo in range(0, K, chunk):
-        sl = slice(lo, min(K, lo + chunk))
+    n = data.n
+    per_example = max(1, data.x[0, 0].numel()) if n else 1
+    mc = max(1, min(K, member_chunk or K, max_elements // max(1, per_example * n) or 1))
+    ec = max(1, min(n, max_elements // (per_example * mc)))
+    shared = data.x.shape[0] == 1
+    G = len(data.group_names)
+    sums = torch.zeros(K, 2, G + 1, dtype=torch.float64, device=data.onehot.device)
+    for lo in range(0, K, mc):
+        sl = slice(lo, min(K, lo + mc))
+        k = sl.stop - sl.start
         idx = data_index[sl]
-        x = data.x[idx]
-        y = data.y[idx]
-        out = model.forward({k: v[sl] for k, v in params.items()}, x)
-        le = losses.per_example(loss, out, y, data.num_classes).to(torch.float64)
-        ce = losses.correct(out, y).to(torch.float64)
-        oh = data.onehot[idx]  # [k, n, G]
-        loss_sum.append(torch.cat([le.sum(1, keepdim=True), torch.bmm(le.unsqueeze(1), oh).squeeze(1)], 1))
-        acc_sum.append(torch.cat([ce.sum(1, keepdim=True), torch.bmm(ce.unsqueeze(1), oh).squeeze(1)], 1))
+        p = {name: v[sl] for name, v in params.items()}
+        for e0 in range(0, n, ec):
+            es = slice(e0, min(n, e0 + ec))
+            if shared:  # one dataset for every member: a view, not k copies
+                x = data.x[0:1, es].expand(k, es.stop - es.start, *data.x.shape[2:])
+                y = data.y[0:1, es].expand(k, es.stop - es.start)
+                oh = data.onehot[0:1, es].expand(k, es.stop - es.start, G)
+            else:
+                x, y, oh = data.x[idx, es], data.y[idx, es], data.onehot[idx, es]
+            out = model.forward(p, x)
+            le = losses.per_example(loss, out, y, data.num_classes).to(torch.float64)
+            ce = losses.correct(out, y).to(torch.float64)
+            both = torch.stack([le, ce], 1)  # [k, 2, b]
+            sums[sl, :, 0] += both.sum(2)
+            sums[sl, :, 1:] += torch.bmm(both, oh)
     # example counts per member (group sizes may differ between stacked datasets)
-    own = torch.cat([torch.full((K, 1), float(data.n), dtype=torch.float64, device=data.onehot.device),
+    own = torch.cat([torch.full((K, 1), float(n), dtype=torch.float64, device=data.onehot.device),
                      data.onehot[data_index].sum(1)], 1)
-    L = torch.cat(loss_sum) / own
-    A = torch.cat(acc_sum) / own
+    L = sums[:, 0] / own
+    A = sums[:, 1] / own
     out: dict[str, Tensor] = {}
     names = [""] + list(data.group_names)
     for j, g in enumerate(names):

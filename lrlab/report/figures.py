@@ -66,6 +66,38 @@ def group_curves(panels: Sequence[tuple[str, pd.DataFrame, pd.DataFrame, str, Se
     return save(fig, path)
 
 
+def epoch_curves(panels: Sequence[tuple[str, pd.DataFrame, Sequence[int]]],
+                 series: Sequence[tuple[str, str]], path: Path, title: str = "",
+                 ylabel: str = "accuracy") -> Path:
+    """One panel per (title, long table with seed/epoch/metric/value, marks): each (metric,
+    label) of ``series`` as its mean over seeds with a min–max band; dotted lines at ``marks``
+    (e.g. the anneal epoch)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), sharey=True,
+                             squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (ptitle, table, marks) in zip(axes[0], panels):
+        for i, (metric, label) in enumerate(series):
+            sub = table[table.metric == metric]
+            if sub.empty:
+                continue
+            piv = sub.pivot_table(index="epoch", columns="seed", values="value")
+            x = piv.index.to_numpy()
+            ax.plot(x, piv.mean(axis=1).to_numpy(), color=colors[i % len(colors)], label=label)
+            ax.fill_between(x, piv.min(axis=1).to_numpy(), piv.max(axis=1).to_numpy(),
+                            color=colors[i % len(colors)], alpha=0.15, lw=0)
+        for m in marks:
+            ax.axvline(m, color="k", lw=0.8, ls=":")
+            ax.text(m, 0.02, " anneal", transform=ax.get_xaxis_transform(), fontsize=8)
+        ax.set_title(ptitle, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return save(fig, path)
+
+
 def verdict_bars(rows: Sequence[tuple[str, float, float, float, str]], path: Path, title: str = "") -> Path:
     """Horizontal bars: effect mean with its 95% interval per verdict, coloured by status."""
     color = {"PASS": "#2a9d8f", "FAIL": "#e76f51", "INCONCLUSIVE": "#e9c46a"}

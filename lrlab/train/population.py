@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -28,6 +28,7 @@ from torch import Tensor
 
 from ..config import TrainConfig
 from ..data.dataset import Dataset
+from ..data.images import ImageStream
 from ..probes.accuracy import StackedData, group_metrics
 from . import losses
 from .schedules import Schedule, lr_table
@@ -51,18 +52,27 @@ class Member:
     seed: int
     schedule: Schedule
     data_index: int = 0
+    noise: Schedule | None = None  # activation-noise σ per step (None: no noise)
 
 
-def grid(schedules: Mapping[str, Schedule], seeds: Sequence[int], data_per_seed: bool = True) -> list[Member]:
-    """Every schedule × every seed; with ``data_per_seed`` member data_index = seed position."""
+def grid(schedules: Mapping[str, Schedule], seeds: Sequence[int], data_per_seed: bool = True,
+         noise: Mapping[str, Schedule] | None = None) -> list[Member]:
+    """Every schedule × every seed; with ``data_per_seed`` member data_index = seed position.
+
+    ``noise`` maps schedule names to an activation-noise σ schedule for those members.
+    """
     if not schedules:
         raise ValueError("need at least one schedule")
     if len(seeds) == 0:
         raise ValueError("need at least one seed (got 0 seeds)")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {list(seeds)}")
+    noise = dict(noise or {})
+    unknown = sorted(set(noise) - set(schedules))
+    if unknown:
+        raise ValueError(f"noise schedules {unknown} name no schedule (have {sorted(schedules)})")
     return [
-        Member(name, int(s), sch, i if data_per_seed else 0)
+        Member(name, int(s), sch, i if data_per_seed else 0, noise.get(name))
         for name, sch in schedules.items()
         for i, s in enumerate(seeds)
     ]
@@ -113,38 +123,47 @@ def choose_mode(model, input_shape: tuple[int, ...], batch: int, members: int, m
 
 
 class _Trainer:
-    def __init__(self, model, members: Sequence[Member], train: Sequence[Dataset],
-                 test: Sequence[Dataset] | None, cfg: TrainConfig, run_dir: Path | None) -> None:
+    def __init__(self, model, members: Sequence[Member], train, test, cfg: TrainConfig,
+                 run_dir: Path | None) -> None:
         self.model, self.members, self.cfg = model, list(members), cfg
         dev = torch.device(cfg.device)
         self.device = dev
         K = len(self.members)
-        D = len(train)
+        self.stream = train.to(dev) if isinstance(train, ImageStream) else None
+        if self.stream is None:
+            train = _as_list(train)
+        D = 1 if self.stream is not None else len(train)
         if D == 1:  # one dataset: every member trains on it, whatever its data_index
-            self.members = [Member(m.name, m.seed, m.schedule, 0) for m in self.members]
+            self.members = [replace(m, data_index=0) for m in self.members]
         for m in self.members:
             if not 0 <= m.data_index < D:
                 raise ValueError(f"member {m.name}/seed {m.seed} has data_index {m.data_index}; "
                                  f"there are {D} training sets")
-        losses.check_loss(cfg.loss, train[0].task)
-        self.train = StackedData.stack(train, dev)
-        self.test = StackedData.stack(test, dev) if test else None
-        n = self.train.n
+        first = self.stream if self.stream is not None else train[0]
+        losses.check_loss(cfg.loss, first.task)
+        self.num_classes = first.num_classes
+        self.group_names = first.group_names
+        self.train = None if self.stream is not None else StackedData.stack(train, dev)
+        self.evalsets = {name: StackedData.stack(ds, dev) for name, ds in _eval_sets(test).items()}
+        n = len(first)
         B = cfg.batch_size or n
         if B > n:
             raise ValueError(f"batch_size {B} is larger than the training set ({n} examples)")
         self.B, self.n = B, n
         self.batches_per_epoch = n // B
-        self.full_batch = B == n
+        self.full_batch = B == n and self.stream is None
         self.data_index = torch.tensor([m.data_index for m in self.members], device=dev)
         self.seeds = [m.seed for m in self.members]
         self.lrs = lr_table([m.schedule for m in self.members], cfg.steps).to(dev)
-        self.mode = choose_mode(model, tuple(self.train.x.shape[2:]), B, K, cfg.mode)
-        self.chunks = [slice(0, K)] if self.mode == "vectorized" else [slice(k, k + 1) for k in range(K)]
+        self.mode = choose_mode(model, tuple(first.input_shape), B, K, cfg.mode)
         self.run_dir = run_dir
-        # state
+        # state: parameters and buffers (BatchNorm statistics, noise σ) in one stacked dict
         self.params = {k: v.to(dev) for k, v in model.init(self.seeds).items()}
-        self.trainable = [k for k in self.params if k not in model.frozen]
+        buffers = getattr(model, "buffer_names", frozenset())
+        self.trainable = [k for k in self.params if k not in model.frozen and k not in buffers]
+        self.noise_names = tuple(getattr(model, "noise_buffers", ()))
+        self.sigmas = self._noise_table()
+        self.stochastic = bool(getattr(model, "stochastic", False))
         self.momentum = ({k: torch.zeros_like(self.params[k]) for k in self.trainable}
                          if cfg.momentum else {})
         self.active = torch.ones(K, dtype=torch.bool, device=dev)
@@ -154,6 +173,24 @@ class _Trainer:
         self.eval_steps: list[int] = []
         self._perm_epoch = -1
         self._perm: Tensor | None = None
+        G = len(self.group_names)
+        # running minibatch loss / correct / count by group since the last probe (streams only)
+        self._running = torch.zeros(3, K, G, dtype=torch.float64, device=dev)
+
+    @property
+    def chunks(self) -> list[slice]:
+        K = len(self.members)
+        return [slice(0, K)] if self.mode == "vectorized" else [slice(k, k + 1) for k in range(K)]
+
+    def _noise_table(self) -> Tensor | None:
+        """σ for every step and member [T, K], or None when no member has noise."""
+        if not any(m.noise is not None for m in self.members):
+            return None
+        if not self.noise_names:
+            raise ValueError("members have activation-noise schedules but the model has no "
+                             "ActivationNoise layers (build it with activation_noise=True)")
+        zero = lambda t: 0.0  # noqa: E731
+        return lr_table([m.noise or zero for m in self.members], self.cfg.steps).to(self.device)
 
     # ------------------------------------------------------------------ data order
     def _indices(self, t: int) -> Tensor | None:
@@ -170,35 +207,55 @@ class _Trainer:
             self._perm_epoch = epoch
         return self._perm[:, j * self.B:(j + 1) * self.B]
 
-    def _batch(self, t: int, sl: slice) -> tuple[Tensor, Tensor]:
+    def _batch(self, t: int, sl: slice) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Inputs, labels and (for streams) group tags of the members in ``sl`` at step t."""
         idx = self._indices(t)
+        if self.stream is not None:
+            return self.stream.batch(idx[sl], self.seeds[sl], t)
         di = self.data_index[sl]
         if idx is None:
             if self.train.x.shape[0] == 1:  # one shared dataset: a view, no per-step copy
                 k = di.shape[0]
                 return (self.train.x.expand(k, *self.train.x.shape[1:]),
-                        self.train.y.expand(k, *self.train.y.shape[1:]))
-            return self.train.x[di], self.train.y[di]
+                        self.train.y.expand(k, *self.train.y.shape[1:]), None)
+            return self.train.x[di], self.train.y[di], None
         idx = idx[sl]
         if self.train.x.shape[0] == 1:
-            return self.train.x[0][idx], self.train.y[0][idx]
-        return self.train.x[di.unsqueeze(1), idx], self.train.y[di.unsqueeze(1), idx]
+            return self.train.x[0][idx], self.train.y[0][idx], None
+        return self.train.x[di.unsqueeze(1), idx], self.train.y[di.unsqueeze(1), idx], None
+
+    def _forward(self, p: dict[str, Tensor], xb: Tensor, t: int, sl: slice) -> Tensor:
+        """Training-mode forward; a stochastic model draws from a generator seeded by (seed, t)."""
+        if not self.stochastic:
+            return self.model.forward(p, xb, train=True)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(_batch_seed(self.seeds[sl.start], t) ^ 0x5DEECE66D)
+            return self.model.forward(p, xb, train=True)
 
     # ------------------------------------------------------------------ one SGD step
     def update(self, t: int) -> None:
         cfg = self.cfg
         lr_t = self.lrs[t].to(self.params[self.trainable[0]].dtype)
+        if self.sigmas is not None:
+            for name in self.noise_names:
+                self.params[name].copy_(self.sigmas[t].to(self.params[name].dtype))
         for sl in self.chunks:
-            xb, yb = self._batch(t, sl)
+            if sl.stop - sl.start == 1 and not bool(self.active[sl.start]):
+                continue  # loop mode: a frozen (diverged) member costs nothing
+            xb, yb, gb = self._batch(t, sl)
             p = {k: v[sl].detach().requires_grad_(k in self.trainable) for k, v in self.params.items()}
-            out = self.model.forward(p, xb)
-            loss = losses.per_example(cfg.loss, out, yb, self.train.num_classes).mean(1)  # [k]
+            out = self._forward(p, xb, t, sl)
+            per_ex = losses.per_example(cfg.loss, out, yb, self.num_classes)  # [k, B]
+            loss = per_ex.mean(1)
             finite = torch.isfinite(loss)
             grads = torch.autograd.grad(torch.where(finite, loss, 0.0).sum(), [p[k] for k in self.trainable])
             ok = self.active[sl] & finite
             all_ok = bool(ok.all())
             lr_eff = lr_t[sl] if all_ok else torch.where(ok, lr_t[sl], 0.0)
             with torch.no_grad():
+                if gb is not None:
+                    self._track(sl, per_ex, out, yb, gb)
                 for name, g in zip(self.trainable, grads):
                     # g is a fresh tensor from autograd: update it in place (no extra allocations)
                     w = self.params[name][sl]
@@ -218,22 +275,48 @@ class _Trainer:
                     self.diverged_step[ks] = t
                 self.active[sl] = ok
 
+    def _track(self, sl: slice, per_ex: Tensor, out: Tensor, yb: Tensor, gb: Tensor) -> None:
+        """Add this minibatch's loss and correct counts by group to the running sums."""
+        oh = torch.nn.functional.one_hot(gb, len(self.group_names)).to(torch.float64)  # [k, B, G]
+        le = per_ex.detach().to(torch.float64).unsqueeze(1)
+        ce = losses.correct(out.detach(), yb).to(torch.float64).unsqueeze(1)
+        self._running[0, sl] += torch.bmm(le, oh).squeeze(1)
+        self._running[1, sl] += torch.bmm(ce, oh).squeeze(1)
+        self._running[2, sl] += oh.sum(1)
+
     # ------------------------------------------------------------------ probes
     def evaluate(self, t: int) -> None:
         metrics: dict[str, Tensor] = {}
-        for split, data in (("train", self.train), ("test", self.test)):
-            if data is None:
-                continue
+        sets = dict(self.evalsets)
+        if self.train is not None:
+            sets = {"train": self.train, **sets}
+        member_chunk = 1 if self.mode == "loop" else None
+        for split, data in sets.items():
             di = self.data_index if data.x.shape[0] > 1 else torch.zeros_like(self.data_index)
-            metrics.update(group_metrics(self.model, self.params, data, di, self.cfg.loss, split))
+            metrics.update(group_metrics(self.model, self.params, data, di, self.cfg.loss, split,
+                                         member_chunk=member_chunk))
+        if self.stream is not None:  # NaN at step 0: no minibatch seen yet
+            metrics.update(self._running_metrics())
         dead = (~self.active).cpu()
         for k in list(metrics):
             metrics[k] = torch.where(dead, torch.nan, metrics[k])
         metrics["lr"] = self.lrs[min(t, self.cfg.steps - 1)].cpu()
+        if self.sigmas is not None:
+            metrics["noise_sigma"] = self.sigmas[min(t, self.cfg.steps - 1)].cpu()
         metrics["diverged"] = dead.to(torch.float64)
         for k, v in metrics.items():
             self.evals.setdefault(k, []).append(v.to(torch.float64))
         self.eval_steps.append(t)
+
+    def _running_metrics(self) -> dict[str, Tensor]:
+        """Mean minibatch loss and accuracy since the last probe ('batch.*'), overall and by group."""
+        L, A, N = (r.cpu() for r in self._running)
+        out = {"batch.loss": L.sum(1) / N.sum(1), "batch.acc": A.sum(1) / N.sum(1)}
+        for j, g in enumerate(self.group_names):
+            out[f"batch.{g}.loss"] = L[:, j] / N[:, j]
+            out[f"batch.{g}.acc"] = A[:, j] / N[:, j]
+        self._running.zero_()
+        return out
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
@@ -241,6 +324,7 @@ class _Trainer:
             "step": self.step, "params": self.params, "momentum": self.momentum,
             "active": self.active, "diverged_step": self.diverged_step,
             "evals": self.evals, "eval_steps": self.eval_steps, "mode": self.mode,
+            "running": self._running,
             "n_members": len(self.members),
         }
 
@@ -253,8 +337,7 @@ class _Trainer:
         self.active = st["active"].to(self.device)
         self.diverged_step = st["diverged_step"]
         self.evals, self.eval_steps, self.mode = st["evals"], st["eval_steps"], st["mode"]
-        K = len(self.members)
-        self.chunks = [slice(0, K)] if self.mode == "vectorized" else [slice(k, k + 1) for k in range(K)]
+        self._running = st["running"].to(self.device)
 
     def save_checkpoint(self) -> None:
         if self.run_dir is None:
@@ -342,25 +425,43 @@ def _progress(progress, total: int, start: int, mode: str, k: int):
     return update
 
 
-def train_population(model, members: Sequence[Member], train: Dataset | Sequence[Dataset],
-                     test: Dataset | Sequence[Dataset] | None, cfg: TrainConfig, *,
-                     run_dir: str | os.PathLike | None = None, resume: bool = False,
+def _as_list(d: Dataset | Sequence[Dataset]) -> list[Dataset]:
+    return [d] if isinstance(d, Dataset) else list(d)
+
+
+def _eval_sets(test) -> dict[str, list[Dataset]]:
+    """Evaluation sets by name: a dataset or list is 'test'; a mapping names its own."""
+    if test is None:
+        return {}
+    if isinstance(test, Mapping):
+        return {str(k): _as_list(v) for k, v in test.items()}
+    return {"test": _as_list(test)}
+
+
+def train_population(model, members: Sequence[Member],
+                     train: Dataset | Sequence[Dataset] | ImageStream,
+                     test: Dataset | Sequence[Dataset] | Mapping[str, Dataset | Sequence[Dataset]] | None,
+                     cfg: TrainConfig, *, run_dir: str | os.PathLike | None = None,
+                     resume: bool = False,
                      progress: bool | Callable[[int, int], None] = False) -> PopulationResult:
     """Train every member together; probe loss and accuracy by group every ``cfg.eval_every``.
 
-    ``train``/``test`` are one dataset shared by all members or a list indexed by each
-    member's ``data_index``. With ``run_dir`` the trainer checkpoints there (atomically);
-    ``resume=True`` continues from that checkpoint and yields the records an uninterrupted
-    run would have.
+    ``train`` is one dataset shared by all members, a list indexed by each member's
+    ``data_index``, or an :class:`ImageStream` (minibatches normalised and transformed per
+    use; its probes report the running minibatch metrics ``batch.*`` instead of a full pass
+    over the training set). ``test`` is a dataset (or list) probed as ``test.*``, or a mapping
+    name → dataset of several evaluation sets probed as ``<name>.*``. With ``run_dir`` the
+    trainer checkpoints there (atomically); ``resume=True`` continues from that checkpoint and
+    yields the records an uninterrupted run would have.
     """
     if not members:
         raise ValueError("a population needs at least one member")
-    trains = [train] if isinstance(train, Dataset) else list(train)
-    tests = None if test is None else ([test] if isinstance(test, Dataset) else list(test))
+    if cfg.unit != "step":
+        raise ValueError("train_population counts in steps: pass cfg.in_steps(steps_per_epoch)")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rd = Path(run_dir) if run_dir is not None else None
-    tr = _Trainer(model, members, trains, tests, cfg, rd)
+    tr = _Trainer(model, members, train, test, cfg, rd)
     if resume:
         if rd is None or not (rd / CHECKPOINT).is_file():
             raise FileNotFoundError(f"no checkpoint to resume from in {rd}")

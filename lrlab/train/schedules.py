@@ -81,17 +81,39 @@ class Cosine:
         return _warm(value, step, self.warmup_steps)
 
 
-Schedule = Union[Constant, StepDecay, Cosine, Callable[[int], float]]
+@dataclass(frozen=True)
+class Until:
+    """value before step ``until`` (None: always), 0 from then on — e.g. activation noise σ."""
+
+    value: float
+    until: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.value) and self.value >= 0):
+            raise ValueError(f"value must be a finite number >= 0, got {self.value!r}")
+        if self.until is not None and self.until <= 0:
+            raise ValueError(f"until must be a positive step, got {self.until!r}")
+
+    def __call__(self, step: int) -> float:
+        return self.value if self.until is None or step < self.until else 0.0
 
 
-def from_config(cfg: ScheduleConfig, total_steps: int) -> Schedule:
-    """The schedule a config section describes."""
+Schedule = Union[Constant, StepDecay, Cosine, Until, Callable[[int], float]]
+
+
+def from_config(cfg: ScheduleConfig, total_steps: int, steps_per_unit: int = 1) -> Schedule:
+    """The schedule a config section describes; milestones, warm-up and cosine length are
+    multiplied by ``steps_per_unit`` (the steps per epoch when the config counts epochs)."""
+    k = steps_per_unit
+    if k < 1:
+        raise ValueError(f"steps_per_unit must be at least 1, got {k}")
     if isinstance(cfg, ConstantSchedule):
-        return Constant(cfg.lr, cfg.warmup_steps)
+        return Constant(cfg.lr, cfg.warmup_steps * k)
     if isinstance(cfg, StepSchedule):
-        return StepDecay(cfg.lr, tuple(cfg.milestones), cfg.factor, cfg.warmup_steps)
+        return StepDecay(cfg.lr, tuple(m * k for m in cfg.milestones), cfg.factor, cfg.warmup_steps * k)
     if isinstance(cfg, CosineSchedule):
-        return Cosine(cfg.lr, cfg.steps or total_steps, cfg.final_lr, cfg.warmup_steps)
+        return Cosine(cfg.lr, cfg.steps * k if cfg.steps else total_steps, cfg.final_lr,
+                      cfg.warmup_steps * k)
     raise ValueError(f"unknown schedule {cfg!r}")  # pragma: no cover
 
 
@@ -116,5 +138,5 @@ def anneal_steps(schedule: Schedule) -> tuple[int, ...]:
     return tuple(getattr(schedule, "milestones", ()))
 
 
-__all__ = ["Constant", "Cosine", "Schedule", "StepDecay", "anneal_steps", "from_config",
+__all__ = ["Constant", "Cosine", "Schedule", "StepDecay", "Until", "anneal_steps", "from_config",
            "lr_table", "total_lr"]
