@@ -48,10 +48,10 @@ def matmul_gflops(n: int = 1024) -> float:
     return 2 * n**3 / best_of(lambda: a @ b, repeats=5, number=5) / 1e9
 
 
-def train_flops_per_image(width: int) -> float:
+def train_flops_per_image(width: int, downsample: str) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    m = SmallCNN(10, width).train()
+    m = SmallCNN(10, width, downsample=downsample).train()
     x = torch.randn(8, 3, 32, 32)
     with FlopCounterMode(display=False) as c:
         F.cross_entropy(m(x), torch.zeros(8, dtype=torch.long)).backward()
@@ -67,10 +67,10 @@ def pipeline(split, B: int = 128, k: int = 1) -> float:
     return k * B / dt
 
 
-def plain_loop(split, width: int, B: int, steps: int) -> float:
+def plain_loop(split, width: int, downsample: str, B: int, steps: int, channels_last: bool) -> float:
     """images/s of the usual loop: one nn.Module, torch.optim.SGD, the same patched minibatches."""
     torch.manual_seed(0)
-    m = SmallCNN(10, width).train()
+    m = SmallCNN(10, width, downsample=downsample).train()
     opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
     tr = split.train
     perm = torch.randperm(tr.n)
@@ -79,15 +79,17 @@ def plain_loop(split, width: int, B: int, steps: int) -> float:
         for t in range(steps):
             idx = perm[(t * B) % (tr.n - B):][:B].unsqueeze(0)
             x, y, _ = tr.batch(idx, [0], t)
+            x = x[0].contiguous(memory_format=torch.channels_last) if channels_last else x[0]
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(m(x[0]), y[0]).backward()
+            F.cross_entropy(m(x), y[0]).backward()
             opt.step()
 
     return steps * B / best_of(run, repeats=2)
 
 
-def lrlab_trainer(split, width: int, B: int, steps: int, k: int, mode: str) -> tuple[float, _Trainer]:
-    model = FromModule(lambda: SmallCNN(10, width))
+def lrlab_trainer(split, width: int, downsample: str, B: int, steps: int, k: int,
+                  mode: str) -> tuple[float, _Trainer]:
+    model = FromModule(lambda: SmallCNN(10, width, downsample=downsample), channels_last=True)
     members = grid({"s": Constant(0.01)}, list(range(k)), data_per_seed=False)
     cfg = TrainConfig(loss="cross_entropy", steps=10**6, batch_size=B, momentum=0.9, nesterov=True,
                       weight_decay=5e-4, eval_every=10**6, mode=mode)
@@ -102,7 +104,7 @@ def lrlab_trainer(split, width: int, B: int, steps: int, k: int, mode: str) -> t
 
 
 def breakdown(tr: _Trainer, steps: int = 20) -> dict[str, float]:
-    """Seconds per step spent in data, forward, backward and the update (loop mode, member 0)."""
+    """Seconds per member-step in data, forward, backward and the SGD update (loop mode)."""
     from lrlab.train import losses
 
     sl = slice(0, 1)
@@ -117,13 +119,13 @@ def breakdown(tr: _Trainer, steps: int = 20) -> dict[str, float]:
         t2 = time.perf_counter()
         torch.autograd.grad(loss, [p[k] for k in tr.trainable])
         t3 = time.perf_counter()
-        tr.update(t)
+        tr.update(t)  # every member: data, forward, backward and the SGD update
         t4 = time.perf_counter()
         out["data"] += t1 - t0
         out["forward"] += t2 - t1
         out["backward"] += t3 - t2
-        # tr.update repeats data+forward+backward: its extra over them is the SGD update
-        out["update"] += max(0.0, (t4 - t3) - (t3 - t0))
+        # one member's share of tr.update minus what was timed above is the SGD update
+        out["update"] += max(0.0, (t4 - t3) / len(tr.members) - (t3 - t0))
     return {k: v / steps for k, v in out.items()}
 
 
@@ -131,6 +133,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--width", type=int, nargs="+", default=[16, 32])
+    ap.add_argument("--downsample", nargs="+", default=["stride", "maxpool"])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
@@ -147,26 +150,31 @@ def main() -> None:
                "pipeline_img_s_k3": pipeline(split, k=3)}
         print(f"threads={threads}: matmul {gf:.1f} GFLOP/s; patch+normalise "
               f"{row['pipeline_img_s']:.0f} img/s (1 member), {row['pipeline_img_s_k3']:.0f} img/s (3 members)")
-        for w in a.width:
-            fl = train_flops_per_image(w)
-            base = plain_loop(split, w, 128, a.steps)
-            loop, tr = lrlab_trainer(split, w, 128, a.steps, 3, "loop")
-            vec, _ = lrlab_trainer(split, w, 128, a.steps, 3, "vectorized")
-            bd = breakdown(tr)
-            t0 = time.perf_counter()
-            tr.evaluate(0)
-            ev = time.perf_counter() - t0
-            n_eval = sum(d.n for d in tr.evalsets.values()) * 3
-            r = {"width": w, "train_flops_per_img": fl, "plain_img_s": base, "lrlab_loop_img_s": loop,
-                 "lrlab_vmap_img_s": vec, "loop_over_plain": loop / base, "vmap_over_loop": vec / loop,
-                 "gflops": loop * fl / 1e9, "frac_of_matmul": loop * fl / 1e9 / gf,
-                 "breakdown_s_per_step": bd, "eval_img_s": n_eval / ev}
-            row[f"w{w}"] = r
-            print(f"  width {w}: {fl / 1e6:.1f} MFLOP/img (fwd+bwd). plain loop {base:.0f} img/s; lrlab loop "
-                  f"{loop:.0f} img/s ({loop / base:.2f}× plain); lrlab vmap K=3 {vec:.0f} img/s "
-                  f"({vec / loop:.2f}× loop). {r['gflops']:.1f} GFLOP/s = {r['frac_of_matmul']:.0%} of matmul. "
-                  f"eval {r['eval_img_s']:.0f} img/s")
-            print("    per step: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in bd.items()))
+        for ds in a.downsample:
+            for w in a.width:
+                fl = train_flops_per_image(w, ds)
+                base = plain_loop(split, w, ds, 128, a.steps, channels_last=False)
+                base_cl = plain_loop(split, w, ds, 128, a.steps, channels_last=True)
+                loop, tr = lrlab_trainer(split, w, ds, 128, a.steps, 3, "loop")
+                vec, _ = lrlab_trainer(split, w, ds, 128, max(5, a.steps // 3), 3, "vectorized")
+                bd = breakdown(tr)
+                t0 = time.perf_counter()
+                tr.evaluate(0)
+                ev = time.perf_counter() - t0
+                n_eval = sum(d.n for d in tr.evalsets.values()) * 3
+                r = {"downsample": ds, "width": w, "train_flops_per_img": fl, "plain_img_s": base,
+                     "plain_channels_last_img_s": base_cl, "lrlab_loop_img_s": loop,
+                     "lrlab_vmap_img_s": vec, "loop_over_plain": loop / base,
+                     "loop_over_plain_channels_last": loop / base_cl, "vmap_over_loop": vec / loop,
+                     "gflops": loop * fl / 1e9, "frac_of_matmul": loop * fl / 1e9 / gf,
+                     "breakdown_s_per_step": bd, "eval_img_s": n_eval / ev}
+                row[f"{ds}-w{w}"] = r
+                print(f"  {ds} width {w}: {fl / 1e6:.1f} MFLOP/img (fwd+bwd). plain loop {base:.0f} img/s "
+                      f"(channels_last {base_cl:.0f}); lrlab loop {loop:.0f} img/s ({loop / base:.2f}× plain, "
+                      f"{loop / base_cl:.2f}× plain channels_last); lrlab vmap K=3 {vec:.0f} img/s "
+                      f"({vec / loop:.2f}× loop). {r['gflops']:.1f} GFLOP/s = {r['frac_of_matmul']:.0%} of "
+                      f"matmul. eval {r['eval_img_s']:.0f} img/s")
+                print("    per step: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in bd.items()))
         results.append(row)
     if a.json:
         with open(a.json, "w") as f:

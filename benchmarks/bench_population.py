@@ -61,7 +61,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, replace

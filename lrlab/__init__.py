@@ -11,23 +11,29 @@ The curated public API::
     res = lrlab.train_population(model, members, split.train, split.test, cfg.train)
     res.records            # one row per (member, step, metric)
     lrlab.verify(["li2019-toy"], "quick", Path("out"))            # a claim with verdicts
+    split = lrlab.cifar10_split(cfg_cifar)                         # patched CIFAR-10 stream
 """
 
 __version__ = "0.1.0"
 
 from .config import ConfigError, RunConfig, TrainConfig, load_config  # noqa: E402
-from .data import Dataset, Split, li2019_mixture, make_dataset  # noqa: E402
+from .data import (  # noqa: E402
+    Dataset, ImageStream, Split, cifar10_split, li2019_mixture, load_cifar10, make_dataset,
+)
 from .experiment import resume, run  # noqa: E402
-from .models import FromModule, PopulationModel, TwoLayerReLU  # noqa: E402
+from .models import (  # noqa: E402
+    ActivationNoise, FromModule, PopulationModel, SmallCNN, TwoLayerReLU, WideResNet,
+)
 from .store import list_runs, load_run  # noqa: E402
 from .train import (  # noqa: E402
-    Constant, Cosine, Member, PopulationResult, StepDecay, grid, total_lr, train_population,
+    Constant, Cosine, Member, PopulationResult, StepDecay, Until, grid, total_lr, train_population,
 )
 from .claims import Verdict, verify  # noqa: E402
 
 __all__ = [
-    "ConfigError", "Constant", "Cosine", "Dataset", "FromModule", "Member", "PopulationModel",
-    "PopulationResult", "RunConfig", "Split", "StepDecay", "TrainConfig", "TwoLayerReLU",
-    "Verdict", "__version__", "grid", "li2019_mixture", "list_runs", "load_config", "load_run",
+    "ActivationNoise", "ConfigError", "Constant", "Cosine", "Dataset", "FromModule", "ImageStream",
+    "Member", "PopulationModel", "PopulationResult", "RunConfig", "SmallCNN", "Split", "StepDecay",
+    "TrainConfig", "TwoLayerReLU", "Until", "Verdict", "WideResNet", "__version__", "cifar10_split",
+    "grid", "li2019_mixture", "list_runs", "load_cifar10", "load_config", "load_run",
     "make_dataset", "resume", "run", "total_lr", "train_population", "verify",
 ]

@@ -159,6 +159,10 @@ class SmallCNNConfig(Strict):
 
     kind: Literal["small_cnn"] = "small_cnn"
     width: int = Field(32, gt=0, description="channels of the first conv (then 2×, 4×)")
+    downsample: Literal["stride", "maxpool"] = Field(
+        "stride", description="stride-2 convs (fast on CPU) or stride-1 convs + 2×2 max-pool")
+    noise_site: Literal["after_bn", "before_bn"] = Field(
+        "after_bn", description="activation noise: relu(bn(x) + σε) as the authors' code, or before BN")
 
 
 class WideResNetConfig(Strict):
@@ -168,6 +172,8 @@ class WideResNetConfig(Strict):
     depth: int = Field(16, gt=0, description="6n + 4")
     width: int = Field(10, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
+    noise_site: Literal["after_bn", "before_bn"] = Field(
+        "after_bn", description="activation noise: relu(bn(x) + σε) as the authors' code, or before BN")
 
 
 ModelConfig = Annotated[Union[TwoLayerConfig, SmallCNNConfig, WideResNetConfig],

@@ -24,8 +24,11 @@ def make_model(cfg: ModelConfig, input_shape: tuple[int, ...], out_dim: int = 1,
         if input_shape[0] != 3:
             raise ValueError(f"model {cfg.kind!r} expects 3-channel images, got {input_shape[0]} channels")
         if isinstance(cfg, SmallCNNConfig):
-            return FromModule(lambda: SmallCNN(out_dim, cfg.width, activation_noise))
-        return FromModule(lambda: WideResNet(cfg.depth, cfg.width, out_dim, cfg.dropout, activation_noise))
+            return FromModule(lambda: SmallCNN(out_dim, cfg.width, activation_noise,
+                                               downsample=cfg.downsample, noise_site=cfg.noise_site),
+                              channels_last=True)
+        return FromModule(lambda: WideResNet(cfg.depth, cfg.width, out_dim, cfg.dropout, activation_noise,
+                                             noise_site=cfg.noise_site), channels_last=True)
     if activation_noise:
         raise ValueError(f"activation noise needs an image model with BatchNorm, not {cfg.kind!r}")
     if isinstance(cfg, TwoLayerConfig):

@@ -14,15 +14,16 @@ class SmallCNN(nn.Module):
     """Three conv3×3→BN→ReLU stages of widths w, 2w, 4w, each halving the resolution, then
     global average pool→Linear.
 
-    ``downsample="stride"`` (default) uses stride-2 convs: 32×32 → 16, 8, 4, and about 4× the
-    CPU training throughput of ``"maxpool"`` (stride-1 conv→BN→ReLU→maxpool2, the classic
-    layout), which computes every conv and BN at twice the resolution. Init is the WRN family
+    ``downsample="stride"`` (default) uses stride-2 convs (32×32 → 16, 8, 4); ``"maxpool"`` is the
+    classic stride-1 conv→BN→ReLU→maxpool2, which runs every conv and BN at twice the resolution.
+    ``benchmarks/bench_images.py`` measures "stride" 1.4× faster per FLOP on CPU and 4× faster at
+    equal width (width 32: 4,004 against 1,191 images/s on one thread). Init is the WRN family
     (conv N(0, 2/(k·k·out)), BN 1/0, Linear bias 0); ``activation_noise`` and ``noise_site``
     place :class:`~lrlab.models.noise.ActivationNoise` at every BN→ReLU, as in WideResNet.
     """
 
     def __init__(self, num_classes: int = 10, width: int = 32, activation_noise: bool = False, *,
-                 downsample: str = "stride", noise_site: str = "before_bn") -> None:
+                 downsample: str = "stride", noise_site: str = "after_bn") -> None:
         super().__init__()
         require_int("num_classes", num_classes, 1)
         require_int("width", width, 1)

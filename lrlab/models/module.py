@@ -23,10 +23,13 @@ class FromModule:
     Member k is ``factory()`` built under ``torch.manual_seed(seeds[k])`` (the global RNG is
     restored afterwards). ``forward(params, x, train)`` runs the module in training mode
     (BatchNorm uses and updates batch statistics, dropout and activation noise are on) or in
-    eval mode (running statistics, no noise).
+    eval mode (running statistics, no noise). ``channels_last`` hands image batches to a
+    single member in channels-last memory format (faster convolutions on CPU; see
+    benchmarks/RESULTS.md).
     """
 
-    def __init__(self, factory: Callable[[], nn.Module], frozen: Sequence[str] = ()) -> None:
+    def __init__(self, factory: Callable[[], nn.Module], frozen: Sequence[str] = (),
+                 channels_last: bool = False) -> None:
         if isinstance(factory, nn.Module) or not callable(factory):
             raise TypeError(f"FromModule needs a factory (a callable returning a fresh nn.Module, "
                             f"e.g. lambda: MyNet()), got {type(factory).__name__}")
@@ -39,6 +42,7 @@ class FromModule:
         if unknown:
             raise ValueError(f"frozen names {sorted(unknown)} are not parameters; have {sorted(names)}")
         self.factory, self.base = factory, base.to("meta")
+        self.channels_last = channels_last
         self.frozen = frozenset(frozen)
         self.buffer_names = frozenset(n for n, _ in base.named_buffers())
         self.noise_buffers = tuple(f"{n}.sigma" if n else "sigma" for n, m in base.named_modules()
@@ -67,7 +71,10 @@ class FromModule:
         """Outputs [K, B, ...] for inputs [K, B, ...]; ``params`` holds parameters and buffers."""
         self.base.train(train)
         if x.shape[0] == 1:  # one member: call the module directly (no vmap overhead)
-            return self._single({k: v[0] for k, v in params.items()}, x[0]).unsqueeze(0)
+            x1 = x[0]
+            if self.channels_last and x1.dim() == 4:
+                x1 = x1.contiguous(memory_format=torch.channels_last)
+            return self._single({k: v[0] for k, v in params.items()}, x1).unsqueeze(0)
         return self._fwd(params, x)
 
     def flops_per_example(self, input_shape: tuple[int, ...]) -> int:

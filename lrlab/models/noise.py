@@ -49,11 +49,13 @@ class BNReLU(nn.Sequential):
     """BatchNorm2d → ReLU, with an optional :class:`ActivationNoise` at ``noise_site``.
 
     The one place the image models put BN→ReLU, so noise placement is decided here:
-    ``"before_bn"`` gives noise→BN→ReLU (the SPEC reading), ``"after_bn"`` gives BN→noise→ReLU,
-    i.e. ``relu(bn(x) + σε)`` as in the Li et al. code (cwein3/large-lr-code, ``forward_noise``).
+    ``"after_bn"`` (default) gives BN→noise→ReLU, i.e. ``relu(bn(x) + σε)``, as in the Li et al.
+    code (cwein3/large-lr-code, ``forward_noise``), so σ is in BN-normalised units;
+    ``"before_bn"`` gives noise→BN→ReLU (a literal reading of the SPEC's wording), where BN
+    rescales the noise by each channel's batch statistics.
     """
 
-    def __init__(self, channels: int, noise: bool = False, noise_site: str = "before_bn") -> None:
+    def __init__(self, channels: int, noise: bool = False, noise_site: str = "after_bn") -> None:
         if noise_site not in NOISE_SITES:
             raise ValueError(f"noise_site must be one of {NOISE_SITES}, got {noise_site!r}")
         layers: list[tuple[str, nn.Module]] = [("bn", nn.BatchNorm2d(channels)), ("relu", nn.ReLU())]

@@ -51,7 +51,7 @@ class WideBasicBlock(nn.Module):
     """
 
     def __init__(self, c_in: int, c_out: int, stride: int, dropout: float = 0.0,
-                 noise: bool = False, noise_site: str = "before_bn") -> None:
+                 noise: bool = False, noise_site: str = "after_bn") -> None:
         super().__init__()
         self.act1 = BNReLU(c_in, noise, noise_site)
         self.conv1 = bias_free_conv(c_in, c_out, 3, stride)
@@ -76,7 +76,7 @@ class WideResNet(nn.Module):
     """
 
     def __init__(self, depth: int = 16, width: int = 10, num_classes: int = 10, dropout: float = 0.0,
-                 activation_noise: bool = False, *, noise_site: str = "before_bn") -> None:
+                 activation_noise: bool = False, *, noise_site: str = "after_bn") -> None:
         super().__init__()
         require_int("depth", depth, 10)
         if (depth - 4) % 6 != 0:

@@ -66,12 +66,12 @@ def group_curves(panels: Sequence[tuple[str, pd.DataFrame, pd.DataFrame, str, Se
     return save(fig, path)
 
 
-def epoch_curves(panels: Sequence[tuple[str, pd.DataFrame, Sequence[int]]],
+def epoch_curves(panels: Sequence[tuple[str, pd.DataFrame, Sequence[int | tuple[int, str]]]],
                  series: Sequence[tuple[str, str]], path: Path, title: str = "",
                  ylabel: str = "accuracy") -> Path:
     """One panel per (title, long table with seed/epoch/metric/value, marks): each (metric,
     label) of ``series`` as its mean over seeds with a min–max band; dotted lines at ``marks``
-    (e.g. the anneal epoch)."""
+    (an epoch, labelled 'anneal', or an (epoch, label) pair)."""
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), sharey=True,
                              squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -86,8 +86,9 @@ def epoch_curves(panels: Sequence[tuple[str, pd.DataFrame, Sequence[int]]],
             ax.fill_between(x, piv.min(axis=1).to_numpy(), piv.max(axis=1).to_numpy(),
                             color=colors[i % len(colors)], alpha=0.15, lw=0)
         for m in marks:
-            ax.axvline(m, color="k", lw=0.8, ls=":")
-            ax.text(m, 0.02, " anneal", transform=ax.get_xaxis_transform(), fontsize=8)
+            at, label = m if isinstance(m, tuple) else (m, "anneal")
+            ax.axvline(at, color="k", lw=0.8, ls=":")
+            ax.text(at, 0.02, f" {label}", transform=ax.get_xaxis_transform(), fontsize=8)
         ax.set_title(ptitle, fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -10,7 +10,7 @@ import pytest
 
 from lrlab.claims import FAIL, PASS, load_claim_config, verify
 from lrlab.claims import li2019_patch as patch
-from lrlab.config import ConfigError, RunConfig, validate
+from lrlab.config import ConfigError, validate
 from tests.helpers import tiny_image_run_dict, write_yaml
 
 SETTINGS = {"early_epoch": 2, "patch_level": 0.5}
@@ -108,6 +108,10 @@ def test_judge_reports_the_opposite_as_fail(cifar_root):
                 "c-noise-clean-final", "a-large-vs-small-early"):
         assert vs[id_] == FAIL, id_
     assert not any(k.startswith("d-") for k in vs)
+    o.verdicts = patch.judge(o, cfg.claim)
+    reading = patch._reading(o)
+    assert "(b) large LR + anneal ending with higher clean accuracy does not hold" in reading
+    assert "did not learn the patch early" in reading and "(d) the clean-data control" in reading
 
 
 def test_diverged_members_score_chance(cifar_root):
