@@ -88,10 +88,13 @@ def _fmt(x: float, sign: bool = False) -> str:
 
 def _summary(records, members) -> None:
     last = records[records.step == records.step.max()]
-    shown = ("train.loss", "train.acc", "batch.acc", "test.loss", "test.acc", "test_patched.acc",
-             "patch_only.acc")
-    metrics = [m for m in shown if m in set(last.metric)]
-    t = Table("member", "name", "seed")
+    have = set(last.metric)
+    shown = (("batch.acc", "test.acc", "test_patched.acc", "patch_only.acc") if "batch.acc" in have
+             else ("train.loss", "train.acc", "test.loss", "test.acc"))
+    metrics = [m for m in shown if m in have]
+    t = Table()
+    for col in ("member", "name", "seed"):
+        t.add_column(col, no_wrap=True, min_width=max([len(col)] + [len(str(v)) for v in members[col]]))
     for m in metrics:
         t.add_column(m, no_wrap=True, min_width=len(m))
     t.add_column("diverged")

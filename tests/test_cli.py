@@ -164,3 +164,20 @@ def test_run_unavailable_device(tmp_path, cfg_path):
     r = invoke("run", cfg_path, "--device", "cuda", "--runs", tmp_path / "runs", "--no-progress")
     assert_input_error(r, "cuda")
     assert _nothing_under(tmp_path / "runs")
+
+
+def test_run_images_with_data_dir(tmp_path, cifar_root):
+    from tests.helpers import tiny_image_run_dict
+
+    raw = tiny_image_run_dict(cifar_root, train={"steps": 1})
+    raw["data"]["root"] = None  # the location comes from --data-dir
+    cfg = write_yaml(tmp_path / "img.yaml", raw)
+    missing = invoke("run", cfg, "--data-dir", tmp_path / "nowhere", "--runs", tmp_path / "runs",
+                     "--no-progress")
+    assert_input_error(missing, "CIFAR-10 not found", "nowhere")
+    assert _nothing_under(tmp_path / "runs")
+    r = invoke("run", cfg, "--data-dir", cifar_root.parent, "--runs", tmp_path / "runs", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "test_patched.acc" in r.output and "noise" in r.output
+    (rd,) = (tmp_path / "runs").iterdir()
+    assert load_run(rd).meta["data_source"] == str(cifar_root)

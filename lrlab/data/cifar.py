@@ -51,7 +51,7 @@ _EXPECTED = (
     "expected one of: the official 'cifar-10-batches-py' folder (data_batch_1..5, test_batch, "
     "batches.meta); an image-folder tree with train/<class>/*.png|*.jpg|*.jpeg and "
     "test/<class>/...; or a zip of such a tree (e.g. cifar10-jpeg.zip). Give the path with "
-    f"--data-dir (or the config's data path) or ${DATA_ENV}"
+    f"--data-dir (or the config's data.root) or ${DATA_ENV}"
 )
 
 # split -> class name -> [(name, size, mtime_ns)], names sorted; name is a zip member name

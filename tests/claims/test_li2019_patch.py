@@ -137,3 +137,11 @@ def test_verify_end_to_end(cifar_root, tmp_path, monkeypatch):
     report = (out / "report.md").read_text()
     assert "Reading of regime `tiny`" in report and "patch-only @ epoch 1" in report
     assert len(list((out / "runs").iterdir())) == 4  # 2 seeds × (patched, clean)
+
+
+def test_device_reaches_every_regime_of_every_claim():
+    from lrlab.claims import CLAIMS
+
+    for name in CLAIMS:
+        cfg = load_claim_config(name, "quick", device="cuda:1")
+        assert {rc.train.device for rc in cfg.regimes.values()} == {"cuda:1"}
