@@ -42,7 +42,11 @@ def tiny_data_cfg(**kw) -> Li2019MixtureConfig:
 
 def tiny_run_dict(**sections) -> dict:
     """TINY_RUN with whole keys or sections updated (``train={"steps": 30}`` merges)."""
-    raw = copy.deepcopy(TINY_RUN)
+    return merge_sections(copy.deepcopy(TINY_RUN), sections)
+
+
+def merge_sections(raw: dict, sections: dict) -> dict:
+    """Update ``raw`` in place: dict values merge into dict sections, others replace."""
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):
             raw[key].update(value)
@@ -216,9 +220,4 @@ def tiny_image_run_dict(root: Path, **sections) -> dict:
             "activation_noise": {"noise": {"sigma": 0.4, "until": 1}},
         },
     }
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(raw.get(key), dict):
-            raw[key].update(value)
-        else:
-            raw[key] = value
-    return raw
+    return merge_sections(raw, sections)
