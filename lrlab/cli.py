@@ -150,6 +150,96 @@ def verify(
     _guard(go)
 
 
+def _load_factory(spec: str):
+    """'package.module:name' or 'path/to/file.py:name' → the callable it names."""
+    import importlib
+    import importlib.util
+
+    if ":" not in spec:
+        raise ValueError(f"model {spec!r} is not of the form module:factory or file.py:factory")
+    where, name = spec.rsplit(":", 1)
+    if where.endswith(".py"):
+        path = Path(where)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file not found: {path}")
+        mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as e:
+            raise ValueError(f"cannot import {where!r} for the model: {e}") from None
+    if not hasattr(module, name):
+        raise ValueError(f"{where} has no {name!r}")
+    return getattr(module, name)
+
+
+def _load_xy(path: Path):
+    """x and y from a .pt file (a dict or a tuple) or an .npz file with arrays 'x' and 'y'."""
+    import numpy as np
+    import torch
+
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    if path.suffix == ".npz":
+        with np.load(path) as z:
+            if "x" not in z or "y" not in z:
+                raise ValueError(f"{path} must hold arrays 'x' and 'y', has {sorted(z.files)}")
+            return torch.from_numpy(z["x"]), torch.from_numpy(z["y"])
+    if path.suffix == ".pt":
+        obj = torch.load(path, weights_only=True)
+        if isinstance(obj, dict) and "x" in obj and "y" in obj:
+            return obj["x"], obj["y"]
+        if isinstance(obj, (tuple, list)) and len(obj) == 2:
+            return obj[0], obj[1]
+        raise ValueError(f"{path} must hold a dict with 'x' and 'y' or a pair (x, y)")
+    raise ValueError(f"data file {path} must be .pt or .npz")
+
+
+@app.command()
+def phase(
+    model: str = typer.Argument(..., help="Model factory: package.module:make_net or file.py:make_net."),
+    data: Path = typer.Option(..., "--data", help="Training set: .pt (dict/pair x, y) or .npz (x, y)."),
+    loss: str = typer.Option("squared", "--loss", help="squared, logistic or cross_entropy."),
+    steps: int = typer.Option(200, "--steps", help="Full-batch GD steps per learning rate."),
+    points: int = typer.Option(16, "--points", help="Learning rates, geometric in η·λ0."),
+    low: float = typer.Option(0.5, "--low", help="Smallest η·λ0."),
+    high: float = typer.Option(16.0, "--high", help="Largest η·λ0."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("lrlab-out/phase"), "--out", help="Folder for phase.png and phase.csv."),
+) -> None:
+    """Phase diagram of any model: λ0, a sweep of η around 2/λ0, lazy/catapult/divergent, advice."""
+    import numpy as np
+
+    from .phase import phase_diagram, plot_phase_diagram
+    from .store import write_atomic
+
+    def go():
+        if points < 1 or not 0 < low < high:
+            raise ValueError(f"need --points >= 1 and 0 < --low < --high, got {points}, {low}, {high}")
+        factory = _load_factory(model)
+        x, y = _load_xy(data)
+        pdg = phase_diagram(factory, x, y, loss, scaled_etas=np.geomspace(low, high, points),
+                            steps=steps, seed=seed, progress=True)
+        out.mkdir(parents=True, exist_ok=True)
+        tab = pdg.table()
+        write_atomic(out / "phase.csv", tab.to_csv(index=False))
+        fig = plot_phase_diagram(pdg, out / "phase.png")
+        t = Table(title=f"λ0 = {pdg.lam0:.4g} ({pdg.curvature})")
+        for col in ("η", "η·λ0", "phase", "final loss", "η·λ_T"):
+            t.add_column(col, no_wrap=True)
+        for _, r in tab.iterrows():
+            t.add_row(f"{r.eta:.4g}", f"{r.eta_lam0:.3g}", r.phase, f"{r.final_loss:.3g}",
+                      f"{r.eta_lam_final:.3g}")
+        console.print(t)
+        rec = (f"largest learning rate that converged: {pdg.recommended_lr:.4g}"
+               if pdg.recommended_lr else "no learning rate converged")
+        console.print(f"{rec}; wrote {out / 'phase.csv'} and {fig}")
+
+    _guard(go)
+
+
 @app.command("list")
 def list_(runs: Optional[Path] = typer.Option(None, "--runs", help="Runs folder.")) -> None:
     """List the runs in the runs folder."""

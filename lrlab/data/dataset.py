@@ -14,14 +14,15 @@ class Dataset:
     """Tensors ``x`` [n, ...], ``y`` [n] and ``group`` [n] (index into ``group_names``).
 
     ``task="binary"`` means ``y`` holds ±1 floats and the model emits one logit;
-    ``task="multiclass"`` means ``y`` holds class indices and the model emits ``num_classes``.
+    ``task="multiclass"`` means ``y`` holds class indices and the model emits ``num_classes``;
+    ``task="regression"`` means ``y`` holds real targets (squared loss; accuracy is NaN).
     """
 
     x: Tensor
     y: Tensor
     group: Tensor
     group_names: tuple[str, ...]
-    task: Literal["binary", "multiclass"] = "binary"
+    task: Literal["binary", "multiclass", "regression"] = "binary"
     num_classes: int = 2
 
     def __post_init__(self) -> None:

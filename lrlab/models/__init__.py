@@ -5,9 +5,11 @@ from __future__ import annotations
 from ..config import ModelConfig, SmallCNNConfig, TwoLayerConfig, WideResNetConfig
 from .base import PopulationModel
 from .cnn import SmallCNN
+from .mlp import NTKMLP
 from .module import FromModule
 from .noise import ActivationNoise
 from .two_layer import TwoLayerReLU
+from .uv import UVModel, uv_recurrence
 from .wide_resnet import WideResNet
 
 
@@ -40,5 +42,5 @@ def make_model(cfg: ModelConfig, input_shape: tuple[int, ...], out_dim: int = 1,
     raise ValueError(f"unknown model kind {getattr(cfg, 'kind', cfg)!r}")  # pragma: no cover
 
 
-__all__ = ["ActivationNoise", "FromModule", "PopulationModel", "SmallCNN", "TwoLayerReLU",
-           "WideResNet", "make_model"]
+__all__ = ["ActivationNoise", "FromModule", "NTKMLP", "PopulationModel", "SmallCNN", "TwoLayerReLU",
+           "UVModel", "WideResNet", "make_model", "uv_recurrence"]

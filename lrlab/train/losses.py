@@ -16,6 +16,8 @@ def check_loss(loss: str, task: str) -> None:
     """Reject loss/task pairs that make no sense, naming both."""
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; expected one of {list(LOSSES)}")
+    if task == "regression" and loss != "squared":
+        raise ValueError(f"a regression task (real targets) needs the squared loss, not {loss!r}")
     if loss == "logistic" and task != "binary":
         raise ValueError("logistic loss needs a binary task (labels ±1, one output)")
     if loss == "cross_entropy" and task != "multiclass":

@@ -39,3 +39,16 @@ def test_validation():
     mc = Dataset(x, torch.tensor([0, 1, 2, 1]), torch.zeros(4, dtype=torch.long), NAMES,
                  task="multiclass", num_classes=3)
     assert mc.num_classes == 3
+
+
+def test_regression_task_takes_real_targets_and_needs_squared_loss():
+    import torch
+
+    from lrlab.train.losses import check_loss
+
+    ds = Dataset(torch.randn(4, 2), torch.tensor([0.3, -2.0, 5.0, 0.0]), torch.zeros(4, dtype=torch.long),
+                 ("all",), "regression", 1)
+    assert ds.task == "regression"
+    check_loss("squared", "regression")
+    with pytest.raises(ValueError, match=r"regression task \(real targets\) needs the squared loss, not 'logistic'"):
+        check_loss("logistic", "regression")

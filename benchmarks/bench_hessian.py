@@ -1,0 +1,91 @@
+"""Top Hessian eigenvalues: lrlab (Lanczos / power iteration) against PyHessian (issue 4).
+
+    /work/bench-venv4/bin/python benchmarks/bench_hessian.py [--threads 1] [--tol 1e-3]
+
+PyHessian is installed only in the benchmark's own venv (``pip install torch==2.13.0 pyhessian``
+then ``pip install -e .``), never as an lrlab dependency. Both run in this one process on the same
+~1M-parameter MLP (3072 → 300 → 300 → 10, ReLU) and the same 1,000 CIFAR-10 images (random
+inputs if the data are absent), cross-entropy loss, float32, at the same relative tolerance. A
+tight Lanczos run (tol 1e-8) gives the reference eigenvalues the errors are measured against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import nn
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3072, 300), nn.ReLU(), nn.Linear(300, 300), nn.ReLU(),
+                         nn.Linear(300, 10))
+
+
+def data(n: int = 1000) -> tuple[torch.Tensor, torch.Tensor, str]:
+    try:
+        from lrlab.config import Cifar10PatchConfig
+        from lrlab.data import cifar10_split
+
+        sp = cifar10_split(Cifar10PatchConfig(n_per_class=n // 10, n_test_per_class=1))
+        from lrlab.data import normalize
+
+        return normalize(sp.train.x), sp.train.y, "CIFAR-10 (JPEG copy)"
+    except FileNotFoundError:
+        g = torch.Generator().manual_seed(0)
+        return torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g), "random"
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tol", type=float, default=1e-3)
+    ap.add_argument("--top", type=int, nargs="+", default=[1, 10])
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    from lrlab.probes import top_hessian_eigs
+
+    x, y, source = data()
+    model = mlp()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"MLP with {n_params:,} parameters, {len(y)} examples of {source}, cross-entropy, "
+          f"{a.threads} thread(s), tol {a.tol}")
+    try:
+        from pyhessian import hessian as PyHessian
+    except ImportError:
+        PyHessian = None
+        print("  pyhessian is not installed in this environment: only lrlab is timed")
+    ref = top_hessian_eigs(model, x, y, "cross_entropy", k=max(a.top), tol=1e-8).values
+    print("  reference (Lanczos, tol 1e-8): " + ", ".join(f"{v:.6g}" for v in ref[: max(a.top)].tolist()))
+    for k in a.top:
+        res, t_lz = timed(lambda: top_hessian_eigs(model, x, y, "cross_entropy", k=k, tol=a.tol))
+        line = (f"  top-{k}: lrlab Lanczos {t_lz:.2f} s ({res.iterations} HVPs), "
+                f"max rel. error {float(((res.values[:k] - ref[:k]) / ref[:k]).abs().max()):.1e}")
+        if k == 1:
+            pw, t_pw = timed(lambda: top_hessian_eigs(model, x, y, "cross_entropy", k=1, method="power",
+                                                      tol=a.tol))
+            line += (f"; lrlab power {t_pw:.2f} s ({pw.iterations} HVPs), rel. error "
+                     f"{abs(float(pw.values[0]) - float(ref[0])) / float(ref[0]):.1e}")
+        if PyHessian is not None:
+            def run_pyhessian():
+                torch.manual_seed(1)
+                comp = PyHessian(mlp(), nn.CrossEntropyLoss(), data=(x, y), cuda=False)
+                return comp.eigenvalues(maxIter=100, tol=a.tol, top_n=k)[0]
+
+            vals, t_ph = timed(run_pyhessian)
+            err = max(abs(v - float(r)) / float(r) for v, r in zip(vals, ref[:k].tolist()))
+            line += (f"; PyHessian {t_ph:.2f} s, max rel. error {err:.1e}; "
+                     f"PyHessian / lrlab Lanczos = {t_ph / t_lz:.1f}×")
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

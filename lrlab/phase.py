@@ -1,0 +1,195 @@
+"""Phase diagram for any model (Lewkowycz et al. 2020): lazy, catapult or divergent, per η.
+
+Measure the initial curvature λ0, train one population of full-batch GD members from the same
+initialisation at learning rates spread around 2/λ0, classify each loss curve, and recommend
+the largest learning rate that converged. One vectorised run does the whole sweep.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+PHASES = ("lazy", "catapult", "divergent")
+
+
+def classify(loss: Sequence[float], diverged: bool = False, rise_tol: float = 0.05) -> str:
+    """Phase of one full-batch GD loss curve (first value = loss at initialisation).
+
+    divergent: the run diverged (inf/NaN) or ends no lower than it started; catapult: the loss
+    first rises above (1 + rise_tol)·L0 and then ends below L0; lazy: it never rises that far
+    and ends below L0.
+    """
+    arr = np.asarray(loss, dtype=float)
+    if arr.ndim != 1 or arr.size < 2:
+        raise ValueError(f"need a loss curve of at least 2 values, got shape {arr.shape}")
+    if rise_tol < 0:
+        raise ValueError(f"rise_tol must be >= 0, got {rise_tol}")
+    finite = arr[np.isfinite(arr)]
+    if diverged or not np.isfinite(arr[-1]) or finite.size < arr.size or arr[-1] >= arr[0]:
+        return "divergent"
+    return "catapult" if finite.max() > (1 + rise_tol) * arr[0] else "lazy"
+
+
+@dataclass
+class PhaseDiagram:
+    """The sweep's outcome: λ0, each η with its phase, loss curves and final curvature."""
+
+    lam0: float
+    curvature: str
+    etas: np.ndarray
+    phases: list[str]
+    loss: pd.DataFrame  # rows = steps, columns = η
+    lam_final: np.ndarray
+    recommended_lr: float | None
+
+    def table(self) -> pd.DataFrame:
+        """One row per η: η·λ0, phase, final loss, final curvature, η·λ_T."""
+        return pd.DataFrame({
+            "eta": self.etas, "eta_lam0": self.etas * self.lam0, "phase": self.phases,
+            "final_loss": self.loss.iloc[-1].to_numpy(), "lam_final": self.lam_final,
+            "eta_lam_final": self.etas * self.lam_final,
+        })
+
+
+def _dataset(x: Tensor, y: Tensor):
+    from .data import Dataset
+
+    if y.is_floating_point() and not bool(((y == 1) | (y == -1)).all()):
+        task, C = "regression", 1
+    elif y.is_floating_point():
+        task, C = "binary", 2
+    else:
+        task, C = "multiclass", int(y.max()) + 1
+    if y.dim() != 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"y must be [n] with n = x.shape[0] = {x.shape[0]}, got {tuple(y.shape)}")
+    return Dataset(x, y, torch.zeros(len(y), dtype=torch.long), ("all",), task, C)
+
+
+def initial_curvature(module: nn.Module, x: Tensor, y: Tensor, loss: str) -> tuple[float, str]:
+    """λ0: the top NTK eigenvalue (normalised as the squared loss, SPEC §2) for the squared loss,
+    else the top eigenvalue of the loss Hessian at initialisation."""
+    if loss == "squared":
+        from .probes.ntk import ntk_top_eigenvalue
+
+        return float(ntk_top_eigenvalue(module, x)), "ntk"
+    from .probes.curvature import top_hessian_eigs
+
+    return float(top_hessian_eigs(module, x, y, loss, k=1).values[0]), "hessian"
+
+
+def phase_diagram(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: str = "squared", *,
+                  scaled_etas: Sequence[float] | None = None, steps: int = 200, seed: int = 0,
+                  eval_every: int = 1, rise_tol: float = 0.05,
+                  progress: bool = False) -> PhaseDiagram:
+    """Sweep η = c/λ0 for c in ``scaled_etas`` (default 0.5…16, geometric) with full-batch GD
+    from one initialisation, classify each run and recommend the largest η that converged.
+
+    ``factory`` builds the model (called under ``torch.manual_seed(seed)``); ``x``/``y`` are
+    the training set (``y`` real targets for regression with the squared loss, ±1 floats for
+    binary, class indices for multiclass).
+    """
+    from .config import TrainConfig
+    from .models import FromModule
+    from .train import Constant, Member, train_population
+
+    if steps < 2:
+        raise ValueError(f"steps must be at least 2, got {steps}")
+    try:
+        model = FromModule(factory)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"phase_diagram cannot use this model: {e}") from None
+    if model.stochastic:
+        raise ValueError("phase_diagram needs a deterministic model (no dropout or activation noise)")
+    data = _dataset(x, y)
+    from .train.losses import check_loss
+
+    check_loss(loss, data.task)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = factory()
+    lam0, kind = initial_curvature(module, x, y, loss)
+    if not (math.isfinite(lam0) and lam0 > 0):
+        raise ValueError(f"initial curvature λ0 = {lam0} is not positive: cannot place η around 2/λ0")
+    cs = np.asarray(scaled_etas if scaled_etas is not None else np.geomspace(0.5, 16, 16), dtype=float)
+    if cs.ndim != 1 or cs.size == 0 or not np.all(cs > 0):
+        raise ValueError(f"scaled_etas must be positive numbers, got {scaled_etas}")
+    etas = cs / lam0
+    members = [Member(f"eta={eta:.6g}", seed, Constant(float(eta))) for eta in etas]
+    cfg = TrainConfig(loss=loss, steps=steps, batch_size=None, eval_every=eval_every,
+                      mode="vectorized")
+    res = train_population(model, members, data, None, cfg, progress=progress)
+    curve = res.curve("train.loss")
+    curve.columns = etas
+    diverged = res.members.diverged.to_numpy()
+    phases = [classify(curve[e].to_numpy(), bool(d), rise_tol) for e, d in zip(etas, diverged)]
+    lam_final = _final_curvature(model, res.params, x, y, loss, data.num_classes, kind, diverged)
+    ok = [e for e, p in zip(etas, phases) if p != "divergent"]
+    return PhaseDiagram(lam0, kind, etas, phases, curve, lam_final, float(max(ok)) if ok else None)
+
+
+def _final_curvature(model, params: dict[str, Tensor], x: Tensor, y: Tensor, loss: str,
+                     num_classes: int, kind: str, diverged: np.ndarray) -> np.ndarray:
+    """λ_T per member, the same curvature as λ0 (NaN for diverged members)."""
+    params = {k: torch.where(torch.isfinite(v), v, torch.zeros_like(v)) if v.is_floating_point() else v
+              for k, v in params.items()}
+    if kind == "ntk":
+        from .probes.ntk import population_ntk_top_eigenvalue
+
+        lam = population_ntk_top_eigenvalue(model, params, x)
+    else:
+        from .probes.curvature import population_top_eigs
+
+        lam = population_top_eigs(model, params, x, y, loss, num_classes, k=1)[:, 0]
+    out = lam.detach().double().cpu().numpy()
+    out[diverged] = np.nan
+    return out
+
+
+def plot_phase_diagram(pd_: PhaseDiagram, path: str | Path, title: str = "") -> Path:
+    """Two panels: loss curves coloured by phase; η·λ_T against η·λ0 with the η·λ = 2 line."""
+    from .report.figures import plt, save
+
+    colors = {"lazy": "#2a9d8f", "catapult": "#e9c46a", "divergent": "#e76f51"}
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for eta, ph in zip(pd_.etas, pd_.phases):
+        c = pd_.loss[eta].to_numpy()
+        a.plot(pd_.loss.index, np.where(np.isfinite(c), c, np.nan), color=colors[ph], lw=1)
+    for ph, col in colors.items():
+        a.plot([], [], color=col, label=ph)
+    a.set_yscale("log")
+    start = float(np.nanmax(pd_.loss.iloc[0].to_numpy()))
+    a.set_ylim(top=max(start, 1e-12) * 1e3)  # divergent runs leave the plot instead of flattening it
+    a.set_xlabel("step")
+    a.set_ylabel("training loss")
+    a.legend(fontsize=8)
+    a.grid(alpha=0.3)
+    x = pd_.etas * pd_.lam0
+    yl = pd_.etas * pd_.lam_final
+    ok = np.isfinite(yl)
+    b.scatter(x[ok], yl[ok], c=[colors[p] for p, o in zip(pd_.phases, ok) if o], zorder=3)
+    if (~ok).any():  # diverged: no final curvature; marked along the top
+        top = float(np.nanmax(np.concatenate([yl[ok], x]))) * 1.5
+        b.scatter(x[~ok], np.full((~ok).sum(), top), marker="x", color=colors["divergent"], zorder=3,
+                  label="diverged")
+    b.plot(x, x, color="0.6", lw=0.8, ls="--", label="η·λ0 (λ unchanged)")
+    b.axhline(2, color="k", lw=0.8, ls=":", label="η·λ = 2")
+    for v, label in ((2, "2/λ0"), (4, "4/λ0")):
+        b.axvline(v, color="0.4", lw=0.6, ls=":")
+        b.text(v, 0.02, f" {label}", transform=b.get_xaxis_transform(), fontsize=8)
+    b.set_xscale("log")
+    b.set_yscale("log")
+    b.set_xlabel("η·λ0")
+    b.set_ylabel("η·λ_T (end of training)")
+    b.legend(fontsize=7, loc="upper left")
+    b.grid(alpha=0.3)
+    rec = f"; largest converged η = {pd_.recommended_lr:.4g}" if pd_.recommended_lr else ""
+    fig.suptitle(title or f"phase diagram: λ0 = {pd_.lam0:.4g} ({pd_.curvature}){rec}", fontsize=10)
+    return save(fig, Path(path))
