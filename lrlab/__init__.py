@@ -22,13 +22,15 @@ from .data import (  # noqa: E402
 )
 from .experiment import resume, run  # noqa: E402
 from .models import (  # noqa: E402
-    ActivationNoise, FromModule, PopulationModel, SmallCNN, TwoLayerReLU, WideResNet,
+    NTKMLP, ActivationNoise, FromModule, PopulationModel, SmallCNN, TwoLayerReLU, UVModel,
+    WideResNet,
 )
 from .store import list_runs, load_run  # noqa: E402
 from .train import (  # noqa: E402
     Constant, Cosine, Member, PopulationResult, StepDecay, Until, grid, total_lr, train_population,
 )
 from .claims import Verdict, verify  # noqa: E402
+from .phase import PhaseDiagram, phase_diagram, plot_phase_diagram  # noqa: E402
 
 __all__ = [
     "ActivationNoise", "ConfigError", "Constant", "Cosine", "Dataset", "FromModule", "ImageStream",
@@ -36,4 +38,5 @@ __all__ = [
     "TrainConfig", "TwoLayerReLU", "Until", "Verdict", "WideResNet", "__version__", "cifar10_split",
     "grid", "li2019_mixture", "list_runs", "load_cifar10", "load_config", "load_run",
     "make_dataset", "resume", "run", "total_lr", "train_population", "verify",
+    "NTKMLP", "PhaseDiagram", "UVModel", "phase_diagram", "plot_phase_diagram",
 ]

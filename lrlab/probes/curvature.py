@@ -294,12 +294,28 @@ def _module_operator(module: nn.Module, x: Tensor, y: Tensor, loss: str, bn_mode
     if not params:
         raise ValueError("module has no trainable parameters")
     names = list(params)
+    p0 = params[names[0]]
+    dim = sum(p.numel() for p in params.values())
+    if chunk_size is None:
+        # one batch: build the gradient's graph once and reuse it for every product (one
+        # backward pass through it per HVP instead of a fresh forward-over-reverse)
+        leaves = {n: p.clone().requires_grad_(True) for n, p in params.items()}
+        with torch.enable_grad():
+            g = torch.autograd.grad(f(leaves, x, y), [leaves[n] for n in names], create_graph=True)
+
+        def reused(v: Tensor) -> Tensor:
+            vs = unflatten(v, params, names)
+            with torch.enable_grad():
+                hv = torch.autograd.grad(g, [leaves[n] for n in names], [vs[n] for n in names],
+                                         retain_graph=True)
+            return torch.cat([h.reshape(-1) for h in hv])
+
+        return reused, dim, p0
 
     def matvec(v: Tensor) -> Tensor:
         return flatten(hvp(f, params, x, y, unflatten(v, params, names), chunk_size), names)
 
-    p0 = params[names[0]]
-    return matvec, sum(p.numel() for p in params.values()), p0
+    return matvec, dim, p0
 
 
 def top_hessian_eigs(module: nn.Module, x: Tensor, y: Tensor, loss: str, k: int = 1,
