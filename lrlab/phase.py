@@ -49,6 +49,7 @@ class PhaseDiagram:
     loss: pd.DataFrame  # rows = steps, columns = η
     lam_final: np.ndarray
     recommended_lr: float | None
+    lam: pd.DataFrame | None = None  # λ_t every ``curvature_every`` steps (rows) per η (columns)
 
     def table(self) -> pd.DataFrame:
         """One row per η: η·λ0, phase, final loss, final curvature, η·λ_T."""
@@ -87,14 +88,15 @@ def initial_curvature(module: nn.Module, x: Tensor, y: Tensor, loss: str) -> tup
 
 def phase_diagram(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: str = "squared", *,
                   scaled_etas: Sequence[float] | None = None, steps: int = 200, seed: int = 0,
-                  eval_every: int = 1, rise_tol: float = 0.05,
+                  eval_every: int = 1, rise_tol: float = 0.05, curvature_every: int | None = None,
                   progress: bool = False) -> PhaseDiagram:
     """Sweep η = c/λ0 for c in ``scaled_etas`` (default 0.5…16, geometric) with full-batch GD
     from one initialisation, classify each run and recommend the largest η that converged.
 
     ``factory`` builds the model (called under ``torch.manual_seed(seed)``); ``x``/``y`` are
     the training set (``y`` real targets for regression with the squared loss, ±1 floats for
-    binary, class indices for multiclass).
+    binary, class indices for multiclass). ``curvature_every`` also records λ_t (the same
+    curvature as λ0) every that many steps.
     """
     from .config import TrainConfig
     from .models import FromModule
@@ -125,14 +127,25 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: 
     members = [Member(f"eta={eta:.6g}", seed, Constant(float(eta))) for eta in etas]
     cfg = TrainConfig(loss=loss, steps=steps, batch_size=None, eval_every=eval_every,
                       mode="vectorized")
-    res = train_population(model, members, data, None, cfg, progress=progress)
+    probes = None
+    if curvature_every is not None:
+        probes = {"lam": lambda m, p: torch.as_tensor(
+            _final_curvature(m, p, x, y, loss, data.num_classes, kind, np.zeros(len(etas), bool)))}
+    res = train_population(model, members, data, None, cfg, progress=progress, probes=probes,
+                           probe_every=curvature_every)
     curve = res.curve("train.loss")
     curve.columns = etas
     diverged = res.members.diverged.to_numpy()
     phases = [classify(curve[e].to_numpy(), bool(d), rise_tol) for e, d in zip(etas, diverged)]
     lam_final = _final_curvature(model, res.params, x, y, loss, data.num_classes, kind, diverged)
+    lam_curve = None
+    if curvature_every is not None:
+        lam_curve = res.curve("lam").dropna(how="all")
+        lam_curve.columns = etas
+        lam_curve.loc[:, diverged] = np.nan
     ok = [e for e, p in zip(etas, phases) if p != "divergent"]
-    return PhaseDiagram(lam0, kind, etas, phases, curve, lam_final, float(max(ok)) if ok else None)
+    return PhaseDiagram(lam0, kind, etas, phases, curve, lam_final, float(max(ok)) if ok else None,
+                        lam_curve)
 
 
 def _final_curvature(model, params: dict[str, Tensor], x: Tensor, y: Tensor, loss: str,

@@ -9,10 +9,11 @@ from typing import Callable, Sequence
 
 from ..config import ConfigError, apply_overrides, config_dir, read_yaml, validate
 from ..store import write_atomic
-from . import li2019_patch, li2019_toy
+from . import lewkowycz2020, li2019_patch, li2019_toy
 from .stats import FAIL, INCONCLUSIVE, PASS, Interval, Verdict, decide, t_interval, verdict
 
-CLAIMS = {li2019_toy.NAME: li2019_toy, li2019_patch.NAME: li2019_patch}
+CLAIMS = {li2019_toy.NAME: li2019_toy, li2019_patch.NAME: li2019_patch,
+          lewkowycz2020.NAME: lewkowycz2020}
 SCALES = ("quick", "paper")
 
 
@@ -33,6 +34,8 @@ def load_claim_config(name: str, scale: str, seeds: int | None = None,
     if seeds is not None:
         if seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    if seeds is not None and "regimes" not in raw and isinstance(raw.get("claim"), dict):
+        raw["claim"]["seeds"] = list(range(seeds))  # claims that run in-process keep seeds here
     for rc in raw.get("regimes", {}).values():
         if isinstance(rc, dict):
             if seeds is not None:
@@ -70,10 +73,11 @@ def verify(names: Sequence[str], scale: str, out: Path, seeds: int | None = None
         vs = [v for o in outcomes for v in o.verdicts]
         verdicts += vs
         sections.append(mod.section(cfgs[n], outcomes, figdir, Path("figures")))
-        bars = verdict_bars([(f"{v.regime}: {v.id}", v.interval.mean, v.interval.low, v.interval.high,
-                              v.status) for v in vs if v.effect.startswith("final")],
-                            figdir / f"{n}-effects.png", title=f"{n}: accuracy effects")
-        sections.append(f"![effects]({Path('figures') / bars.name})\n")
+        rows = [(f"{v.regime}: {v.id}", v.interval.mean, v.interval.low, v.interval.high, v.status)
+                for v in vs if v.effect.startswith("final")]
+        if rows:
+            bars = verdict_bars(rows, figdir / f"{n}-effects.png", title=f"{n}: accuracy effects")
+            sections.append(f"![effects]({Path('figures') / bars.name})\n")
     wall = time.perf_counter() - t0
     payload = {"scale": scale, "claims": names, "wall_time_s": round(wall, 2),
                "verdicts": [v.to_dict() for v in verdicts]}

@@ -124,8 +124,11 @@ def choose_mode(model, input_shape: tuple[int, ...], batch: int, members: int, m
 
 class _Trainer:
     def __init__(self, model, members: Sequence[Member], train, test, cfg: TrainConfig,
-                 run_dir: Path | None) -> None:
+                 run_dir: Path | None, probes: Mapping[str, Callable] | None = None,
+                 probe_every: int | None = None) -> None:
         self.model, self.members, self.cfg = model, list(members), cfg
+        self.probes = dict(probes or {})
+        self.probe_every = probe_every
         dev = torch.device(cfg.device)
         self.device = dev
         K = len(self.members)
@@ -297,6 +300,10 @@ class _Trainer:
                                          member_chunk=member_chunk))
         if self.stream is not None:  # NaN at step 0: no minibatch seen yet
             metrics.update(self._running_metrics())
+        due = self.probe_every is None or t % self.probe_every == 0 or t == self.cfg.steps
+        for name, probe in self.probes.items():  # extra probes: NaN between their own steps
+            metrics[name] = (probe(self.model, self.params).detach().double().cpu() if due
+                             else torch.full((len(self.members),), torch.nan, dtype=torch.float64))
         dead = (~self.active).cpu()
         for k in list(metrics):
             metrics[k] = torch.where(dead, torch.nan, metrics[k])
@@ -443,7 +450,9 @@ def train_population(model, members: Sequence[Member],
                      test: Dataset | Sequence[Dataset] | Mapping[str, Dataset | Sequence[Dataset]] | None,
                      cfg: TrainConfig, *, run_dir: str | os.PathLike | None = None,
                      resume: bool = False,
-                     progress: bool | Callable[[int, int], None] = False) -> PopulationResult:
+                     progress: bool | Callable[[int, int], None] = False,
+                     probes: Mapping[str, Callable] | None = None,
+                     probe_every: int | None = None) -> PopulationResult:
     """Train every member together; probe loss and accuracy by group every ``cfg.eval_every``.
 
     ``train`` is one dataset shared by all members, a list indexed by each member's
@@ -452,7 +461,9 @@ def train_population(model, members: Sequence[Member],
     over the training set). ``test`` is a dataset (or list) probed as ``test.*``, or a mapping
     name → dataset of several evaluation sets probed as ``<name>.*``. With ``run_dir`` the
     trainer checkpoints there (atomically); ``resume=True`` continues from that checkpoint and
-    yields the records an uninterrupted run would have.
+    yields the records an uninterrupted run would have. ``probes`` maps metric names to extra
+    measurements ``probe(model, params) -> Tensor [K]`` (e.g. the top NTK eigenvalue), taken at
+    probes whose step is a multiple of ``probe_every`` (default: every probe) and NaN between.
     """
     if not members:
         raise ValueError("a population needs at least one member")
@@ -461,7 +472,10 @@ def train_population(model, members: Sequence[Member],
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rd = Path(run_dir) if run_dir is not None else None
-    tr = _Trainer(model, members, train, test, cfg, rd)
+    if probe_every is not None and (probe_every < 1 or probe_every % cfg.eval_every):
+        raise ValueError(f"probe_every must be a positive multiple of eval_every={cfg.eval_every}, "
+                         f"got {probe_every}")
+    tr = _Trainer(model, members, train, test, cfg, rd, probes, probe_every)
     if resume:
         if rd is None or not (rd / CHECKPOINT).is_file():
             raise FileNotFoundError(f"no checkpoint to resume from in {rd}")
