@@ -119,7 +119,8 @@ def test_mlp_init_scale_and_preactivation_variance(activation, sigma_w):
             assert abs(float(p.detach().std()) - 1.0) < 0.05, name
             assert abs(float(p.detach().mean())) < 0.05, name
     x = torch.randn(256, 4, 5)  # unit-variance inputs, flattened to 20 features
-    pre = net.preactivations(x)
+    with torch.no_grad():
+        pre = net.preactivations(x)
     assert [tuple(z.shape) for z in pre] == [(256, 1024)] * 3 + [(256, 3)]
     assert net(x).shape == (256, 3)
     for z in pre[:-1]:
