@@ -159,3 +159,30 @@ def test_train_config_in_steps():
     e = TrainConfig(unit="epoch", steps=2, eval_every=1, checkpoint_every=2)
     assert e.in_steps(5).model_dump(include={"steps", "eval_every", "checkpoint_every"}) == {
         "steps": 10, "eval_every": 5, "checkpoint_every": 10}
+
+
+def test_extra_probes_run_every_probe_every_steps():
+    from lrlab.config import TrainConfig
+    from lrlab.data import li2019_mixture
+    from lrlab.models import TwoLayerReLU
+    from lrlab.train import Constant, grid
+    from tests.helpers import tiny_data_cfg
+
+    split = li2019_mixture(tiny_data_cfg(), 0)
+    model = TwoLayerReLU(10, 8)
+    members = grid({"a": Constant(0.1)}, [0, 1], data_per_seed=False)
+    cfg = TrainConfig(steps=8, eval_every=2, batch_size=16)
+    calls = []
+
+    def norm(m, p):
+        calls.append(1)
+        return p["W"].flatten(1).norm(dim=1)
+
+    res = train_population(model, members, split.train, None, cfg, probes={"w_norm": norm}, probe_every=4)
+    curve = res.curve("w_norm")
+    assert list(curve.index) == [0, 2, 4, 6, 8]
+    assert curve.loc[[2, 6]].isna().all().all() and curve.loc[[0, 4, 8]].notna().all().all()
+    assert len(calls) == 3
+    torch.testing.assert_close(torch.tensor(curve.loc[8].to_numpy()), res.params["W"].flatten(1).norm(dim=1).double())
+    with pytest.raises(ValueError, match="probe_every must be a positive multiple of eval_every=2"):
+        train_population(model, members, split.train, None, cfg, probes={"w_norm": norm}, probe_every=3)
