@@ -33,17 +33,22 @@ PAPER = "Lewkowycz et al. 2020 — the catapult mechanism"
 
 
 class Grid(Strict):
+    """Evenly spaced η·λ0 values from ``low`` to ``high``."""
+
     low: float = Field(gt=0)
     high: float = Field(gt=0)
     points: int = Field(ge=2)
 
     def values(self) -> np.ndarray:
+        """The grid, rejecting low >= high."""
         if not self.low < self.high:
             raise ValueError(f"grid low {self.low} must be below high {self.high}")
         return np.linspace(self.low, self.high, self.points)
 
 
 class UVSettings(Strict):
+    """The uv-model sweeps: data size, width, the lazy and catapult rates, boundary grid, widths."""
+
     d: int = Field(gt=0, description="input dimension")
     m: int = Field(gt=0, description="training examples")
     width: int = Field(gt=0)
@@ -56,6 +61,8 @@ class UVSettings(Strict):
 
 
 class ReLUSettings(Strict):
+    """The ReLU-net sweeps for the maximal stable rate, per depth."""
+
     d: int = Field(gt=0)
     m: int = Field(gt=0)
     width: int = Field(gt=0)
@@ -66,6 +73,8 @@ class ReLUSettings(Strict):
 
 
 class Settings(Strict):
+    """Seeds, the tolerances every verdict is judged against, and the two sweep families."""
+
     seeds: list[int] = Field(min_length=2)
     lazy_tol: float = Field(gt=0, description="largest relative change of λ that counts as lazy")
     rise_tol: float = Field(0.05, ge=0, description="a catapult's loss rises above (1 + rise_tol)·L0")
@@ -76,11 +85,15 @@ class Settings(Strict):
 
 
 class ClaimConfig(Strict):
+    """The claim config (configs/lewkowycz2020/*.yaml): everything lives under ``claim``."""
+
     claim: Settings
 
 
 @dataclass
 class Outcome:
+    """Everything the sweeps measured, per seed, and the verdicts judged from it."""
+
     cfg: ClaimConfig
     uv: dict[int, object]  # seed -> PhaseDiagram of the uv sweep
     widths: pd.DataFrame  # seed, width, peak_loss, peak_step, phase
@@ -110,6 +123,7 @@ def _mlp_factory(d: int, width: int, depth: int):
 
 
 def preflight(cfg: ClaimConfig) -> None:
+    """Checks that need no training: valid grids and depths."""
     s = cfg.claim
     s.uv.boundary.values()
     s.relu.grid.values()
@@ -170,6 +184,7 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def judge(o: Outcome) -> list[Verdict]:
+    """Every verdict (a)–(e) from the measured sweeps (see the module docstring)."""
     s, u = o.cfg.claim, o.cfg.claim.uv
     seeds = s.seeds
     v: list[Verdict] = []

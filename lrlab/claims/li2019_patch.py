@@ -34,6 +34,8 @@ EVAL_SERIES = (("test.acc", "clean test"), ("test_patched.acc", "patched test"),
 
 
 class Settings(Strict):
+    """Which schedules play which role, and the thresholds the verdicts use."""
+
     large: str = Field("large", description="schedule name of large LR + anneal")
     small: str = Field("small", description="schedule name of the small constant LR")
     noise: str | None = Field("noise", description="schedule name of small LR + activation noise")
@@ -45,6 +47,8 @@ class Settings(Strict):
 
 
 class ClaimConfig(Strict):
+    """The claim config (configs/li2019-patch/*.yaml): settings plus one run config per regime."""
+
     claim: Settings
     regimes: dict[str, RunConfig] = Field(min_length=1)
 

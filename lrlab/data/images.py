@@ -86,6 +86,7 @@ class ImageStream:
         return GROUPS if self.patch is not None else ("clean",)
 
     def to(self, device: str | torch.device) -> "ImageStream":
+        """The same stream with its tensors on ``device``."""
         return replace(self, x=self.x.to(device), y=self.y.to(device),
                        patchable=None if self.patchable is None else self.patchable.to(device))
 

@@ -75,7 +75,8 @@ def group_metrics(model, params: dict[str, Tensor], data: StackedData, data_inde
     K = data_index.shape[0]
     n = data.n
     per_example = max(1, data.x[0, 0].numel()) if n else 1
-    mc = max(1, min(K, member_chunk or K, max_elements // max(1, per_example * n) or 1))
+    whole_sets = max(1, max_elements // max(1, per_example * n))  # members whose whole set fits
+    mc = min(K, member_chunk or K, whole_sets)
     ec = max(1, min(n, max_elements // (per_example * mc)))
     shared = data.x.shape[0] == 1
     G = len(data.group_names)
