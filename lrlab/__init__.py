@@ -12,6 +12,8 @@ The curated public API::
     res.records            # one row per (member, step, metric)
     lrlab.verify(["li2019-toy"], "quick", Path("out"))            # a claim with verdicts
     split = lrlab.cifar10_split(cfg_cifar)                         # patched CIFAR-10 stream
+    pdg = lrlab.phase_diagram(make_net, x, y, "squared", test=(xt, yt))  # lazy/catapult/divergent
+    trace = lrlab.track_sharpness(make_net, x, y, lrs=[0.05, 0.1])  # edge of stability
 """
 
 __version__ = "0.1.0"
@@ -31,6 +33,8 @@ from .train import (  # noqa: E402
 )
 from .claims import Verdict, verify  # noqa: E402
 from .phase import PhaseDiagram, phase_diagram, plot_phase_diagram  # noqa: E402
+from .eos import SharpnessTrace, plot_sharpness, track_sharpness  # noqa: E402
+from .data import cifar10_vectors  # noqa: E402
 
 __all__ = [
     "ActivationNoise", "ConfigError", "Constant", "Cosine", "Dataset", "FromModule", "ImageStream",
@@ -39,4 +43,5 @@ __all__ = [
     "grid", "li2019_mixture", "list_runs", "load_cifar10", "load_config", "load_run",
     "make_dataset", "resume", "run", "total_lr", "train_population", "verify",
     "NTKMLP", "PhaseDiagram", "UVModel", "phase_diagram", "plot_phase_diagram",
+    "SharpnessTrace", "cifar10_vectors", "plot_sharpness", "track_sharpness",
 ]

@@ -201,6 +201,7 @@ def _load_xy(path: Path):
 def phase(
     model: str = typer.Argument(..., help="Model factory: package.module:make_net or file.py:make_net."),
     data: Path = typer.Option(..., "--data", help="Training set: .pt (dict/pair x, y) or .npz (x, y)."),
+    test_data: Optional[Path] = typer.Option(None, "--test-data", help="Held-out set (same format): adds the final test accuracy per η."),
     loss: str = typer.Option("squared", "--loss", help="squared, logistic or cross_entropy."),
     steps: int = typer.Option(200, "--steps", help="Full-batch GD steps per learning rate."),
     points: int = typer.Option(16, "--points", help="Learning rates, geometric in η·λ0."),
@@ -220,21 +221,24 @@ def phase(
             raise ValueError(f"need --points >= 1 and 0 < --low < --high, got {points}, {low}, {high}")
         factory = _load_factory(model)
         x, y = _load_xy(data)
+        test = _load_xy(test_data) if test_data is not None else None
         pdg = phase_diagram(factory, x, y, loss, scaled_etas=np.geomspace(low, high, points),
-                            steps=steps, seed=seed, progress=True)
+                            steps=steps, seed=seed, test=test, progress=True)
         out.mkdir(parents=True, exist_ok=True)
         tab = pdg.table()
         write_atomic(out / "phase.csv", tab.to_csv(index=False))
         fig = plot_phase_diagram(pdg, out / "phase.png")
         t = Table(title=f"λ0 = {pdg.lam0:.4g} ({pdg.curvature})")
-        for col in ("η", "η·λ0", "phase", "final loss", "η·λ_T"):
+        for col in ("η", "η·λ0", "phase", "final loss", "η·λ_T") + (("test acc",) if test else ()):
             t.add_column(col, no_wrap=True)
         for _, r in tab.iterrows():
             t.add_row(f"{r.eta:.4g}", f"{r.eta_lam0:.3g}", r.phase, f"{r.final_loss:.3g}",
-                      f"{r.eta_lam_final:.3g}")
+                      f"{r.eta_lam_final:.3g}", *((f"{r.test_acc:.3f}",) if test else ()))
         console.print(t)
         rec = (f"largest learning rate that converged: {pdg.recommended_lr:.4g}"
                if pdg.recommended_lr else "no learning rate converged")
+        if pdg.best_test_lr is not None:
+            rec += f"; best final test accuracy at η = {pdg.best_test_lr:.4g}"
         console.print(f"{rec}; wrote {out / 'phase.csv'} and {fig}")
 
     _guard(go)

@@ -140,7 +140,54 @@ class Cifar10PatchConfig(Strict):
     patch: PatchConfig | None = Field(None, description="the class patch; None = clean images")
 
 
-DataConfig = Annotated[Union[Li2019MixtureConfig, Cifar10PatchConfig], Field(discriminator="kind")]
+class PS10Config(Strict):
+    """You et al. (2019) Pattern Separation 10 (SPEC §4). See ``lrlab.data.ps10``.
+
+    Each pattern is a point in R^3 (the paper's structure), so ``channels`` is 3 (both
+    sub-datasets share the channels) or an even number >= 6 (simple patterns in the first
+    half of the channels, complex patterns in the second half).
+    """
+
+    kind: Literal["ps10"] = "ps10"
+    n_train: int = Field(10000, gt=0, description="training examples; even (half simple-only, "
+                         "half complex-only)")
+    n_test: int = Field(2000, gt=0, description="test examples; even (half simple-only, "
+                        "half complex-only)")
+    n_classes: int = Field(10, ge=2, description="number of classes")
+    n_simple: int = Field(10, gt=0, description="simple patterns per class "
+                          "(pattern entropy log2 n_simple)")
+    n_complex: int = Field(100, gt=0, description="complex patterns per class "
+                           "(pattern entropy log2 n_complex)")
+    channels: int = Field(6, description="3: both sub-datasets share channels 0-2; even >= 6: "
+                          "simple in [0, C/2), complex in [C/2, C)")
+    image_size: int = Field(32, gt=0, description="height = width of the (spatially constant) image")
+    pattern_scale: float = Field(1.0, gt=0, description="pattern coordinates are i.i.d. "
+                                 "N(0, pattern_scale²)")
+    feature_noise: float = Field(0.02, ge=0, description="per-example Gaussian noise on the "
+                                 "pattern point, std in units of pattern_scale")
+    noise_frac: float = Field(0.1, ge=0, lt=1, description="share of TRAINING examples whose "
+                              "label is replaced by a random different class (tagged 'noise')")
+
+    @field_validator("n_train", "n_test")
+    @classmethod
+    def _even(cls, v: int, info: Any) -> int:
+        if v % 2:
+            raise ValueError(f"{info.field_name} must be even (exactly half simple-only, half "
+                             f"complex-only examples), got {v}")
+        return v
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: int) -> int:
+        if v != 3 and (v < 6 or v % 2):
+            raise ValueError("channels must be 3 (simple and complex patterns share the channels) "
+                             "or an even number >= 6 (each sub-dataset gets half of the channels, "
+                             f"room for a pattern point in R^3), got {v}")
+        return v
+
+
+DataConfig = Annotated[Union[Li2019MixtureConfig, Cifar10PatchConfig, PS10Config],
+                       Field(discriminator="kind")]
 
 
 class TwoLayerConfig(Strict):

@@ -50,14 +50,26 @@ class PhaseDiagram:
     lam_final: np.ndarray
     recommended_lr: float | None
     lam: pd.DataFrame | None = None  # λ_t every ``curvature_every`` steps (rows) per η (columns)
+    test_acc: pd.DataFrame | None = None  # test accuracy every ``test_every`` steps and at the end
 
     def table(self) -> pd.DataFrame:
-        """One row per η: η·λ0, phase, final loss, final curvature, η·λ_T."""
-        return pd.DataFrame({
+        """One row per η: η·λ0, phase, final loss, final curvature, η·λ_T (and final test accuracy)."""
+        tab = pd.DataFrame({
             "eta": self.etas, "eta_lam0": self.etas * self.lam0, "phase": self.phases,
             "final_loss": self.loss.iloc[-1].to_numpy(), "lam_final": self.lam_final,
             "eta_lam_final": self.etas * self.lam_final,
         })
+        if self.test_acc is not None:
+            tab["test_acc"] = self.test_acc.iloc[-1].to_numpy()
+        return tab
+
+    @property
+    def best_test_lr(self) -> float | None:
+        """The η with the highest final test accuracy (None without a test set or if all diverged)."""
+        if self.test_acc is None:
+            return None
+        acc = self.test_acc.iloc[-1].to_numpy(dtype=float)
+        return None if np.isnan(acc).all() else float(self.etas[int(np.nanargmax(acc))])
 
 
 def _dataset(x: Tensor, y: Tensor):
@@ -89,6 +101,7 @@ def initial_curvature(module: nn.Module, x: Tensor, y: Tensor, loss: str) -> tup
 def phase_diagram(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: str = "squared", *,
                   scaled_etas: Sequence[float] | None = None, steps: int = 200, seed: int = 0,
                   eval_every: int = 1, rise_tol: float = 0.05, curvature_every: int | None = None,
+                  test: tuple[Tensor, Tensor] | None = None, test_every: int | None = None,
                   progress: bool = False) -> PhaseDiagram:
     """Sweep η = c/λ0 for c in ``scaled_etas`` (default 0.5…16, geometric) with full-batch GD
     from one initialisation, classify each run and recommend the largest η that converged.
@@ -96,7 +109,9 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: 
     ``factory`` builds the model (called under ``torch.manual_seed(seed)``); ``x``/``y`` are
     the training set (``y`` real targets for regression with the squared loss, ±1 floats for
     binary, class indices for multiclass). ``curvature_every`` also records λ_t (the same
-    curvature as λ0) every that many steps.
+    curvature as λ0) every that many steps. ``test`` = (x, y) of a held-out set adds the test
+    accuracy of every η at the end (and every ``test_every`` steps), so the best-generalising η
+    can be set beside the phases (Lewkowycz et al. find it in the catapult phase).
     """
     from .config import TrainConfig
     from .models import FromModule
@@ -127,12 +142,20 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: 
     members = [Member(f"eta={eta:.6g}", seed, Constant(float(eta))) for eta in etas]
     cfg = TrainConfig(loss=loss, steps=steps, batch_size=None, eval_every=eval_every,
                       mode="vectorized")
-    probes = None
+    if test_every is not None and test is None:
+        raise ValueError("test_every needs a test set (test=(x, y))")
+    test_data = _test_set(test, data) if test is not None else None
+    probes: dict[str, Callable] = {}
+    cadence: dict[str, int] = {}
     if curvature_every is not None:
-        probes = {"lam": lambda m, p: torch.as_tensor(
-            _final_curvature(m, p, x, y, loss, data.num_classes, kind, np.zeros(len(etas), bool)))}
-    res = train_population(model, members, data, None, cfg, progress=progress, probes=probes,
-                           probe_every=curvature_every)
+        cadence["lam"] = curvature_every
+        probes["lam"] = lambda m, p: torch.as_tensor(
+            _final_curvature(m, p, x, y, loss, data.num_classes, kind, np.zeros(len(etas), bool)))
+    if test_every is not None:
+        cadence["test_acc"] = test_every
+        probes["test_acc"] = lambda m, p: _accuracy(m, p, test_data)
+    res = train_population(model, members, data, None, cfg, progress=progress, probes=probes or None,
+                           probe_every=cadence or None)
     curve = res.curve("train.loss")
     curve.columns = etas
     diverged = res.members.diverged.to_numpy()
@@ -143,9 +166,41 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: 
         lam_curve = res.curve("lam").dropna(how="all")
         lam_curve.columns = etas
         lam_curve.loc[:, diverged] = np.nan
+    acc_curve = None
+    if test_data is not None:
+        final = _accuracy(model, res.params, test_data).double().numpy()
+        acc_curve = pd.DataFrame(columns=etas, index=pd.Index([], name="step"), dtype=float)
+        if test_every is not None:
+            acc_curve = res.curve("test_acc").dropna(how="all")
+            acc_curve.columns = etas
+        acc_curve.loc[steps] = final
+        acc_curve.loc[:, diverged] = np.nan
     ok = [e for e, p in zip(etas, phases) if p != "divergent"]
     return PhaseDiagram(lam0, kind, etas, phases, curve, lam_final, float(max(ok)) if ok else None,
-                        lam_curve)
+                        lam_curve, acc_curve)
+
+
+def _test_set(test: tuple[Tensor, Tensor], train):
+    try:
+        xt, yt = test
+    except (TypeError, ValueError):
+        raise ValueError("test must be a pair (x, y)") from None
+    data = _dataset(xt, yt)
+    if data.task != train.task or tuple(xt.shape[1:]) != tuple(train.x.shape[1:]):
+        raise ValueError(f"test set ({data.task}, inputs {tuple(xt.shape[1:])}) does not match the "
+                         f"training set ({train.task}, inputs {tuple(train.x.shape[1:])})")
+    return data
+
+
+@torch.no_grad()
+def _accuracy(model, params: dict[str, Tensor], data) -> Tensor:
+    """Accuracy [K] of every member on ``data`` (eval mode; NaN parameters give 0)."""
+    from .probes.accuracy import StackedData, group_metrics
+
+    K = next(iter(params.values())).shape[0]
+    m = group_metrics(model, params, StackedData.stack([data]), torch.zeros(K, dtype=torch.long),
+                      "squared", "test")
+    return m["test.acc"]
 
 
 def _final_curvature(model, params: dict[str, Tensor], x: Tensor, y: Tensor, loss: str,

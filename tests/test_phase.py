@@ -94,3 +94,70 @@ def test_phase_cli(tmp_path):
     assert "largest learning rate that converged" in r.output
     bad = CliRunner().invoke(app, ["phase", "nomodule", "--data", str(tmp_path / "d.pt")])
     assert bad.exit_code == 2 and "module:factory" in bad.stderr
+
+
+def _classes(n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 5, generator=g)
+    return x, (x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long()
+
+
+def _tanh_net():
+    return nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 4))
+
+
+def test_phase_diagram_test_accuracy_matches_a_plain_gd_loop():
+    """The final test accuracy per η equals that of the same net trained by a hand-written GD loop."""
+    x, y = _classes(32, 0)
+    xt, yt = _classes(64, 1)
+    pdg = phase_diagram(_tanh_net, x, y, "squared", scaled_etas=[0.5, 1.5], steps=15, seed=3,
+                        test=(xt, yt), test_every=5)
+    assert list(pdg.test_acc.index) == [0, 5, 10, 15]
+    for eta, acc in zip(pdg.etas, pdg.table().test_acc):
+        torch.manual_seed(3)
+        net = _tanh_net()
+        for _ in range(15):
+            net.zero_grad()
+            out = net(x)
+            loss = 0.5 * ((out - nn.functional.one_hot(y, 4).float()) ** 2).sum(1).mean()
+            loss.backward()
+            with torch.no_grad():
+                for p in net.parameters():
+                    p -= eta * p.grad
+        with torch.no_grad():
+            expect = (net(xt).argmax(1) == yt).double().mean().item()
+        assert acc == pytest.approx(expect)
+    assert pdg.best_test_lr == pdg.etas[int(np.argmax(pdg.table().test_acc))]
+
+
+def test_phase_diagram_test_set_errors():
+    x, y = _classes(16, 0)
+    with pytest.raises(ValueError, match="test_every needs a test set"):
+        phase_diagram(_tanh_net, x, y, steps=4, test_every=2)
+    with pytest.raises(ValueError, match=r"does not match the training set \(multiclass, inputs \(5,\)\)"):
+        phase_diagram(_tanh_net, x, y, steps=4, test=(torch.randn(8, 3), y[:8]))
+    with pytest.raises(ValueError, match="test must be a pair"):
+        phase_diagram(_tanh_net, x, y, steps=4, test=x)
+    pdg = phase_diagram(_tanh_net, x, y, scaled_etas=[1.0], steps=4)
+    assert pdg.test_acc is None and pdg.best_test_lr is None and "test_acc" not in pdg.table()
+
+
+def test_phase_cli_with_a_test_set(tmp_path):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from lrlab.cli import app
+
+    x, y = _classes(32, 0)
+    xt, yt = _classes(40, 1)
+    np.savez(tmp_path / "train.npz", x=x.numpy(), y=y.numpy())
+    np.savez(tmp_path / "test.npz", x=xt.numpy(), y=yt.numpy())
+    (tmp_path / "net.py").write_text("from torch import nn\n\ndef make():\n"
+                                     "    return nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 4))\n")
+    r = CliRunner().invoke(app, ["phase", f"{tmp_path / 'net.py'}:make", "--data", str(tmp_path / "train.npz"),
+                                 "--test-data", str(tmp_path / "test.npz"), "--steps", "10", "--points", "3",
+                                 "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert "best final test accuracy at η =" in r.output
+    tab = pd.read_csv(tmp_path / "out" / "phase.csv")
+    assert "test_acc" in tab and tab.test_acc.between(0, 1).all()

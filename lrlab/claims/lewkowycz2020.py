@@ -8,10 +8,14 @@ empirical NTK at initialisation. Verdicts, each over seeds with a 95% t interval
 * (b) catapult phase (2 < c < 4): the loss first rises, then converges, and η·λ_T < 2 at the end;
 * (c) uv model: divergence sets in at c = 4 (the measured boundary and its interval);
 * (d) the peak loss grows with width, and the step of the peak grows like log(width);
-* (e) ReLU nets of depth 1–3: the maximal stable c, against the paper's ≈ 12.
+* (e) ReLU nets of depth 1–3: the maximal stable c, against the paper's ≈ 12;
+* (f) a real task (a CIFAR-10 subset, 10 classes, squared loss on one-hot targets): is the
+  best final test accuracy in the catapult phase? (best catapult run − best lazy run);
+* edge of stability (Cohen et al. 2021, SPEC "Beyond the papers"): on a small CIFAR-10 MLP
+  under full-batch GD the sharpness rises to within ``band`` of 2/η and stays there.
 
-Not yet implemented (issue 4): (f) test accuracy against η·λ0 on a real task, and the
-edge-of-stability claim.
+Each (part, seed) is an independent job; with more than one worker they run in local
+processes with one torch thread each. Results do not depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -72,8 +76,37 @@ class ReLUSettings(Strict):
     paper_max: float = Field(12.0, gt=0, description="the paper's maximal stable η·λ0")
 
 
+class RealSettings(Strict):
+    """(f): full-batch GD of an NTK-parameterised ReLU net on a CIFAR-10 subset, per η·λ0."""
+
+    seeds: list[int] = Field(min_length=2, description="data subset and initialisation seeds")
+    n_per_class: int = Field(gt=0, description="training images per class")
+    test_per_class: int = Field(gt=0, description="test images per class (a fixed subset)")
+    pool: int = Field(4, gt=0, description="average-pool the 32×32 images by this factor")
+    width: int = Field(gt=0)
+    depth: int = Field(ge=1, le=3)
+    steps: int = Field(gt=1)
+    grid: list[float] = Field(min_length=3, description="η·λ0 values, λ0 the top NTK eigenvalue")
+    test_every: int = Field(gt=0)
+
+
+class EoSSettings(Strict):
+    """Edge of stability: a tanh MLP (PyTorch's default init) on a CIFAR-10 subset, squared loss."""
+
+    seeds: list[int] = Field(min_length=2)
+    n_per_class: int = Field(gt=0)
+    pool: int = Field(4, gt=0)
+    width: int = Field(gt=0)
+    depth: int = Field(ge=1, le=3)
+    steps: int = Field(gt=1)
+    every: int = Field(gt=0, description="measure the sharpness every this many steps")
+    stability: list[float] = Field(min_length=1, description="2/η in units of the initial "
+                                   "sharpness λ0: η = 2/(s·λ0), so s > 1 needs sharpening")
+    band: float = Field(0.1, gt=0, lt=1, description="'at 2/η' means within this relative band")
+
+
 class Settings(Strict):
-    """Seeds, the tolerances every verdict is judged against, and the two sweep families."""
+    """Seeds, the tolerances every verdict is judged against, and the sweep families."""
 
     seeds: list[int] = Field(min_length=2)
     lazy_tol: float = Field(gt=0, description="largest relative change of λ that counts as lazy")
@@ -82,6 +115,8 @@ class Settings(Strict):
     max_tol: float = Field(gt=0, description="|c_max − paper_max| below this counts as '≈ 12'")
     uv: UVSettings
     relu: ReLUSettings
+    real: RealSettings
+    eos: EoSSettings
 
 
 class ClaimConfig(Strict):
@@ -98,8 +133,10 @@ class Outcome:
     uv: dict[int, object]  # seed -> PhaseDiagram of the uv sweep
     widths: pd.DataFrame  # seed, width, peak_loss, peak_step, phase
     relu: pd.DataFrame  # seed, depth, c_max
+    real: dict[int, object] = field(default_factory=dict)  # seed -> PhaseDiagram with test accuracy
+    eos: dict[int, object] = field(default_factory=dict)  # seed -> SharpnessTrace
     verdicts: list[Verdict] = field(default_factory=list)
-    regime: str = "quick"
+    regime: str = "gd"  # every experiment here is full-batch gradient descent
 
 
 def regression_data(d: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,47 +159,143 @@ def _mlp_factory(d: int, width: int, depth: int):
     return lambda: NTKMLP(d, width, depth=depth, activation="relu")
 
 
+def _torch_mlp(d: int, width: int, depth: int, out: int):
+    """A plain PyTorch tanh MLP (default init, standard parameterisation), as in Cohen et al."""
+    from torch import nn
+
+    def make() -> nn.Module:
+        layers: list[nn.Module] = []
+        for fan_in in [d] + [width] * (depth - 1):
+            layers += [nn.Linear(fan_in, width), nn.Tanh()]
+        return nn.Sequential(*layers, nn.Linear(width, out))
+
+    return make
+
+
 def preflight(cfg: ClaimConfig) -> None:
-    """Checks that need no training: valid grids and depths."""
+    """Checks that need no training: valid grids and depths, and a readable CIFAR-10 source."""
+    from ..data import resolve_source
+
     s = cfg.claim
     s.uv.boundary.values()
     s.relu.grid.values()
     if any(dep not in (1, 2, 3) for dep in s.relu.depths):
         raise ValueError(f"claim.relu.depths must lie in 1..3, got {s.relu.depths}")
+    if any(c <= 0 for c in s.real.grid) or sorted(s.real.grid) != list(s.real.grid):
+        raise ValueError(f"claim.real.grid must be increasing positive η·λ0 values, got {s.real.grid}")
+    if any(v <= 0 for v in s.eos.stability):
+        raise ValueError(f"claim.eos.stability must be positive, got {s.eos.stability}")
+    for part in (s.real, s.eos):
+        if 32 % part.pool:
+            raise ValueError(f"pool must divide 32, got {part.pool}")
+    resolve_source()  # names the paths it tried when CIFAR-10 is missing
+
+
+def _core_job(s: Settings, seed: int) -> dict:
+    """The uv sweeps (boundary grid and widths) and the ReLU maximal-rate sweeps of one seed."""
+    from ..phase import phase_diagram
+
+    u = s.uv
+    cs = np.unique(np.concatenate([[u.lazy_c, u.catapult_c], u.boundary.values()]))
+    x, y = regression_data(u.d, u.m, seed)
+    uv = phase_diagram(_uv_factory(u.d, u.width, seed), x, y, "squared", scaled_etas=cs,
+                       steps=u.steps, seed=seed, rise_tol=s.rise_tol, curvature_every=u.curvature_every)
+    rows, relu_rows = [], []
+    for width in u.widths:
+        pdg = phase_diagram(_uv_factory(u.d, width, seed), x, y, "squared",
+                            scaled_etas=[u.catapult_c], steps=u.steps, seed=seed, rise_tol=s.rise_tol)
+        c = pdg.loss.iloc[:, 0]
+        rows.append({"seed": seed, "width": width, "peak_loss": float(c.max() / c.iloc[0]),
+                     "peak_step": int(c.idxmax()), "phase": pdg.phases[0]})
+    xr, yr = regression_data(s.relu.d, s.relu.m, seed)
+    for depth in s.relu.depths:
+        pdg = phase_diagram(_mlp_factory(s.relu.d, s.relu.width, depth), xr, yr, "squared",
+                            scaled_etas=s.relu.grid.values(), steps=s.relu.steps, seed=seed,
+                            rise_tol=s.rise_tol)
+        conv = [c for c, ph in zip(pdg.etas * pdg.lam0, pdg.phases) if ph != "divergent"]
+        relu_rows.append({"seed": seed, "depth": depth, "c_max": max(conv) if conv else np.nan,
+                          "lam0": pdg.lam0})
+    return {"uv": uv, "widths": rows, "relu": relu_rows}
+
+
+def _real_job(s: Settings, seed: int) -> dict:
+    """(f): one seed's sweep of η·λ0 on the CIFAR-10 subset, with final test accuracy."""
+    from ..data import cifar10_vectors
+    from ..models import NTKMLP
+    from ..phase import phase_diagram
+
+    r = s.real
+    split = cifar10_vectors(r.n_per_class, r.test_per_class, seed, pool=r.pool)
+    d, C = split.train.x.shape[1], split.train.num_classes
+    pdg = phase_diagram(lambda: NTKMLP(d, r.width, depth=r.depth, activation="relu", out_dim=C),
+                        split.train.x, split.train.y, "squared", scaled_etas=r.grid, steps=r.steps,
+                        seed=seed, rise_tol=s.rise_tol, test=(split.test.x, split.test.y),
+                        test_every=r.test_every)
+    return {"real": pdg}
+
+
+def _eos_job(s: Settings, seed: int) -> dict:
+    """Edge of stability: one seed's sharpness traces at η = 2/(s·λ0) for each s."""
+    from ..data import cifar10_vectors
+    from ..eos import track_sharpness
+    from ..probes.curvature import top_hessian_eigs
+
+    e = s.eos
+    split = cifar10_vectors(e.n_per_class, 1, seed, pool=e.pool)
+    x, y = split.train.x, split.train.y
+    factory = _torch_mlp(x.shape[1], e.width, e.depth, split.train.num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        lam0 = float(top_hessian_eigs(factory(), x, y, "squared", k=1).values[0])
+    lrs = [2 / (k * lam0) for k in e.stability]
+    return {"eos": track_sharpness(factory, x, y, "squared", lrs=lrs, steps=e.steps, every=e.every,
+                                   seed=seed)}
+
+
+_JOBS = {"core": _core_job, "real": _real_job, "eos": _eos_job}
+
+
+def _run_job(cfg_data: dict, part: str, seed: int, threads: int | None) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = ClaimConfig.model_validate(cfg_data)
+    return _JOBS[part](cfg.claim, seed)
 
 
 def run(cfg: ClaimConfig, out: Path, progress: bool = False, log: Callable[[str], None] = print,
         workers: int | None = None) -> list[Outcome]:
-    """Run every sweep in this process (each is one vectorised population) and judge them."""
-    from ..phase import phase_diagram
+    """Run every (part, seed) job — in this process, or over local processes — and judge them."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import multiprocessing as mp
+    import time
+
+    from ..exec.local import default_workers
 
     s = cfg.claim
-    u = s.uv
-    cs = np.unique(np.concatenate([[u.lazy_c, u.catapult_c], u.boundary.values()]))
-    log(f"[{NAME}] uv sweeps: {len(s.seeds)} seeds × {len(cs)} learning rates, width {u.width}; "
-        f"widths {u.widths}; ReLU depths {s.relu.depths} × {s.relu.grid.points} learning rates")
-    uv_runs, rows, relu_rows = {}, [], []
-    for seed in s.seeds:
-        x, y = regression_data(u.d, u.m, seed)
-        uv_runs[seed] = phase_diagram(_uv_factory(u.d, u.width, seed), x, y, "squared",
-                                      scaled_etas=cs, steps=u.steps, seed=seed, rise_tol=s.rise_tol,
-                                      curvature_every=u.curvature_every)
-        for width in u.widths:
-            pdg = phase_diagram(_uv_factory(u.d, width, seed), x, y, "squared",
-                                scaled_etas=[u.catapult_c], steps=u.steps, seed=seed, rise_tol=s.rise_tol)
-            c = pdg.loss.iloc[:, 0]
-            rows.append({"seed": seed, "width": width, "peak_loss": float(c.max() / c.iloc[0]),
-                         "peak_step": int(c.idxmax()), "phase": pdg.phases[0]})
-        xr, yr = regression_data(s.relu.d, s.relu.m, seed)
-        for depth in s.relu.depths:
-            pdg = phase_diagram(_mlp_factory(s.relu.d, s.relu.width, depth), xr, yr, "squared",
-                                scaled_etas=s.relu.grid.values(), steps=s.relu.steps, seed=seed,
-                                rise_tol=s.rise_tol)
-            conv = [c for c, ph in zip(pdg.etas * pdg.lam0, pdg.phases) if ph != "divergent"]
-            relu_rows.append({"seed": seed, "depth": depth, "c_max": max(conv) if conv else np.nan,
-                              "lam0": pdg.lam0})
-        log(f"  seed {seed} done")
-    o = Outcome(cfg, uv_runs, pd.DataFrame(rows), pd.DataFrame(relu_rows))
+    jobs = ([("core", sd) for sd in s.seeds] + [("real", sd) for sd in s.real.seeds]
+            + [("eos", sd) for sd in s.eos.seeds])
+    n = workers if workers is not None else default_workers(len(jobs))
+    log(f"[{NAME}] {len(jobs)} jobs on {n} worker(s): uv and ReLU sweeps for seeds {s.seeds}; "
+        f"CIFAR-10 accuracy sweep for seeds {s.real.seeds}; edge of stability for seeds {s.eos.seeds}")
+    results: dict[tuple[str, int], dict] = {}
+    data = cfg.model_dump(mode="json")
+    if n <= 1:
+        for part, sd in jobs:
+            t0 = time.perf_counter()
+            results[(part, sd)] = _run_job(data, part, sd, None)
+            log(f"  {part} seed {sd} done ({time.perf_counter() - t0:.0f} s)")
+    else:
+        with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as pool:
+            futs = {pool.submit(_run_job, data, part, sd, 1): (part, sd) for part, sd in jobs}
+            for f in as_completed(futs):
+                results[futs[f]] = f.result()
+                log(f"  {futs[f][0]} seed {futs[f][1]} done")
+    core = [results[("core", sd)] for sd in s.seeds]
+    o = Outcome(cfg, {sd: c["uv"] for sd, c in zip(s.seeds, core)},
+                pd.DataFrame([r for c in core for r in c["widths"]]),
+                pd.DataFrame([r for c in core for r in c["relu"]]),
+                real={sd: results[("real", sd)]["real"] for sd in s.real.seeds},
+                eos={sd: results[("eos", sd)]["eos"] for sd in s.eos.seeds})
     o.verdicts = judge(o)
     return [o]
 
@@ -184,7 +317,7 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def judge(o: Outcome) -> list[Verdict]:
-    """Every verdict (a)–(e) from the measured sweeps (see the module docstring)."""
+    """Every verdict, (a)–(f) and the edge of stability, from the measured sweeps (module docstring)."""
     s, u = o.cfg.claim, o.cfg.claim.uv
     seeds = s.seeds
     v: list[Verdict] = []
@@ -242,7 +375,63 @@ def judge(o: Outcome) -> list[Verdict]:
             f"≈ {s.relu.paper_max:g} (within ±{s.max_tol})", f"{s.max_tol} − |c_max − {s.relu.paper_max:g}|",
             s.max_tol - np.abs(cm - s.relu.paper_max), 0.0,
             notes=f"measured c_max: mean {np.nanmean(cm):.2f}, per seed " + ", ".join(f"{c:.2f}" for c in cm))
+    _judge_real(o, add)
+    _judge_eos(o, add)
     return v
+
+
+def real_summary(pdg) -> dict:
+    """(f) for one seed: best final test accuracy among catapult and among lazy runs, the η·λ0
+    of the overall best run and its phase, and the final training loss of each best run."""
+    tab = pdg.table()
+    out = {}
+    for ph in ("lazy", "catapult"):
+        sub = tab[tab.phase == ph]
+        best = sub.loc[sub.test_acc.idxmax()] if len(sub) and sub.test_acc.notna().any() else None
+        out[ph] = float(best.test_acc) if best is not None else np.nan
+        out[f"{ph}_c"] = float(best.eta_lam0) if best is not None else np.nan
+        out[f"{ph}_train_loss"] = float(best.final_loss) if best is not None else np.nan
+    ok = tab[tab.test_acc.notna()]
+    top = ok.loc[ok.test_acc.idxmax()] if len(ok) else None
+    out["best_c"] = float(top.eta_lam0) if top is not None else np.nan
+    out["best_phase"] = str(top.phase) if top is not None else "none"
+    conv = tab[tab.phase != "divergent"].eta_lam0
+    out["c_max"] = float(conv.max()) if len(conv) else np.nan
+    return out
+
+
+def _judge_real(o: Outcome, add: Callable) -> None:
+    s = o.cfg.claim.real
+    rows = [real_summary(o.real[sd]) for sd in s.seeds]
+    gap = [r["catapult"] - r["lazy"] for r in rows]
+    add("f-real-best-in-catapult", "CIFAR-10 subset: the best final test accuracy is in the catapult "
+        "phase (best catapult run beats best lazy run)", "max test acc (catapult) − max test acc (lazy)",
+        [g if np.isfinite(g) else -1.0 for g in gap], 0.0,
+        notes="per seed — " + "; ".join(
+            f"seed {sd}: best η·λ0 {r['best_c']:.3g} ({r['best_phase']}), lazy {r['lazy']:.3f} "
+            f"(η·λ0 {r['lazy_c']:.3g}, train loss {r['lazy_train_loss']:.3f}), catapult "
+            f"{r['catapult']:.3f} (η·λ0 {r['catapult_c']:.3g}, train loss {r['catapult_train_loss']:.3f}), "
+            f"largest converged η·λ0 {r['c_max']:.3g}" for sd, r in zip(s.seeds, rows)))
+
+
+def _judge_eos(o: Outcome, add: Callable) -> None:
+    e = o.cfg.claim.eos
+    for i, k in enumerate(e.stability):
+        sums = [o.eos[sd].summary(e.band).iloc[i] for sd in e.seeds]
+        reach = [float(r["max"]) - (1 - e.band) if np.isfinite(r["max"]) else -1.0 for r in sums]
+        stay = [e.band - float(r["dev_q90"]) if np.isfinite(r["dev_q90"]) else -1.0 for r in sums]
+        arr = ", ".join("never" if not np.isfinite(r["arrival"]) else f"{int(r['arrival'])}" for r in sums)
+        tag = f"{k:g}".replace(".", "p")
+        add(f"eos-reaches-{tag}", f"edge of stability (η = 2/({k:g}·λ0)): the sharpness rises to within "
+            f"{e.band:.0%} of 2/η", f"max_t S_t·η/2 − {1 - e.band:g}", reach, 0.0,
+            notes=f"initial S·η/2 = {1 / k:.3f}; arrival steps per seed: {arr}; max S·η/2 per seed: "
+            + ", ".join(f"{r['max']:.3f}" for r in sums))
+        add(f"eos-stays-{tag}", f"edge of stability (η = 2/({k:g}·λ0)): after arriving, the sharpness "
+            f"stays within {e.band:.0%} of 2/η (90% of probes)", f"{e.band:g} − q90_t |S_t·η/2 − 1| after "
+            "arrival", stay, 0.0,
+            notes="share of probes in the band after arrival per seed: "
+            + ", ".join("—" if not np.isfinite(r["in_band"]) else f"{r['in_band']:.2f}" for r in sums)
+            + "; a run that never arrived counts −1")
 
 
 def section(cfg: ClaimConfig, outcomes: list[Outcome], figdir: Path, rel: Path) -> str:
@@ -258,8 +447,18 @@ def section(cfg: ClaimConfig, outcomes: list[Outcome], figdir: Path, rel: Path) 
              f"Full-batch GD, squared loss, {u.m} random regression examples (x ~ N(0, I/{u.d}), "
              f"y ~ N(0, 1)) per seed, {len(s.seeds)} seeds. uv model width {u.width} (SPEC §2); "
              f"ReLU nets in NTK parameterisation, width {s.relu.width}. λ0 = top eigenvalue of the "
-             "empirical NTK at initialisation, normalised as the loss. Not yet run: (f) accuracy "
-             "against η·λ0 on a real task, and the edge-of-stability claim (issue 4).", ""]
+             "empirical NTK at initialisation, normalised as the loss.", "",
+             f"(f): CIFAR-10, {s.real.n_per_class} training images per class (a subset per seed), "
+             f"{s.real.test_per_class} test images per class, images pooled by {s.real.pool} and "
+             f"flattened, ReLU net of depth {s.real.depth} and width {s.real.width} (NTK "
+             f"parameterisation), squared loss on one-hot targets, {s.real.steps} full-batch GD steps "
+             f"at every η·λ0 of {s.real.grid}; seeds {s.real.seeds}. Each run's phase is read off its "
+             "loss curve.", "",
+             f"Edge of stability: CIFAR-10, {s.eos.n_per_class} images per class, tanh MLP of depth "
+             f"{s.eos.depth} and width {s.eos.width} (PyTorch's default initialisation), squared loss, "
+             f"{s.eos.steps} full-batch GD steps at η = 2/(s·λ0) for s in {s.eos.stability} (λ0 = "
+             f"sharpness at initialisation), sharpness by Lanczos every {s.eos.every} steps; seeds "
+             f"{s.eos.seeds}.", ""]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for c, col in ((u.lazy_c, "#2a9d8f"), (u.catapult_c, "#e9c46a"), (4.5, "#e76f51")):
         e = _at(pdg, c)
@@ -316,7 +515,65 @@ def section(cfg: ClaimConfig, outcomes: list[Outcome], figdir: Path, rel: Path) 
     lines += [f"Measured uv divergence boundary c* = {np.mean(bnd):.3f} (per seed "
               + ", ".join(f"{b:.2f}" for b in bnd) + "); ReLU maximal stable η·λ0 by depth: "
               + "; ".join(f"depth {d}: {r[r.depth == d].c_max.mean():.2f}" for d in s.relu.depths) + ".", ""]
+    real, eos = _real_figure(o, figdir), _eos_figures(o, figdir)
     for f, alt in ((traj, "loss and λ_t trajectories"), (phase, "uv phase plot"),
-                   (widths, "peak against width"), (relu, "ReLU maximal stable rate")):
+                   (widths, "peak against width"), (relu, "ReLU maximal stable rate"),
+                   (real, "test accuracy against η·λ0 on CIFAR-10"), *((f, "edge of stability") for f in eos)):
         lines += [f"![{alt}]({rel / f.name})", ""]
     return "\n".join(lines)
+
+
+_PHASE_COLORS = {"lazy": "#2a9d8f", "catapult": "#e9c46a", "divergent": "#e76f51"}
+
+
+def _real_figure(o: Outcome, figdir: Path) -> Path:
+    """(f): final test accuracy against η·λ0 per seed, coloured by each run's phase."""
+    from ..report.figures import plt, save
+
+    r = o.cfg.claim.real
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for sd in r.seeds:
+        tab = o.real[sd].table()
+        a.plot(tab.eta_lam0, tab.test_acc, color="0.75", lw=0.8, zorder=1)
+        a.scatter(tab.eta_lam0, tab.test_acc, c=[_PHASE_COLORS[p] for p in tab.phase], s=18, zorder=2)
+        loss = tab.final_loss.where(tab.phase != "divergent")
+        b.plot(tab.eta_lam0, loss, color="0.75", lw=0.8, zorder=1)
+        b.scatter(tab.eta_lam0, loss, c=[_PHASE_COLORS[p] for p in tab.phase], s=18, zorder=2)
+    for ph, col in _PHASE_COLORS.items():
+        a.scatter([], [], color=col, label=ph)
+    a.set_ylabel("final test accuracy")
+    a.legend(fontsize=8)
+    b.set_ylabel("final training loss")
+    b.set_yscale("log")
+    for ax in (a, b):
+        ax.axvline(2, color="0.4", lw=0.7, ls=":")
+        ax.set_xscale("log")
+        ax.set_xlabel("η·λ0")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{NAME} (f): CIFAR-10 subset, ReLU depth {r.depth}, {r.steps} GD steps "
+                 f"(one line per seed; divergent runs have no point)", fontsize=10)
+    return save(fig, figdir / f"{NAME}-real-accuracy.png")
+
+
+def _eos_figures(o: Outcome, figdir: Path) -> list[Path]:
+    """Edge of stability: seed 0's loss and sharpness, and S·η/2 of every seed and rate."""
+    from ..eos import plot_sharpness
+    from ..report.figures import plt, save
+
+    e = o.cfg.claim.eos
+    first = plot_sharpness(o.eos[e.seeds[0]], figdir / f"{NAME}-eos-trace.png",
+                           title=f"{NAME}: edge of stability, CIFAR-10 tanh MLP, seed {e.seeds[0]}")
+    fig, axes = plt.subplots(1, len(e.stability), figsize=(4.2 * len(e.stability), 3.4), squeeze=False)
+    for ax, (i, k) in zip(axes[0], enumerate(e.stability)):
+        for sd in e.seeds:
+            ratio = o.eos[sd].ratio().iloc[:, i]
+            ax.plot(ratio.index, ratio.to_numpy(), lw=1, label=f"seed {sd}")
+        ax.axhspan(1 - e.band, 1 + e.band, color="0.85", zorder=0)
+        ax.axhline(1, color="k", lw=0.7, ls=":")
+        ax.set_title(f"η = 2/({k:g}·λ0)", fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("sharpness · η/2")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{NAME}: sharpness in units of 2/η (grey: the ±{e.band:.0%} band)", fontsize=10)
+    return [first, save(fig, figdir / f"{NAME}-eos-ratio.png")]

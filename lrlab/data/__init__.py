@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import DataConfig, Li2019MixtureConfig
+from ..config import DataConfig, Li2019MixtureConfig, PS10Config
 from .cifar import (
     ImageArrays,
     balanced_subset,
@@ -11,15 +11,18 @@ from .cifar import (
     resolve_source,
 )
 from .dataset import Dataset, Split
-from .images import ImageSplit, ImageStream, cifar10_split, normalize
+from .images import ImageSplit, ImageStream, cifar10_split, cifar10_vectors, normalize
 from .mixture import li2019_mixture
 from .patch import ClassPatch
+from .ps10 import PS10_GROUPS, ps10
 
 
 def make_dataset(cfg: DataConfig, seed: int) -> Split:
     """Build the train/test split a data config describes, deterministically in ``seed``."""
     if isinstance(cfg, Li2019MixtureConfig):
         return li2019_mixture(cfg, seed)
+    if isinstance(cfg, PS10Config):
+        return ps10(cfg, seed)
     raise ValueError(f"data kind {getattr(cfg, 'kind', cfg)!r} is not a tensor dataset "
                      "(image data: use cifar10_split)")
 
@@ -30,13 +33,16 @@ __all__ = [
     "ImageSplit",
     "ImageStream",
     "cifar10_split",
+    "cifar10_vectors",
     "normalize",
     "ImageArrays",
+    "PS10_GROUPS",
     "Split",
     "balanced_subset",
     "default_cache_dir",
     "li2019_mixture",
     "load_cifar10",
     "make_dataset",
+    "ps10",
     "resolve_source",
 ]

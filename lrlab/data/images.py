@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..config import Cifar10PatchConfig
-from .dataset import Dataset
+from .dataset import Dataset, Split
 from .patch import GROUPS, ClassPatch
 
 #: Per-channel mean and std (0–255 scale) of CIFAR-10 training images, as the paper's code uses.
@@ -179,3 +179,29 @@ def cifar10_split(cfg: Cifar10PatchConfig, data_dir: str | os.PathLike | None = 
         evals.update(patched_eval_sets(test_x, test_y, patch, p.patchable_frac,
                                        p.n_patch_only_eval, C, p.seed))
     return ImageSplit(stream, evals, arrays.classes, arrays.source)
+
+
+def cifar10_vectors(n_per_class: int, test_per_class: int, seed: int, pool: int = 1,
+                    data_dir: str | os.PathLike | None = None) -> Split:
+    """Small full-batch CIFAR-10 task: class-balanced subsets (train drawn by ``seed``, test fixed),
+    normalised, average-pooled by ``pool`` and flattened to vectors, labels as class indices.
+
+    For full-batch GD experiments on a real dataset (catapult accuracy, edge of stability).
+    """
+    from .cifar import balanced_subset, load_cifar10
+
+    if not isinstance(pool, int) or pool < 1 or 32 % pool:
+        raise ValueError(f"pool must be a positive divisor of 32, got {pool!r}")
+    arr = load_cifar10(data_dir)
+
+    def part(x, y, idx: np.ndarray) -> Dataset:
+        xs = normalize(torch.from_numpy(np.ascontiguousarray(x[idx])))
+        if pool > 1:
+            xs = torch.nn.functional.avg_pool2d(xs, pool)
+        ys = torch.from_numpy(np.asarray(y[idx])).long()
+        return Dataset(xs.flatten(1), ys, torch.zeros(len(ys), dtype=torch.long), ("all",),
+                       "multiclass", len(arr.classes))
+
+    train = part(arr.train_x, arr.train_y, balanced_subset(arr.train_y, n_per_class, seed))
+    test = part(arr.test_x, arr.test_y, balanced_subset(arr.test_y, test_per_class, 0))
+    return Split(train, test)

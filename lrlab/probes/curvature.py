@@ -141,6 +141,8 @@ def _lanczos_batched(matvec: Callable[[Tensor], Tensor], K: int, dim: int, k: in
     random vector orthogonal to its basis (β = 0 in T), so repeated eigenvalues are found.
     Stops when every run's top-k Ritz residuals |β s_last| are below tol·|θ| (θ floored at
     √eps·max|θ| so that near-zero eigenvalues do not block convergence), or after ``iters``.
+    A run whose products stop being finite (e.g. a diverged population member) is set aside
+    and returns NaN, without holding up the others.
     """
     eps = torch.finfo(dtype).eps
     cap = min(iters, 32)
@@ -153,9 +155,13 @@ def _lanczos_batched(matvec: Callable[[Tensor], Tensor], K: int, dim: int, k: in
     theta = S = None
     j = 0
     converged = False
+    bad = torch.zeros(K, dtype=torch.bool, device=device)
     for j in range(iters):
         qj = Q[:, j]
         w = matvec(qj)
+        bad |= ~torch.isfinite(w).all(-1)
+        if bool(bad.any()):
+            w = torch.where(bad.unsqueeze(-1), 0.0, w)
         alpha = (w * qj).sum(-1)
         w = _orthogonalise(w, Q[:, :j + 1])
         beta = w.norm(dim=-1)
@@ -167,11 +173,11 @@ def _lanczos_batched(matvec: Callable[[Tensor], Tensor], K: int, dim: int, k: in
             T = T + off + off.transpose(1, 2)
         theta, S = torch.linalg.eigh(T)  # ascending, [K, j+1]
         broke = beta <= 10 * eps * scale
-        if j + 1 >= k and j + 1 < dim and not bool(broke.any()):
+        if j + 1 >= k and j + 1 < dim and not bool((broke & ~bad).any()):
             top = theta[:, -k:]
             resid = beta.unsqueeze(-1) * S[:, -1, -k:].abs()
             floor = math.sqrt(eps) * theta.abs().amax(-1, keepdim=True)
-            if bool((resid <= tol * torch.maximum(top.abs(), floor)).all()):
+            if bool(((resid <= tol * torch.maximum(top.abs(), floor)) | bad.unsqueeze(-1)).all()):
                 converged = True
                 break
         if j + 1 >= dim:
@@ -200,6 +206,9 @@ def _lanczos_batched(matvec: Callable[[Tensor], Tensor], K: int, dim: int, k: in
     m = theta.shape[-1]
     vals = theta[:, -k:].flip(-1)
     vecs = torch.einsum("kmp,kmi->kpi", Q[:, :m], S[:, :, -k:].flip(-1))
+    if bool(bad.any()):
+        vals = torch.where(bad.unsqueeze(-1), torch.nan, vals)
+        vecs = torch.where(bad.view(K, 1, 1), torch.nan, vecs)
     return vals, vecs, j + 1
 
 

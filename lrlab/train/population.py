@@ -172,7 +172,10 @@ class _Trainer:
         self.active = torch.ones(K, dtype=torch.bool, device=dev)
         self.diverged_step = torch.full((K,), -1, dtype=torch.long)
         self.step = 0
-        self.evals: dict[str, list[Tensor]] = {}
+        # probe records: one preallocated [evaluations, K] table per metric. Appending many small
+        # tensors between the large temporaries of training steps fragments the C heap (RSS grew
+        # by megabytes per evaluation); a few long-lived tables do not.
+        self.evals: dict[str, Tensor] = {}
         self.eval_steps: list[int] = []
         self._perm_epoch = -1
         self._perm: Tensor | None = None
@@ -300,8 +303,10 @@ class _Trainer:
                                          member_chunk=member_chunk))
         if self.stream is not None:  # NaN at step 0: no minibatch seen yet
             metrics.update(self._running_metrics())
-        due = self.probe_every is None or t % self.probe_every == 0 or t == self.cfg.steps
         for name, probe in self.probes.items():  # extra probes: NaN between their own steps
+            every = (self.probe_every.get(name) if isinstance(self.probe_every, Mapping)
+                     else self.probe_every)
+            due = every is None or t % every == 0 or t == self.cfg.steps
             metrics[name] = (probe(self.model, self.params).detach().double().cpu() if due
                              else torch.full((len(self.members),), torch.nan, dtype=torch.float64))
         dead = (~self.active).cpu()
@@ -312,8 +317,21 @@ class _Trainer:
             metrics["noise_sigma"] = self.sigmas[min(t, self.cfg.steps - 1)].cpu()
         metrics["diverged"] = dead.to(torch.float64)
         for k, v in metrics.items():
-            self.evals.setdefault(k, []).append(v.to(torch.float64))
+            self._record(k, v)
         self.eval_steps.append(t)
+
+    def _record(self, name: str, value: Tensor) -> None:
+        """Store one evaluation's [K] values of ``name`` in its row of the metric's table."""
+        row = len(self.eval_steps)
+        table = self.evals.get(name)
+        if table is None or row >= table.shape[0]:
+            cfg = self.cfg
+            rows = max(row + 1, cfg.steps // cfg.eval_every + 2, 2 * (0 if table is None else table.shape[0]))
+            grown = torch.full((rows, len(self.members)), torch.nan, dtype=torch.float64)
+            if table is not None:
+                grown[:table.shape[0]] = table
+            self.evals[name] = table = grown
+        table[row] = value.to(torch.float64)
 
     def _running_metrics(self) -> dict[str, Tensor]:
         """Mean minibatch loss and accuracy since the last probe ('batch.*'), overall and by group."""
@@ -330,7 +348,8 @@ class _Trainer:
         return {
             "step": self.step, "params": self.params, "momentum": self.momentum,
             "active": self.active, "diverged_step": self.diverged_step,
-            "evals": self.evals, "eval_steps": self.eval_steps, "mode": self.mode,
+            "evals": {k: v[:len(self.eval_steps)].clone() for k, v in self.evals.items()},
+            "eval_steps": self.eval_steps, "mode": self.mode,
             "running": self._running,
             "n_members": len(self.members),
         }
@@ -343,7 +362,13 @@ class _Trainer:
         self.momentum = {k: v.to(self.device) for k, v in st["momentum"].items()}
         self.active = st["active"].to(self.device)
         self.diverged_step = st["diverged_step"]
-        self.evals, self.eval_steps, self.mode = st["evals"], st["eval_steps"], st["mode"]
+        self.eval_steps, self.mode = list(st["eval_steps"]), st["mode"]
+        self.evals = {}
+        for k, v in st["evals"].items():  # older checkpoints hold lists of [K] tensors
+            table = torch.stack(v) if isinstance(v, list) else v
+            rows = max(len(self.eval_steps), self.cfg.steps // self.cfg.eval_every + 2)
+            self.evals[k] = torch.full((rows, len(self.members)), torch.nan, dtype=torch.float64)
+            self.evals[k][:table.shape[0]] = table
         self._running = st["running"].to(self.device)
 
     def save_checkpoint(self) -> None:
@@ -385,7 +410,7 @@ class _Trainer:
         K = len(self.members)
         frames = []
         for name, vals in self.evals.items():
-            arr = torch.stack(vals).numpy()  # [n_evals, K]
+            arr = vals[:len(steps)].numpy()  # [n_evals, K]
             frames.append(pd.DataFrame({
                 "member": np.tile(np.arange(K), len(steps)),
                 "step": np.repeat(steps, K),
@@ -452,7 +477,7 @@ def train_population(model, members: Sequence[Member],
                      resume: bool = False,
                      progress: bool | Callable[[int, int], None] = False,
                      probes: Mapping[str, Callable] | None = None,
-                     probe_every: int | None = None) -> PopulationResult:
+                     probe_every: int | Mapping[str, int] | None = None) -> PopulationResult:
     """Train every member together; probe loss and accuracy by group every ``cfg.eval_every``.
 
     ``train`` is one dataset shared by all members, a list indexed by each member's
@@ -463,7 +488,8 @@ def train_population(model, members: Sequence[Member],
     trainer checkpoints there (atomically); ``resume=True`` continues from that checkpoint and
     yields the records an uninterrupted run would have. ``probes`` maps metric names to extra
     measurements ``probe(model, params) -> Tensor [K]`` (e.g. the top NTK eigenvalue), taken at
-    probes whose step is a multiple of ``probe_every`` (default: every probe) and NaN between.
+    probes whose step is a multiple of ``probe_every`` (default: every probe) and NaN between;
+    ``probe_every`` may also map a probe's name to its own cadence (absent names: every probe).
     """
     if not members:
         raise ValueError("a population needs at least one member")
@@ -472,9 +498,17 @@ def train_population(model, members: Sequence[Member],
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rd = Path(run_dir) if run_dir is not None else None
-    if probe_every is not None and (probe_every < 1 or probe_every % cfg.eval_every):
-        raise ValueError(f"probe_every must be a positive multiple of eval_every={cfg.eval_every}, "
-                         f"got {probe_every}")
+    cadences = (probe_every.items() if isinstance(probe_every, Mapping)
+                else [("probe_every", probe_every)] if probe_every is not None else [])
+    for name, every in cadences:
+        if name != "probe_every" and name not in (probes or {}):
+            raise ValueError(f"probe_every names {name!r}, which is not a probe; probes are "
+                             f"{sorted(probes or {})}")
+        if not isinstance(every, int) or every < 1 or every % cfg.eval_every:
+            raise ValueError(f"probe_every[{name!r}] must be a positive multiple of eval_every="
+                             f"{cfg.eval_every}, got {every!r}" if name != "probe_every" else
+                             f"probe_every must be a positive multiple of eval_every={cfg.eval_every}, "
+                             f"got {every!r}")
     tr = _Trainer(model, members, train, test, cfg, rd, probes, probe_every)
     if resume:
         if rd is None or not (rd / CHECKPOINT).is_file():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lrlab.data import (
@@ -513,3 +514,19 @@ def test_balanced_subset_errors_when_a_class_is_too_small():
         balanced_subset(np.zeros((2, 2), int), 1, seed=0)
     with pytest.raises(ValueError, match=r">= 0"):
         balanced_subset(_labels(), -1, seed=0)
+
+
+def test_cifar10_vectors_pools_flattens_and_balances(cifar_root):
+    from lrlab.data import cifar10_vectors
+
+    s = cifar10_vectors(2, 1, seed=3, pool=4, data_dir=cifar_root)
+    assert s.train.x.shape == (20, 3 * 8 * 8) and s.test.x.shape == (10, 192)
+    assert s.train.task == "multiclass" and s.train.num_classes == 10
+    assert torch.bincount(s.train.y, minlength=10).tolist() == [2] * 10
+    again = cifar10_vectors(2, 1, seed=3, pool=4, data_dir=cifar_root)
+    assert torch.equal(again.train.x, s.train.x)
+    full = cifar10_vectors(2, 1, seed=3, pool=1, data_dir=cifar_root)
+    pooled = torch.nn.functional.avg_pool2d(full.train.x.view(20, 3, 32, 32), 4).flatten(1)
+    torch.testing.assert_close(pooled, s.train.x)
+    with pytest.raises(ValueError, match="pool must be a positive divisor of 32, got 5"):
+        cifar10_vectors(2, 1, seed=0, pool=5, data_dir=cifar_root)

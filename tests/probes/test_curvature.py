@@ -230,3 +230,22 @@ def test_errors():
         population_top_eigs(model, params, x.float(), y.float(), "hinge", 2)
     with pytest.raises(ValueError, match="larger than"):
         population_top_eigs(model, params, x.float(), y.float(), "logistic", 2, k=100)
+
+
+def test_batched_lanczos_sets_aside_a_member_whose_products_blow_up():
+    from lrlab.probes.curvature import _lanczos_batched
+
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(3, 12, 12, generator=g, dtype=torch.float64)
+    A = A @ A.transpose(1, 2)
+
+    def matvec(v):
+        out = torch.einsum("kij,kj->ki", A, v)
+        out[1] = torch.inf  # member 1 has diverged
+        return out
+
+    vals, vecs, _ = _lanczos_batched(matvec, 3, 12, 2, 12, 1e-10, torch.Generator().manual_seed(1),
+                                     torch.float64, "cpu")
+    assert torch.isnan(vals[1]).all() and torch.isnan(vecs[1]).all()
+    for k in (0, 2):
+        torch.testing.assert_close(vals[k], torch.linalg.eigvalsh(A[k]).flip(0)[:2], rtol=1e-8, atol=1e-8)

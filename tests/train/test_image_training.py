@@ -97,7 +97,8 @@ def test_running_batch_metrics_count_every_use(cifar_root):
     assert (counts[:, 0] == 12).all()  # the 12 unpatchable images (20% of 60) are always clean
     tr.evaluate(3)
     assert float(tr._running.abs().sum()) == 0.0
-    assert all(len(v) == 1 for v in tr.evals.values())
+    assert tr.eval_steps == [3]
+    assert all(v[1:].isnan().all() for v in tr.evals.values())  # one evaluation recorded
 
 
 def test_diverged_member_is_skipped_in_loop_mode(cifar_root):
@@ -186,3 +187,25 @@ def test_extra_probes_run_every_probe_every_steps():
     torch.testing.assert_close(torch.tensor(curve.loc[8].to_numpy()), res.params["W"].flatten(1).norm(dim=1).double())
     with pytest.raises(ValueError, match="probe_every must be a positive multiple of eval_every=2"):
         train_population(model, members, split.train, None, cfg, probes={"w_norm": norm}, probe_every=3)
+
+
+def test_probe_every_may_set_a_cadence_per_probe():
+    from lrlab.config import TrainConfig
+    from lrlab.data import li2019_mixture
+    from lrlab.models import TwoLayerReLU
+    from lrlab.train import Constant, grid
+    from tests.helpers import tiny_data_cfg
+
+    split = li2019_mixture(tiny_data_cfg(), 0)
+    model = TwoLayerReLU(10, 8)
+    members = grid({"a": Constant(0.1)}, [0], data_per_seed=False)
+    cfg = TrainConfig(steps=12, eval_every=2, batch_size=16)
+    probes = {"w": lambda m, p: p["W"].flatten(1).norm(dim=1), "one": lambda m, p: torch.ones(1)}
+    res = train_population(model, members, split.train, None, cfg, probes=probes,
+                           probe_every={"w": 6})
+    assert list(res.curve("w").dropna().index) == [0, 6, 12]
+    assert list(res.curve("one").dropna().index) == [0, 2, 4, 6, 8, 10, 12]  # absent: every probe
+    with pytest.raises(ValueError, match="'bogus', which is not a probe"):
+        train_population(model, members, split.train, None, cfg, probes=probes, probe_every={"bogus": 2})
+    with pytest.raises(ValueError, match=r"probe_every\['w'\] must be a positive multiple of eval_every=2"):
+        train_population(model, members, split.train, None, cfg, probes=probes, probe_every={"w": 3})

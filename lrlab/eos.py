@@ -1,0 +1,126 @@
+"""Edge of stability (Cohen et al. 2021): track the sharpness during full-batch GD.
+
+Under GD at learning rate η the top Hessian eigenvalue of the training loss (the sharpness)
+tends to rise ("progressive sharpening") until it reaches about 2/η, the stability limit of
+GD on a quadratic, and then hovers there while the loss keeps falling non-monotonically.
+:func:`track_sharpness` trains one population of full-batch GD members (one per η) from the
+same initialisation and measures every member's sharpness every ``every`` steps with batched
+Lanczos; :meth:`SharpnessTrace.summary` says when and how closely each run sat at 2/η.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class SharpnessTrace:
+    """Sharpness and loss of full-batch GD runs, one column per learning rate η."""
+
+    etas: np.ndarray
+    sharpness: pd.DataFrame  # rows = steps (every ``every``), columns = η
+    loss: pd.DataFrame  # rows = steps, columns = η
+    diverged: np.ndarray
+
+    def ratio(self) -> pd.DataFrame:
+        """Sharpness in units of the stability limit: S_t·η/2 (1 = at 2/η)."""
+        return self.sharpness * (self.etas / 2)
+
+    def summary(self, band: float = 0.1) -> pd.DataFrame:
+        """Per η: the first step the sharpness came within ``band`` of 2/η (``arrival``, NaN if
+        never), its largest S·η/2, and after arrival the share of probes within the band and
+        the 90th percentile of |S·η/2 − 1| (NaN for diverged runs)."""
+        if not 0 < band < 1:
+            raise ValueError(f"band must lie in (0, 1), got {band}")
+        rows = []
+        ratio = self.ratio()
+        for eta, col, dead in zip(self.etas, ratio.columns, self.diverged):
+            r = ratio[col].dropna()
+            hit = r.index[(r >= 1 - band).to_numpy()]
+            row = {"eta": eta, "two_over_eta": 2 / eta, "diverged": bool(dead),
+                   "initial": float(r.iloc[0]) if len(r) else np.nan,
+                   "max": float(r.max()) if len(r) else np.nan, "arrival": np.nan,
+                   "in_band": np.nan, "dev_q90": np.nan}
+            if len(hit) and not dead:
+                after = r.loc[hit[0]:]
+                dev = (after - 1).abs()
+                row.update(arrival=int(hit[0]), in_band=float((dev <= band).mean()),
+                           dev_q90=float(dev.quantile(0.9)))
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def track_sharpness(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: str = "squared", *,
+                    lrs: Sequence[float], steps: int = 1000, every: int = 20, seed: int = 0,
+                    iters: int = 30, tol: float = 1e-3, bn_mode: str = "eval",
+                    progress: bool = False) -> SharpnessTrace:
+    """Full-batch GD on (x, y) at each η in ``lrs`` from one initialisation (``factory`` called
+    under ``torch.manual_seed(seed)``); the top Hessian eigenvalue of every member every
+    ``every`` steps (Lanczos, at most ``iters`` steps to relative residual ``tol``)."""
+    from .config import TrainConfig
+    from .models import FromModule
+    from .phase import _dataset
+    from .probes.curvature import population_top_eigs
+    from .train import Constant, Member, train_population
+    from .train.losses import check_loss
+
+    etas = np.asarray(lrs, dtype=float)
+    if etas.ndim != 1 or etas.size == 0 or not np.all(np.isfinite(etas) & (etas > 0)):
+        raise ValueError(f"lrs must be positive finite learning rates, got {lrs}")
+    if steps < 1 or every < 1 or every > steps:
+        raise ValueError(f"need steps >= 1 and 1 <= every <= steps, got steps={steps}, every={every}")
+    try:
+        model = FromModule(factory)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"track_sharpness cannot use this model: {e}") from None
+    if model.stochastic:
+        raise ValueError("track_sharpness needs a deterministic model (no dropout or activation noise)")
+    data = _dataset(x, y)
+    check_loss(loss, data.task)
+    members = [Member(f"eta={eta:.6g}", seed, Constant(float(eta))) for eta in etas]
+    cfg = TrainConfig(loss=loss, steps=steps, batch_size=None, eval_every=1, mode="vectorized")
+
+    def sharpness(m, p: dict[str, Tensor]) -> Tensor:
+        p = {k: torch.where(torch.isfinite(v), v, torch.zeros_like(v)) if v.is_floating_point() else v
+             for k, v in p.items()}  # diverged members are masked by the trainer; keep Lanczos finite
+        return population_top_eigs(m, p, x, y, loss, data.num_classes, k=1, iters=iters, tol=tol,
+                                   bn_mode=bn_mode)[:, 0]
+
+    res = train_population(model, members, data, None, cfg, progress=progress,
+                           probes={"sharpness": sharpness}, probe_every=every)
+    S = res.curve("sharpness").dropna(how="all")
+    L = res.curve("train.loss")
+    S.columns = L.columns = etas
+    return SharpnessTrace(etas, S, L, res.members.diverged.to_numpy(dtype=bool))
+
+
+def plot_sharpness(trace: SharpnessTrace, path: str | Path, title: str = "") -> Path:
+    """Two panels: training loss, and sharpness with each run's 2/η as a dotted line."""
+    from .report.figures import plt, save
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(trace.etas)))
+    for eta, col in zip(trace.etas, colors):
+        lc = trace.loss[eta].to_numpy()
+        a.plot(trace.loss.index, np.where(np.isfinite(lc), lc, np.nan), color=col, lw=1,
+               label=f"η = {eta:.3g}")
+        b.plot(trace.sharpness.index, trace.sharpness[eta].to_numpy(), color=col, lw=1.2)
+        b.axhline(2 / eta, color=col, lw=0.8, ls=":")
+    a.set_yscale("log")
+    a.set_xlabel("step")
+    a.set_ylabel("training loss")
+    a.legend(fontsize=8)
+    b.set_xlabel("step")
+    b.set_ylabel("sharpness (dotted: 2/η)")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "edge of stability: sharpness under full-batch GD", fontsize=10)
+    return save(fig, Path(path))
+
