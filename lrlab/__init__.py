@@ -14,6 +14,7 @@ The curated public API::
     split = lrlab.cifar10_split(cfg_cifar)                         # patched CIFAR-10 stream
     pdg = lrlab.phase_diagram(make_net, x, y, "squared", test=(xt, yt))  # lazy/catapult/divergent
     trace = lrlab.track_sharpness(make_net, x, y, lrs=[0.05, 0.1])  # edge of stability
+    sched = lrlab.AutoDecay(optimizer)       # in your own loop: sched.step(epoch_loss); sched.should_stop
 """
 
 __version__ = "0.1.0"
@@ -34,7 +35,9 @@ from .train import (  # noqa: E402
 from .claims import Verdict, verify  # noqa: E402
 from .phase import PhaseDiagram, phase_diagram, plot_phase_diagram  # noqa: E402
 from .eos import SharpnessTrace, plot_sharpness, track_sharpness  # noqa: E402
-from .data import cifar10_vectors  # noqa: E402
+from .data import cifar10_vectors, ps10  # noqa: E402
+from .train.autodecay import AutoDecay, AutoDecayRule, AutoDecaySchedule  # noqa: E402
+from .transfer import train_with_snapshots, transfer_stages, transferability  # noqa: E402
 
 __all__ = [
     "ActivationNoise", "ConfigError", "Constant", "Cosine", "Dataset", "FromModule", "ImageStream",
@@ -44,4 +47,6 @@ __all__ = [
     "make_dataset", "resume", "run", "total_lr", "train_population", "verify",
     "NTKMLP", "PhaseDiagram", "UVModel", "phase_diagram", "plot_phase_diagram",
     "SharpnessTrace", "cifar10_vectors", "plot_sharpness", "track_sharpness",
+    "AutoDecay", "AutoDecayRule", "AutoDecaySchedule", "ps10", "train_with_snapshots",
+    "transfer_stages", "transferability",
 ]

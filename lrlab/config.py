@@ -81,8 +81,25 @@ class CosineSchedule(_ScheduleBase):
     steps: int | None = Field(None, gt=0)
 
 
+class AutoDecayScheduleConfig(Strict):
+    """AutoDecay (You et al. 2019, A.1): decay by ``factor`` when the per-epoch training loss has
+    plateaued after a significant drop; stop the member when it plateaus without one."""
+
+    kind: Literal["autodecay"] = "autodecay"
+    lr: float = Field(gt=0, description="initial learning rate")
+    beta: float = Field(0.9, gt=0, lt=1, description="moving-average factor β")
+    window: int = Field(5, ge=2, description="W: epochs of the smoothed loss that must be stable")
+    tol: float = Field(0.02, gt=0, description="η: stable when (max G − min G)/(min G + ε) < tol")
+    drop: float = Field(0.9, gt=0, le=1, description="ζ: a significant drop is ĝ(t)/ĝ(0) ≤ drop")
+    eps: float = Field(1e-8, ge=0, description="ε")
+    factor: float = Field(0.1, gt=0, lt=1, description="decay factor")
+    min_lr: float = Field(0.0, ge=0, description="never decay below this; stop instead")
+    max_decays: int | None = Field(None, ge=0, description="stop at the next plateau after this many decays")
+
+
 ScheduleConfig = Annotated[
-    Union[ConstantSchedule, StepSchedule, CosineSchedule], Field(discriminator="kind")
+    Union[ConstantSchedule, StepSchedule, CosineSchedule, AutoDecayScheduleConfig],
+    Field(discriminator="kind"),
 ]
 
 

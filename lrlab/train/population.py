@@ -15,9 +15,10 @@ Read one step top to bottom in :meth:`_Trainer.update`.
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -83,7 +84,9 @@ class PopulationResult:
     """What a population run produced.
 
     ``records``: one row per (member, step, metric) with columns member, step, metric, value.
-    ``members``: one row per member (name, seed, data_index, diverged, diverged_step, total_lr).
+    ``members``: one row per member (name, seed, data_index, diverged, diverged_step, total_lr,
+    and for adaptive schedules such as AutoDecay: stopped_step (−1: never stopped) and decays).
+    ``decisions``: per adaptive member, one row per epoch (epoch, loss, g = smoothed loss, action).
     """
 
     records: pd.DataFrame
@@ -91,6 +94,7 @@ class PopulationResult:
     params: dict[str, Tensor]
     mode: str
     wall_time: float
+    decisions: dict[int, pd.DataFrame] = field(default_factory=dict)
 
     def curve(self, metric: str) -> pd.DataFrame:
         """A metric as a table: rows = steps, columns = members."""
@@ -171,6 +175,12 @@ class _Trainer:
                          if cfg.momentum else {})
         self.active = torch.ones(K, dtype=torch.bool, device=dev)
         self.diverged_step = torch.full((K,), -1, dtype=torch.long)
+        # adaptive schedules (AutoDecay): each member its own copy, fed the mean training loss
+        # of every epoch; a decision rewrites the member's future column of the LR table
+        self.adaptive = {k: m.schedule.fresh() for k, m in enumerate(self.members)
+                         if getattr(m.schedule, "adaptive", False)}
+        self.stopped_step = torch.full((K,), -1, dtype=torch.long)
+        self._epoch_loss = torch.zeros(K, dtype=torch.float64, device=dev)
         self.step = 0
         # probe records: one preallocated [evaluations, K] table per metric. Appending many small
         # tensors between the large temporaries of training steps fragments the C heap (RSS grew
@@ -255,6 +265,8 @@ class _Trainer:
             per_ex = losses.per_example(cfg.loss, out, yb, self.num_classes)  # [k, B]
             loss = per_ex.mean(1)
             finite = torch.isfinite(loss)
+            if self.adaptive:
+                self._epoch_loss[sl] += loss.detach().to(torch.float64)
             grads = torch.autograd.grad(torch.where(finite, loss, 0.0).sum(), [p[k] for k in self.trainable])
             ok = self.active[sl] & finite
             all_ok = bool(ok.all())
@@ -343,6 +355,25 @@ class _Trainer:
         self._running.zero_()
         return out
 
+    # ------------------------------------------------------------------ adaptive schedules
+    def adapt(self, t: int) -> bool:
+        """End of an epoch at step t: feed each adaptive member its mean training loss and apply
+        its decision to the LR table from step t on. True when no member is left training."""
+        mean = (self._epoch_loss / self.batches_per_epoch).cpu()
+        self._epoch_loss.zero_()
+        T = self.lrs.shape[0]
+        for k, sch in self.adaptive.items():
+            if sch.stopped or not bool(self.active[k]) or not math.isfinite(float(mean[k])):
+                continue
+            action = sch.observe(float(mean[k]))
+            if action == "stop":
+                self.stopped_step[k] = t
+            if action != "continue" and t < T:
+                self.lrs[t:, k] = 0.0 if action == "stop" else sch.current_lr
+        if len(self.adaptive) < len(self.members):
+            return False
+        return all(sch.stopped or not bool(self.active[k]) for k, sch in self.adaptive.items())
+
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
         return {
@@ -352,6 +383,8 @@ class _Trainer:
             "eval_steps": self.eval_steps, "mode": self.mode,
             "running": self._running,
             "n_members": len(self.members),
+            "lrs": self.lrs, "stopped_step": self.stopped_step, "epoch_loss": self._epoch_loss,
+            "adaptive": {k: sch.state_dict() for k, sch in self.adaptive.items()},
         }
 
     def load_state(self, st: dict) -> None:
@@ -370,6 +403,12 @@ class _Trainer:
             self.evals[k] = torch.full((rows, len(self.members)), torch.nan, dtype=torch.float64)
             self.evals[k][:table.shape[0]] = table
         self._running = st["running"].to(self.device)
+        if "lrs" in st:  # adaptive schedules may have rewritten the table
+            self.lrs = st["lrs"].to(self.device)
+            self.stopped_step = st["stopped_step"]
+            self._epoch_loss = st["epoch_loss"].to(self.device)
+            for k, sd in st["adaptive"].items():
+                self.adaptive[k].load_state_dict(sd)
 
     def save_checkpoint(self) -> None:
         if self.run_dir is None:
@@ -395,12 +434,15 @@ class _Trainer:
                 self.update(t)
                 t += 1
                 self.step = t
-                if t % E == 0 or t == T:
+                done = self.adaptive and t % self.batches_per_epoch == 0 and self.adapt(t)
+                if t % E == 0 or t == T or done:
                     self.evaluate(t)
                     if self.run_dir is not None and (t >= next_ckpt or t == T):
                         self.save_checkpoint()
                         next_ckpt = (t // ckpt + 1) * ckpt
                 bar(t)
+                if done:  # every member has stopped (AutoDecay) or diverged: nothing left to train
+                    break
         finally:
             bar(None)
         return self.result(time.perf_counter() - t0)
@@ -429,9 +471,13 @@ class _Trainer:
             "total_lr": lrs,
             "diverged": (~self.active).cpu().numpy(),
             "diverged_step": self.diverged_step.numpy(),
+            "stopped_step": self.stopped_step.numpy(),
+            "decays": [self.adaptive[k].decays if k in self.adaptive else 0 for k in range(K)],
         })
         params = {k: v.detach().cpu() for k, v in self.params.items()}
-        return PopulationResult(records, members, params, self.mode, wall)
+        decisions = {k: pd.DataFrame(sch.history, columns=["epoch", "loss", "g", "action"])
+                     for k, sch in self.adaptive.items()}
+        return PopulationResult(records, members, params, self.mode, wall, decisions)
 
 
 def _progress(progress, total: int, start: int, mode: str, k: int):
