@@ -95,6 +95,9 @@ class AutoDecayScheduleConfig(Strict):
     factor: float = Field(0.1, gt=0, lt=1, description="decay factor")
     min_lr: float = Field(0.0, ge=0, description="never decay below this; stop instead")
     max_decays: int | None = Field(None, ge=0, description="stop at the next plateau after this many decays")
+    stage_start: Literal["plateau", "first"] = Field(
+        "plateau", description="ĝ(0) of a later stage: the plateau that triggered the decay, or that "
+        "stage's first smoothed loss (see lrlab.train.autodecay)")
 
 
 ScheduleConfig = Annotated[

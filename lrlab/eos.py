@@ -65,25 +65,16 @@ def track_sharpness(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss
     under ``torch.manual_seed(seed)``); the top Hessian eigenvalue of every member every
     ``every`` steps (Lanczos, at most ``iters`` steps to relative residual ``tol``)."""
     from .config import TrainConfig
-    from .models import FromModule
-    from .phase import _dataset
+    from .phase import _gd_setup
     from .probes.curvature import population_top_eigs
     from .train import Constant, Member, train_population
-    from .train.losses import check_loss
 
     etas = np.asarray(lrs, dtype=float)
     if etas.ndim != 1 or etas.size == 0 or not np.all(np.isfinite(etas) & (etas > 0)):
         raise ValueError(f"lrs must be positive finite learning rates, got {lrs}")
     if steps < 1 or every < 1 or every > steps:
         raise ValueError(f"need steps >= 1 and 1 <= every <= steps, got steps={steps}, every={every}")
-    try:
-        model = FromModule(factory)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"track_sharpness cannot use this model: {e}") from None
-    if model.stochastic:
-        raise ValueError("track_sharpness needs a deterministic model (no dropout or activation noise)")
-    data = _dataset(x, y)
-    check_loss(loss, data.task)
+    model, data = _gd_setup(factory, x, y, loss, "track_sharpness")
     members = [Member(f"eta={eta:.6g}", seed, Constant(float(eta))) for eta in etas]
     cfg = TrainConfig(loss=loss, steps=steps, batch_size=None, eval_every=1, mode="vectorized")
 

@@ -72,6 +72,23 @@ class PhaseDiagram:
         return None if np.isnan(acc).all() else float(self.etas[int(np.nanargmax(acc))])
 
 
+def _gd_setup(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: str, who: str):
+    """The population model of ``factory`` and the dataset of (x, y) for a full-batch GD sweep,
+    with errors naming ``who`` for models it cannot train and loss/label mismatches."""
+    from .models import FromModule
+    from .train.losses import check_loss
+
+    try:
+        model = FromModule(factory)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{who} cannot use this model: {e}") from None
+    if model.stochastic:
+        raise ValueError(f"{who} needs a deterministic model (no dropout or activation noise)")
+    data = _dataset(x, y)
+    check_loss(loss, data.task)
+    return model, data
+
+
 def _dataset(x: Tensor, y: Tensor):
     from .data import Dataset
 
@@ -114,21 +131,11 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: 
     can be set beside the phases (Lewkowycz et al. find it in the catapult phase).
     """
     from .config import TrainConfig
-    from .models import FromModule
     from .train import Constant, Member, train_population
 
     if steps < 2:
         raise ValueError(f"steps must be at least 2, got {steps}")
-    try:
-        model = FromModule(factory)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"phase_diagram cannot use this model: {e}") from None
-    if model.stochastic:
-        raise ValueError("phase_diagram needs a deterministic model (no dropout or activation noise)")
-    data = _dataset(x, y)
-    from .train.losses import check_loss
-
-    check_loss(loss, data.task)
+    model, data = _gd_setup(factory, x, y, loss, "phase_diagram")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = factory()

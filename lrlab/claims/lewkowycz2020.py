@@ -159,19 +159,6 @@ def _mlp_factory(d: int, width: int, depth: int):
     return lambda: NTKMLP(d, width, depth=depth, activation="relu")
 
 
-def _torch_mlp(d: int, width: int, depth: int, out: int):
-    """A plain PyTorch tanh MLP (default init, standard parameterisation), as in Cohen et al."""
-    from torch import nn
-
-    def make() -> nn.Module:
-        layers: list[nn.Module] = []
-        for fan_in in [d] + [width] * (depth - 1):
-            layers += [nn.Linear(fan_in, width), nn.Tanh()]
-        return nn.Sequential(*layers, nn.Linear(width, out))
-
-    return make
-
-
 def preflight(cfg: ClaimConfig) -> None:
     """Checks that need no training: valid grids and depths, and a readable CIFAR-10 source."""
     from ..data import resolve_source
@@ -238,12 +225,13 @@ def _eos_job(s: Settings, seed: int) -> dict:
     """Edge of stability: one seed's sharpness traces at η = 2/(s·λ0) for each s."""
     from ..data import cifar10_vectors
     from ..eos import track_sharpness
+    from ..models.mlp import torch_mlp
     from ..probes.curvature import top_hessian_eigs
 
     e = s.eos
     split = cifar10_vectors(e.n_per_class, 1, seed, pool=e.pool)
     x, y = split.train.x, split.train.y
-    factory = _torch_mlp(x.shape[1], e.width, e.depth, split.train.num_classes)
+    factory = torch_mlp(x.shape[1], e.width, e.depth, split.train.num_classes, "tanh")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         lam0 = float(top_hessian_eigs(factory(), x, y, "squared", k=1).values[0])
@@ -265,11 +253,7 @@ def _run_job(cfg_data: dict, part: str, seed: int, threads: int | None) -> dict:
 def run(cfg: ClaimConfig, out: Path, progress: bool = False, log: Callable[[str], None] = print,
         workers: int | None = None) -> list[Outcome]:
     """Run every (part, seed) job — in this process, or over local processes — and judge them."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    import multiprocessing as mp
-    import time
-
-    from ..exec.local import default_workers
+    from ..exec.local import default_workers, run_jobs
 
     s = cfg.claim
     jobs = ([("core", sd) for sd in s.seeds] + [("real", sd) for sd in s.real.seeds]
@@ -277,19 +261,10 @@ def run(cfg: ClaimConfig, out: Path, progress: bool = False, log: Callable[[str]
     n = workers if workers is not None else default_workers(len(jobs))
     log(f"[{NAME}] {len(jobs)} jobs on {n} worker(s): uv and ReLU sweeps for seeds {s.seeds}; "
         f"CIFAR-10 accuracy sweep for seeds {s.real.seeds}; edge of stability for seeds {s.eos.seeds}")
-    results: dict[tuple[str, int], dict] = {}
     data = cfg.model_dump(mode="json")
-    if n <= 1:
-        for part, sd in jobs:
-            t0 = time.perf_counter()
-            results[(part, sd)] = _run_job(data, part, sd, None)
-            log(f"  {part} seed {sd} done ({time.perf_counter() - t0:.0f} s)")
-    else:
-        with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as pool:
-            futs = {pool.submit(_run_job, data, part, sd, 1): (part, sd) for part, sd in jobs}
-            for f in as_completed(futs):
-                results[futs[f]] = f.result()
-                log(f"  {futs[f][0]} seed {futs[f][1]} done")
+    done = run_jobs(_run_job, [(data, part, sd) for part, sd in jobs], n, log,
+                    label=lambda job: f"{job[1]} seed {job[2]}")
+    results = dict(zip(jobs, done))
     core = [results[("core", sd)] for sd in s.seeds]
     o = Outcome(cfg, {sd: c["uv"] for sd, c in zip(s.seeds, core)},
                 pd.DataFrame([r for c in core for r in c["widths"]]),

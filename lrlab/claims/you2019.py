@@ -23,10 +23,9 @@ more than one worker is available. Results do not depend on the number of worker
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,6 +33,7 @@ import torch
 from pydantic import Field, model_validator
 
 from ..config import PS10Config, Strict
+from ..models.mlp import torch_mlp
 from .stats import INCONCLUSIVE, Interval, Verdict, verdict
 
 NAME = "you2019"
@@ -145,6 +145,7 @@ class AutoDecaySettings(Strict):
     tol: float = Field(0.02, gt=0)
     drop: float = Field(0.9, gt=0, le=1)
     max_decays: int | None = Field(None, ge=0)
+    stage_start: Literal["plateau", "first"] = "plateau"
     acc_tol: float = Field(0.005, gt=0, description="'within 0.5 points' of the tuned step decay")
     epoch_saving: float = Field(0.1, ge=0, lt=1, description="at least this share of epochs saved")
 
@@ -197,18 +198,6 @@ def _two_layer(input_shape: tuple[int, ...], width: int, classes: int):
     return make_model(TwoLayerConfig(width=width), input_shape, classes)
 
 
-def _mlp_factory(d: int, width: int, depth: int, classes: int) -> Callable[[], torch.nn.Module]:
-    from torch import nn
-
-    def make() -> nn.Module:
-        layers: list[nn.Module] = []
-        for fan_in in [d] + [width] * (depth - 1):
-            layers += [nn.Linear(fan_in, width), nn.ReLU()]
-        return nn.Sequential(*layers, nn.Linear(width, classes))
-
-    return make
-
-
 def _curves(res, members: list[str], metrics: list[str], spe: int) -> dict[str, pd.DataFrame]:
     """Each metric as a table: rows = epochs (float), columns = member names."""
     out = {}
@@ -253,7 +242,7 @@ def _gdsgd_job(g: GDSGDSettings, seed: int) -> dict:
     x, y = split.train.x, split.train.y
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = FromModule(_mlp_factory(x.shape[1], g.width, g.depth, 10))
+        model = FromModule(torch_mlp(x.shape[1], g.width, g.depth, 10))
     gd_names = ["constant"] + [f"decay@{s}" for s in g.gd_decay_at]
     gd = [Member(n, seed, Constant(g.gd_lr) if n == "constant" else StepDecay(g.gd_lr, (s,), g.factor))
           for n, s in zip(gd_names, [0] + list(g.gd_decay_at))]
@@ -298,7 +287,7 @@ def _transfer_job(t: TransferSettings, seed: int) -> dict:
     p = ps10(t.ps10, seed)
     targets = {"cifar10-other-classes": (xt, yt, xt_te, yt_te),
                "ps10": (p.train.x.flatten(1), p.train.y, p.test.x.flatten(1), p.test.y)}
-    make = _mlp_factory(xs.shape[1], t.width, 2, len(t.source_classes))
+    make = torch_mlp(xs.shape[1], t.width, 2, len(t.source_classes))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = make()
@@ -323,7 +312,7 @@ def _autodecay_job(a: AutoDecaySettings, seed: int) -> dict:
     names = ["step@" + "-".join(map(str, ms)) for ms in a.step_grid] + ["autodecay"]
     scheds = [StepDecay(a.lr, tuple(m * spe for m in ms), a.factor) for ms in a.step_grid]
     scheds.append(AutoDecaySchedule(a.lr, beta=a.beta, window=a.window, tol=a.tol, drop=a.drop,
-                                    factor=a.factor, max_decays=a.max_decays))
+                                    factor=a.factor, max_decays=a.max_decays, stage_start=a.stage_start))
     members = [Member(n, seed, s) for n, s in zip(names, scheds)]
     model = _two_layer(tuple(split.train.input_shape), a.width, a.data.n_classes)
     cfg = TrainConfig(loss="cross_entropy", steps=a.epochs * spe, batch_size=a.batch_size,
@@ -354,28 +343,16 @@ PARTS = ("patterns", "noise", "gdsgd", "transfer", "autodecay")
 def run(cfg: ClaimConfig, out: Path, progress: bool = False, log: Callable[[str], None] = print,
         workers: int | None = None) -> list[Outcome]:
     """Every (part, seed) job, in this process or over local processes, then the verdicts."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from ..exec.local import default_workers
+    from ..exec.local import default_workers, run_jobs
 
     s = cfg.claim
     jobs = [(part, sd) for part in ("gdsgd",) + tuple(p for p in PARTS if p != "gdsgd") for sd in s.seeds]
     n = workers if workers is not None else default_workers(len(jobs))
     log(f"[{NAME}] {len(jobs)} jobs ({', '.join(PARTS)} × seeds {s.seeds}) on {n} worker(s)")
     data = cfg.model_dump(mode="json")
-    results: dict[tuple[str, int], dict] = {}
-    if n <= 1:
-        for part, sd in jobs:
-            t0 = time.perf_counter()
-            results[(part, sd)] = _run_job(data, part, sd, None)
-            log(f"  {part} seed {sd} done ({time.perf_counter() - t0:.0f} s)")
-    else:
-        with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as pool:
-            futs = {pool.submit(_run_job, data, part, sd, 1): (part, sd) for part, sd in jobs}
-            for f in as_completed(futs):
-                results[futs[f]] = f.result()
-                log(f"  {futs[f][0]} seed {futs[f][1]} done")
+    done = run_jobs(_run_job, [(data, part, sd) for part, sd in jobs], n, log,
+                    label=lambda job: f"{job[1]} seed {job[2]}")
+    results = dict(zip(jobs, done))
     o = Outcome(cfg, results)
     o.verdicts = judge(o)
     return [o]
@@ -476,7 +453,9 @@ def judge(o: Outcome) -> list[Verdict]:
             f"worse than stage {stages[-2]}", f"T{stages[-2]} − T{stages[-1]}",
             diff,
             notes="mean transferability per stage: " + ", ".join(
-                f"T{st} {piv[st].mean():.3f}" for st in stages[1:]))
+                f"T{st} {piv[st].mean():.3f}" for st in stages[1:]) + "; mean source / target acc per stage: "
+                + ", ".join(f"{sub[sub.stage == st].acc.mean():.3f} / {sub[sub.stage == st].tacc.mean():.3f}"
+                            for st in stages))
     a = s.autodecay
     A = [o.results[("autodecay", sd)] for sd in seeds]
     steps = [n for n in A[0]["final"] if n != "autodecay"]
@@ -525,6 +504,15 @@ def section(cfg: ClaimConfig, outcomes: list[Outcome], figdir: Path, rel: Path) 
              f"AutoDecay: PS10, step-decay grid {a.step_grid} over {a.epochs} epochs against AutoDecay "
              f"(β {a.beta}, W {a.window}, tol {a.tol}, ζ {a.drop}, ×{a.factor}); the tuned step decay is "
              "chosen on the same test accuracy it is compared by, which favours it.", ""]
+    from ..data.ps10 import ps10_arrays, ps10_info
+
+    info = ps10_info(ps10_arrays(s.noise.data, s.seeds[0]))
+    tr, ref = info["train"], info["reference_bits"]
+    lines += [f"PS10 check (noisy variant, seed {s.seeds[0]}): class-conditional entropy of the pattern "
+              f"index {tr['entropy_bits']['simple']:.2f} bits for simple and {tr['entropy_bits']['complex']:.2f} "
+              f"for complex training examples (log2 {p.data.n_simple} = {ref['simple']:.2f}, log2 "
+              f"{p.data.n_complex} = {ref['complex']:.2f}; the plug-in estimate reads low with few examples "
+              f"per pattern); noise share {tr['noise_frac']:.3f}.", ""]
     for f, alt in figs:
         lines += [f"![{alt}]({rel / f.name})", ""]
     return "\n".join(lines)
@@ -588,7 +576,10 @@ def _eig_figure(o: Outcome, figdir: Path) -> Path:
     for i, (name, row) in enumerate(eigs.iterrows()):
         axes[0].bar(np.arange(k) + i * width, row.to_numpy(), width, label=name)
         axes[1].bar(np.arange(k) + i * width, 2 / row.to_numpy(), width, label=name)
-    axes[1].axhline(o.cfg.claim.gdsgd.gd_lr, color="k", ls=":", lw=0.8, label="η (GD)")
+    g = o.cfg.claim.gdsgd
+    axes[1].axhline(g.gd_lr, color="k", ls=":", lw=0.8, label=f"η = {g.gd_lr:g} (constant run)")
+    axes[1].axhline(g.gd_lr * g.factor, color="k", ls="--", lw=0.8,
+                    label=f"η = {g.gd_lr * g.factor:g} (decayed runs, at the end)")
     axes[0].set_ylabel("Hessian eigenvalue λ_i")
     axes[1].set_ylabel("stable interval upper end 2/λ_i")
     for ax in axes:

@@ -63,3 +63,27 @@ def run_many(cfgs: Sequence[RunConfig], root: str | os.PathLike, workers: int = 
                 f.cancel()
             raise
     return [o for o in out if o is not None]
+
+
+def run_jobs(fn: Callable[..., object], jobs: Sequence[tuple], workers: int,
+             log: Callable[[str], None] = print, label: Callable[[tuple], str] = str) -> list:
+    """``fn(*job, threads)`` for every job, results in job order: in this process (threads None)
+    when ``workers`` is 1, else in spawned local processes with one torch thread each. ``fn``
+    must be a module-level function of picklable arguments; results do not depend on
+    ``workers``. ``label(job)`` names a job in the log."""
+    import time
+
+    results: list = [None] * len(jobs)
+    if workers <= 1:
+        for i, job in enumerate(jobs):
+            t0 = time.perf_counter()
+            results[i] = fn(*job, None)
+            log(f"  {label(job)} done ({time.perf_counter() - t0:.0f} s)")
+        return results
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futs = {pool.submit(fn, *job, 1): i for i, job in enumerate(jobs)}
+        for f in as_completed(futs):
+            i = futs[f]
+            results[i] = f.result()
+            log(f"  {label(jobs[i])} done")
+    return results

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..config import ModelConfig, SmallCNNConfig, TwoLayerConfig, WideResNetConfig
 from .base import PopulationModel
 from .cnn import SmallCNN
-from .mlp import NTKMLP
+from .mlp import NTKMLP, torch_mlp
 from .module import FromModule
 from .noise import ActivationNoise
 from .two_layer import TwoLayerReLU
@@ -43,4 +43,4 @@ def make_model(cfg: ModelConfig, input_shape: tuple[int, ...], out_dim: int = 1,
 
 
 __all__ = ["ActivationNoise", "FromModule", "NTKMLP", "PopulationModel", "SmallCNN", "TwoLayerReLU",
-           "UVModel", "WideResNet", "make_model", "uv_recurrence"]
+           "UVModel", "WideResNet", "make_model", "torch_mlp", "uv_recurrence"]

@@ -8,6 +8,7 @@ which is the setting in which Lewkowycz et al. (2020) state the 2/λ0, 4/λ0 and
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -80,3 +81,19 @@ class NTKMLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Outputs [B, out_dim] for inputs [B, ...]."""
         return self.preactivations(x)[-1]
+
+
+def torch_mlp(d_in: int, width: int, depth: int, out_dim: int, activation: str = "relu") -> Callable[[], nn.Module]:
+    """A factory of plain PyTorch MLPs (``depth`` hidden layers, PyTorch's default init, standard
+    parameterisation) — the networks of Cohen et al. and of our You et al. experiments."""
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+
+    def make() -> nn.Module:
+        layers: list[nn.Module] = []
+        for fan_in in [d_in] + [width] * (depth - 1):
+            layers += [nn.Linear(fan_in, width), act()]
+        return nn.Sequential(*layers, nn.Linear(width, out_dim))
+
+    return make

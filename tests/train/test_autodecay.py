@@ -74,7 +74,7 @@ def test_plateau_after_drop_decays_when_window_first_stable():
 
 
 def test_decay_resets_stage_then_flat_plateau_stops():
-    rule = AutoDecayRule(beta=0.5, window=3, tol=0.02)
+    rule = AutoDecayRule(beta=0.5, window=3, tol=0.02, stage_start="first")
     feed(rule, [4.0, 2.0] + [1.0] * 8)
     assert (rule.t, rule.f, rule.g_start, rule.recent) == (0, 0.0, None, [])
     assert rule.observe(0.7) == "continue"
@@ -85,6 +85,21 @@ def test_decay_resets_stage_then_flat_plateau_stops():
     assert [h["epoch"] for h in rule.history][-3:] == [11, 12, 13]
     with pytest.raises(RuntimeError, match="already stopped"):
         rule.observe(0.7)
+
+
+def test_plateau_start_counts_the_drop_a_decay_causes():
+    """Default stage_start="plateau": ĝ(0) of a new stage is the plateau that triggered the decay."""
+    rule = AutoDecayRule(beta=0.5, window=3, tol=0.02)
+    feed(rule, [4.0, 2.0] + [1.0] * 8)
+    plateau = rule.history[-1]["g"]
+    assert rule.decays == 1 and (rule.t, rule.f, rule.recent) == (0, 0.0, []) and rule.g_start == plateau
+    assert rule.observe(0.7) == "continue" and rule.g == 0.7 and rule.g_start == plateau
+    # a flat stage well below the old plateau is a significant drop: it decays again ...
+    assert feed(rule, [0.7, 0.7]) == ["continue", "decay"] and rule.g_start == pytest.approx(0.7)
+    # ... and a flat stage at the same level is not: it stops
+    assert feed(rule, [0.69] * 3) == ["continue", "continue", "stop"]
+    with pytest.raises(ValueError, match=r"stage_start must be one of \['plateau', 'first'\], got 'x'"):
+        AutoDecayRule(stage_start="x")
 
 
 def test_flat_start_stops_without_drop():
@@ -263,6 +278,6 @@ def test_schedule_follows_its_rule():
     restored = s.fresh()
     restored.load_state_dict(s.state_dict())
     assert restored.current_lr == s.current_lr and restored.history == s.history
-    tail = [0.9] * 3  # a flat fresh stage: stable after W values, no drop
+    tail = [0.95] * 3  # a flat stage just below the plateau it started from: no significant drop
     assert feed(restored, tail) == feed(s, tail) == ["continue", "continue", "stop"]
     assert restored.stopped and s.stopped and restored.current_lr == s.current_lr
