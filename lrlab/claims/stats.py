@@ -83,3 +83,18 @@ def verdict(claim: str, id: str, statement: str, effect: str, values: Sequence[f
     ci = t_interval(values)
     return Verdict(claim, id, statement, effect, ci, min_effect, decide(ci, min_effect), regime,
                    [float(x) for x in values], notes)
+
+
+def verdict_defined(claim: str, id: str, statement: str, effect: str, values: Sequence[float],
+                    min_effect: float, regime: str = "default", notes: str = "") -> Verdict:
+    """:func:`verdict` over the seeds whose effect is defined (NaN values are left out and
+    counted in the notes); INCONCLUSIVE with an unbounded interval when none is."""
+    v = np.asarray(values, dtype=np.float64)
+    undefined = int(np.isnan(v).sum())
+    if undefined:
+        notes += f"{'; ' if notes else ''}undefined on {undefined} of {v.size} seeds (left out)"
+        v = v[~np.isnan(v)]
+    if v.size == 0:
+        return Verdict(claim, id, statement, effect, Interval(math.nan, -math.inf, math.inf, 0), min_effect,
+                       INCONCLUSIVE, regime, [], notes)
+    return verdict(claim, id, statement, effect, v, min_effect, regime, notes)

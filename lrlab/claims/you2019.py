@@ -34,7 +34,7 @@ from pydantic import Field, model_validator
 
 from ..config import PS10Config, Strict
 from ..models.mlp import torch_mlp
-from .stats import INCONCLUSIVE, Interval, Verdict, verdict
+from .stats import Verdict, verdict_defined
 
 NAME = "you2019"
 PAPER = "You, Long, Wang & Jordan 2019 — how does learning-rate decay help?"
@@ -371,17 +371,9 @@ def judge(o: Outcome) -> list[Verdict]:
     seeds = s.seeds
     v: list[Verdict] = []
 
-    def add(id_, statement, effect, values, notes=""):
-        vals = np.asarray(values, dtype=float)
-        undefined = int(np.isnan(vals).sum())
-        if undefined:  # e.g. transferability when a stage left the source accuracy unchanged
-            notes += f"{'; ' if notes else ''}undefined on {undefined} of {vals.size} seeds (left out)"
-            vals = vals[~np.isnan(vals)]
-        if vals.size == 0:
-            v.append(Verdict(NAME, id_, statement, effect, Interval(math.nan, -math.inf, math.inf, 0, 0.95),
-                             0.0, INCONCLUSIVE, o.regime, [], notes))
-            return
-        v.append(verdict(NAME, id_, statement, effect, vals, 0.0, o.regime, notes=notes))
+    def add(id_, statement, effect, values, notes=""):  # e.g. transferability is undefined when a
+        # stage leaves the source accuracy unchanged: such seeds are left out
+        v.append(verdict_defined(NAME, id_, statement, effect, values, 0.0, o.regime, notes=notes))
 
     p = s.patterns
     R = [o.results[("patterns", sd)]["curves"] for sd in seeds]

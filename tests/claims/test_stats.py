@@ -78,3 +78,12 @@ def test_verdict_to_dict_is_strict_json():
     assert set(d2) >= {"claim", "id", "statement", "effect", "interval", "min_effect", "status",
                        "regime", "per_seed", "notes"}
     assert d2["per_seed"] == [0.1, 0.2]
+
+
+def test_verdict_defined_leaves_out_undefined_seeds():
+    from lrlab.claims.stats import INCONCLUSIVE, verdict_defined
+
+    v = verdict_defined("c", "x", "s", "e", [0.5, float("nan"), 0.7], 0.0)
+    assert v.per_seed == [0.5, 0.7] and "undefined on 1 of 3 seeds" in v.notes
+    none = verdict_defined("c", "x", "s", "e", [float("nan")] * 2, 0.0)
+    assert none.status == INCONCLUSIVE and none.per_seed == [] and none.interval.low == float("-inf")
