@@ -25,8 +25,8 @@ from .data import (  # noqa: E402
 )
 from .experiment import resume, run  # noqa: E402
 from .models import (  # noqa: E402
-    NTKMLP, ActivationNoise, FromModule, PopulationModel, SmallCNN, TwoLayerReLU, UVModel,
-    WideResNet,
+    NTKMLP, ActivationNoise, DeepLinear, FromModule, PopulationModel, SmallCNN, TwoLayerReLU,
+    UVModel, WideResNet,
 )
 from .store import list_runs, load_run  # noqa: E402
 from .train import (  # noqa: E402
@@ -48,5 +48,5 @@ __all__ = [
     "NTKMLP", "PhaseDiagram", "UVModel", "phase_diagram", "plot_phase_diagram",
     "SharpnessTrace", "cifar10_vectors", "plot_sharpness", "track_sharpness",
     "AutoDecay", "AutoDecayRule", "AutoDecaySchedule", "ps10", "train_with_snapshots",
-    "transfer_stages", "transferability",
+    "transfer_stages", "transferability", "DeepLinear",
 ]

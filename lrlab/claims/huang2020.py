@@ -35,6 +35,8 @@ from ..config import Strict
 from .stats import Verdict, t_interval, verdict_defined
 
 NAME = "huang2020"
+TRACE_EVERY = 2  # steps between λ_t probes in the degenerate sweeps (their figure)
+RISE_CAP = 1e3  # a run whose loss blew up counts as a rise of this many L0 (keeps intervals finite)
 PAPER = "Huang, Du, Xu & Liu 2020 — deep linear networks in the large learning rate phase"
 
 
@@ -147,17 +149,18 @@ def _factory(d: int, net: NetSettings) -> Callable[[], torch.nn.Module]:
     return lambda: DeepLinear(d, net.width, net.depth)
 
 
-def _sweep(net: NetSettings, x, y, cs, seed: int, test=None) -> dict:
-    """One vectorised full-batch GD sweep of η = c/λ0 (λ0 = NTK), with final NTK and Hessian λ."""
+def _sweep(net: NetSettings, x, y, cs, seed: int, curvature_every: int | None = None) -> dict:
+    """One vectorised full-batch GD sweep of η = c/λ0 (λ0 = NTK), with final NTK and Hessian λ
+    (and λ_t every ``curvature_every`` steps)."""
     from ..phase import phase_diagram
 
     pdg = phase_diagram(_factory(x.shape[1], net), x, y, "logistic", scaled_etas=cs, steps=net.steps,
-                        seed=seed, curvature="ntk", final_hessian=True, test=test)
+                        seed=seed, curvature="ntk", final_hessian=True, curvature_every=curvature_every)
     tab = pdg.table()
     tab["rise"] = [catapult_rise(pdg.loss[e].to_numpy()) for e in pdg.etas]
     tab["max_step_rise"] = [float(np.max(np.diff(pdg.loss[e].to_numpy())) / pdg.loss[e].iloc[0])
                             if np.isfinite(pdg.loss[e].to_numpy()).all() else math.inf for e in pdg.etas]
-    return {"table": tab, "loss": pdg.loss, "lam0": pdg.lam0}
+    return {"table": tab, "loss": pdg.loss, "lam0": pdg.lam0, "lam": pdg.lam}
 
 
 def _entropy(p: float) -> float:
@@ -170,7 +173,7 @@ def _degenerate_job(s: Settings, seed: int) -> dict:
     g = s.degenerate
     out: dict = {}
     sep = degenerate_separable(g.n, g.d, seed).train
-    out["separable"] = _sweep(g, sep.x, sep.y, g.separable_grid, seed)
+    out["separable"] = _sweep(g, sep.x, sep.y, g.separable_grid, seed, curvature_every=TRACE_EVERY)
     for p in g.ps:
         data = degenerate_nonseparable(g.n, g.d, p, seed).train
         p_real = float((data.y > 0).double().mean())
@@ -178,7 +181,7 @@ def _degenerate_job(s: Settings, seed: int) -> dict:
         lo, hi = g.boundary_span
         cs = np.unique(np.round(np.concatenate([np.linspace(lo, hi, g.boundary_points),
                                                 np.asarray(g.flat_grid)]) * theory, 9))
-        r = _sweep(g, data.x, data.y, cs, seed)
+        r = _sweep(g, data.x, data.y, cs, seed, curvature_every=TRACE_EVERY)
         r.update(p=p, p_real=p_real, theory=theory, best_loss=_entropy(p_real))
         out[f"p={p:g}"] = r
     p = g.ps[0]
@@ -283,11 +286,17 @@ def judge(o: Outcome) -> list[Verdict]:
     G = [o.results[("gaussian", sd)] for sd in seeds]
     g = s.degenerate
     for label, runs in (("degenerate", [r["separable"] for r in D]), ("gaussian", [r["separable"] for r in G])):
-        worst = [float(r["table"].max_step_rise.max()) for r in runs]
+        worst = [min(float(r["table"].max_step_rise.max()), RISE_CAP) for r in runs]
+        first = []
+        for r in runs:
+            tab = r["table"]
+            rose = tab.eta_lam0[(tab.max_step_rise > 1e-6).to_numpy()]
+            first.append(f"{rose.min():g}" if len(rose) else "none")
         cmax = max(float(r["table"].eta_lam0.max()) for r in runs)
         add(f"a-separable-{label}-monotone", f"separable {label} data: the loss never rises for any η·λ0 up to "
             f"{cmax:g} (no catapult)", "1e-6 − max over η and t of (L_{t+1} − L_t)/L0", 1e-6 - np.asarray(worst),
-            notes="largest one-step rise / L0 per seed: " + ", ".join(f"{w:.1e}" for w in worst))
+            notes="largest one-step rise / L0 per seed: " + ", ".join(f"{w:.1e}" for w in worst)
+            + f" (a blow-up counts as {RISE_CAP:g}); smallest η·λ0 whose loss rose, per seed: " + ", ".join(first))
     for p in g.ps:
         key = f"p={p:g}"
         bnd, edge, slope, rows = [], [], [], []
@@ -386,28 +395,44 @@ def section(cfg: ClaimConfig, outcomes: list[Outcome], figdir: Path, rel: Path) 
 
 
 def _trajectories(o: Outcome, figdir: Path) -> Path:
+    """Excess loss L_t − L* and η·κ·λ_t (κ = p(1−p), the loss curvature at the minimum; 1 on
+    separable data, where λ_t/λ0 is drawn) for a spread of η, seed 0, first 150 steps."""
     from ..report.figures import plt, save
 
     s = o.cfg.claim
     sd = s.seeds[0]
     d = o.results[("degenerate", sd)]
-    panels = [("separable (degenerate)", d["separable"])] + [(f"non-separable, p = {p:g}", d[f"p={p:g}"])
-                                                             for p in s.degenerate.ps]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    for ax, (title, r) in zip(axes[0], panels):
+    panels = [("separable (degenerate)", d["separable"], None)] + [
+        (f"non-separable, p = {p:g}", d[f"p={p:g}"], d[f"p={p:g}"]) for p in s.degenerate.ps]
+    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 6.2), squeeze=False)
+    for j, (title, r, ns) in enumerate(panels):
         tab = r["table"]
+        best = ns["best_loss"] if ns else 0.0
+        kappa = ns["p_real"] * (1 - ns["p_real"]) if ns else None
         pick = tab.iloc[np.unique(np.linspace(0, len(tab) - 1, 7).round().astype(int))]
+        top = float(r["loss"].iloc[0].max() - best) * 1e2
         for _, row in pick.iterrows():
-            L = r["loss"][row.eta].to_numpy()
-            ax.plot(r["loss"].index, np.where(np.isfinite(L), L, np.nan), lw=1,
-                    color=_COLORS[_phase_of(row, s.rise_tol)], alpha=0.8, label=f"η·λ0 = {row.eta_lam0:.3g}")
-        ax.set_yscale("log")
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("step")
-        ax.set_ylabel("training loss")
-        ax.legend(fontsize=6)
-        ax.grid(alpha=0.3)
-    fig.suptitle(f"{NAME}: loss trajectories across η (colour: lazy / catapult / divergent), seed {sd}", fontsize=10)
+            col = _COLORS[_phase_of(row, s.rise_tol)]
+            L = r["loss"][row.eta].to_numpy() - best
+            L = np.where(np.isfinite(L) & (L < top), np.maximum(L, 1e-30), np.nan)
+            axes[0][j].plot(r["loss"].index, L, lw=1, color=col, label=f"η·λ0 = {row.eta_lam0:.3g}")
+            if r.get("lam") is not None:
+                lam = r["lam"][row.eta]
+                y = row.eta * kappa * lam if kappa else lam / r["lam0"]
+                axes[1][j].plot(lam.index, y.to_numpy(), lw=1, color=col)
+        axes[0][j].set_yscale("log")
+        axes[0][j].set_title(title, fontsize=9)
+        axes[0][j].set_ylabel("L_t − L*" if ns else "L_t")
+        axes[0][j].legend(fontsize=6)
+        axes[1][j].set_ylabel("η·p(1−p)·λ_t" if kappa else "λ_t / λ0")
+        if kappa:
+            axes[1][j].axhline(2, color="k", lw=0.7, ls=":")
+        for ax in axes[:, j]:
+            ax.set_xlim(0, 150)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+    fig.suptitle(f"{NAME}: loss and curvature trajectories (colour: lazy / catapult / divergent), seed {sd}",
+                 fontsize=10)
     return save(fig, figdir / f"{NAME}-trajectories.png")
 
 
@@ -427,8 +452,10 @@ def _flatness(o: Outcome, figdir: Path) -> Path:
         axes[1].scatter(tab.eta_lam0, tab.hessian_final, s=8, c=[_COLORS[_phase_of(row, s.rise_tol)]
                                                                  for _, row in tab.iterrows()])
     axes[0].axhline(2, color="k", lw=0.8, ls=":")
-    axes[0].set_ylabel("η·p(1−p)·λ_T (degenerate; dotted: 2/(p(1−p)))")
-    axes[1].set_ylabel(f"final top Hessian eigenvalue (Gaussian, {s.gaussian.flip:.0%} flips)")
+    axes[0].set_ylabel("η·p(1−p)·λ_T")
+    axes[0].set_title("degenerate non-separable (dotted: 2/(p(1−p)))", fontsize=9)
+    axes[1].set_ylabel("final top Hessian eigenvalue")
+    axes[1].set_title(f"Gaussian data, {s.gaussian.flip:.0%} flipped labels", fontsize=9)
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("η·λ0")

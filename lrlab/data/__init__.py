@@ -15,6 +15,8 @@ from .images import ImageSplit, ImageStream, cifar10_split, cifar10_vectors, nor
 from .mixture import li2019_mixture
 from .patch import ClassPatch
 from .ps10 import PS10_GROUPS, ps10
+from .separability import (cifar_two_class, degenerate_nonseparable, degenerate_separable,
+                           gaussian_data, is_linearly_separable)
 
 
 def make_dataset(cfg: DataConfig, seed: int) -> Split:
@@ -34,6 +36,11 @@ __all__ = [
     "ImageStream",
     "cifar10_split",
     "cifar10_vectors",
+    "cifar_two_class",
+    "degenerate_nonseparable",
+    "degenerate_separable",
+    "gaussian_data",
+    "is_linearly_separable",
     "normalize",
     "ImageArrays",
     "PS10_GROUPS",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..config import ModelConfig, SmallCNNConfig, TwoLayerConfig, WideResNetConfig
 from .base import PopulationModel
 from .cnn import SmallCNN
+from .linear import DeepLinear
 from .mlp import NTKMLP, torch_mlp
 from .module import FromModule
 from .noise import ActivationNoise
@@ -42,5 +43,5 @@ def make_model(cfg: ModelConfig, input_shape: tuple[int, ...], out_dim: int = 1,
     raise ValueError(f"unknown model kind {getattr(cfg, 'kind', cfg)!r}")  # pragma: no cover
 
 
-__all__ = ["ActivationNoise", "FromModule", "NTKMLP", "PopulationModel", "SmallCNN", "TwoLayerReLU",
+__all__ = ["ActivationNoise", "DeepLinear", "FromModule", "NTKMLP", "PopulationModel", "SmallCNN", "TwoLayerReLU",
            "UVModel", "WideResNet", "make_model", "torch_mlp", "uv_recurrence"]
