@@ -206,7 +206,32 @@ class PS10Config(Strict):
         return v
 
 
-DataConfig = Annotated[Union[Li2019MixtureConfig, Cifar10PatchConfig, PS10Config],
+class FeatureNoiseConfig(Strict):
+    """Lu et al. (2023) feature-noise data (SPEC §5). See ``lrlab.data.feature_noise``.
+
+    Every point has three patches in R^d: the weak feature y·v, the strong feature y·u (only
+    in a fraction ``strong_frac`` of the points; zero elsewhere) and Gaussian noise ξ.
+    """
+
+    kind: Literal["feature_noise"] = "feature_noise"
+    d: int = Field(64, ge=3, description="patch dimension (u, v and the noise live in R^d)")
+    n_train: int = Field(16, ge=2, description="training points")
+    n_test: int = Field(1000, gt=0, description="points in each test set (weak-only, and like training)")
+    strong_frac: float = Field(0.5, gt=0, lt=1, description="ρ: share of points that carry the strong "
+                               "feature (exactly round(ρ·n) training points, at least one)")
+    strong_norm: float = Field(1.0, gt=0, description="‖u‖ (large)")
+    weak_norm: float = Field(0.15, gt=0, description="‖v‖ (small)")
+    noise_std: float = Field(0.05, gt=0, description="σ_p: per-coordinate std of the noise patch")
+
+    @model_validator(mode="after")
+    def _norms(self) -> "FeatureNoiseConfig":
+        if self.weak_norm >= self.strong_norm:
+            raise ValueError(f"weak_norm {self.weak_norm} must be below strong_norm {self.strong_norm} "
+                             "(the weak feature is the one with the small norm)")
+        return self
+
+
+DataConfig = Annotated[Union[Li2019MixtureConfig, Cifar10PatchConfig, PS10Config, FeatureNoiseConfig],
                        Field(discriminator="kind")]
 
 
@@ -243,7 +268,15 @@ class WideResNetConfig(Strict):
         "after_bn", description="activation noise: relu(bn(x) + σε) as the authors' code, or before BN")
 
 
-ModelConfig = Annotated[Union[TwoLayerConfig, SmallCNNConfig, WideResNetConfig],
+class ReLU2CNNConfig(Strict):
+    """Lu et al.'s two-layer CNN: ReLU² filters over patches, fixed second layer F₊ − F₋."""
+
+    kind: Literal["relu2_cnn"] = "relu2_cnn"
+    filters: int = Field(8, gt=0, description="m: filters per class")
+    init_std: float = Field(0.01, gt=0, description="σ0: filter entries ~ N(0, σ0²)")
+
+
+ModelConfig = Annotated[Union[TwoLayerConfig, SmallCNNConfig, WideResNetConfig, ReLU2CNNConfig],
                         Field(discriminator="kind")]
 
 
@@ -254,7 +287,7 @@ class TrainConfig(Strict):
     unit: Literal["step", "epoch"] = Field(
         "step", description="'epoch': steps, eval_every, checkpoint_every and schedule "
         "milestones count epochs (converted to steps once the training set is known)")
-    loss: Literal["logistic", "cross_entropy", "squared"] = "logistic"
+    loss: Literal["logistic", "cross_entropy", "squared", "margin_squared"] = "logistic"
     steps: int = Field(gt=0)
     batch_size: int | None = Field(None, gt=0, description="None = full-batch GD")
     momentum: float = Field(0.0, ge=0, lt=1)

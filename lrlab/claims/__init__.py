@@ -9,11 +9,12 @@ from typing import Callable, Sequence
 
 from ..config import ConfigError, apply_overrides, config_dir, read_yaml, validate
 from ..store import write_atomic
-from . import huang2020, lewkowycz2020, li2019_patch, li2019_toy, you2019
+from . import huang2020, lewkowycz2020, li2019_patch, li2019_toy, lu2023, you2019
 from .stats import FAIL, INCONCLUSIVE, PASS, Interval, Verdict, decide, t_interval, verdict
 
 CLAIMS = {li2019_toy.NAME: li2019_toy, li2019_patch.NAME: li2019_patch,
-          lewkowycz2020.NAME: lewkowycz2020, you2019.NAME: you2019, huang2020.NAME: huang2020}
+          lewkowycz2020.NAME: lewkowycz2020, you2019.NAME: you2019, huang2020.NAME: huang2020,
+          lu2023.NAME: lu2023}
 SCALES = ("quick", "paper")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import DataConfig, Li2019MixtureConfig, PS10Config
+from ..config import DataConfig, FeatureNoiseConfig, Li2019MixtureConfig, PS10Config
 from .cifar import (
     ImageArrays,
     balanced_subset,
@@ -12,6 +12,7 @@ from .cifar import (
 )
 from .dataset import Dataset, Split
 from .images import ImageSplit, ImageStream, cifar10_split, cifar10_vectors, normalize
+from .feature_noise import FEATURE_NOISE_GROUPS, FeatureNoiseData, feature_noise
 from .mixture import li2019_mixture
 from .patch import ClassPatch
 from .ps10 import PS10_GROUPS, ps10
@@ -25,11 +26,16 @@ def make_dataset(cfg: DataConfig, seed: int) -> Split:
         return li2019_mixture(cfg, seed)
     if isinstance(cfg, PS10Config):
         return ps10(cfg, seed)
+    if isinstance(cfg, FeatureNoiseConfig):
+        return feature_noise(cfg, seed).split
     raise ValueError(f"data kind {getattr(cfg, 'kind', cfg)!r} is not a tensor dataset "
                      "(image data: use cifar10_split)")
 
 
 __all__ = [
+    "FEATURE_NOISE_GROUPS",
+    "FeatureNoiseData",
+    "feature_noise",
     "ClassPatch",
     "Dataset",
     "ImageSplit",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from ..config import ModelConfig, SmallCNNConfig, TwoLayerConfig, WideResNetConfig
+from ..config import ModelConfig, ReLU2CNNConfig, SmallCNNConfig, TwoLayerConfig, WideResNetConfig
 from .base import PopulationModel
 from .cnn import SmallCNN
 from .linear import DeepLinear
 from .mlp import NTKMLP, torch_mlp
 from .module import FromModule
 from .noise import ActivationNoise
+from .relu2_cnn import ReLU2CNN, ReLU2CNNModule
 from .two_layer import TwoLayerReLU
 from .uv import UVModel, uv_recurrence
 from .wide_resnet import WideResNet
@@ -40,8 +41,14 @@ def make_model(cfg: ModelConfig, input_shape: tuple[int, ...], out_dim: int = 1,
             d_in *= s
         return TwoLayerReLU(d_in, cfg.width, out_dim, bias=cfg.bias, output_bias=cfg.output_bias,
                             train_second_layer=cfg.train_second_layer, init_scale=cfg.init_scale)
+    if isinstance(cfg, ReLU2CNNConfig):
+        if len(input_shape) != 2 or out_dim != 1:
+            raise ValueError(f"model 'relu2_cnn' needs binary data of patches [P, d], got inputs "
+                             f"{input_shape} and {out_dim} outputs")
+        return ReLU2CNN(input_shape[1], cfg.filters, cfg.init_std, patches=input_shape[0])
     raise ValueError(f"unknown model kind {getattr(cfg, 'kind', cfg)!r}")  # pragma: no cover
 
 
-__all__ = ["ActivationNoise", "DeepLinear", "FromModule", "NTKMLP", "PopulationModel", "SmallCNN", "TwoLayerReLU",
-           "UVModel", "WideResNet", "make_model", "torch_mlp", "uv_recurrence"]
+__all__ = ["ActivationNoise", "DeepLinear", "FromModule", "NTKMLP", "PopulationModel", "ReLU2CNN",
+           "ReLU2CNNModule", "SmallCNN", "TwoLayerReLU", "UVModel", "WideResNet", "make_model",
+           "torch_mlp", "uv_recurrence"]

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-LossName = Literal["logistic", "cross_entropy", "squared"]
-LOSSES = ("logistic", "cross_entropy", "squared")
+LossName = Literal["logistic", "cross_entropy", "squared", "margin_squared"]
+LOSSES = ("logistic", "cross_entropy", "squared", "margin_squared")
 
 
 def check_loss(loss: str, task: str) -> None:
@@ -18,16 +18,22 @@ def check_loss(loss: str, task: str) -> None:
         raise ValueError(f"unknown loss {loss!r}; expected one of {list(LOSSES)}")
     if task == "regression" and loss != "squared":
         raise ValueError(f"a regression task (real targets) needs the squared loss, not {loss!r}")
-    if loss == "logistic" and task != "binary":
-        raise ValueError("logistic loss needs a binary task (labels ±1, one output)")
+    if loss in ("logistic", "margin_squared") and task != "binary":
+        raise ValueError(f"{loss} loss needs a binary task (labels ±1, one output)")
     if loss == "cross_entropy" and task != "multiclass":
         raise ValueError("cross_entropy needs a multiclass task; use logistic for ±1 labels")
 
 
 def per_example(loss: str, out: Tensor, y: Tensor, num_classes: int = 2) -> Tensor:
-    """Loss of each example, shape [K, B]; ``y`` is [K, B] (±1 floats or class indices)."""
+    """Loss of each example, shape [K, B]; ``y`` is [K, B] (±1 floats or class indices).
+
+    ``squared`` is ½(f − y)²; ``margin_squared`` is (y·f − 1)² on ±1 labels (Lu et al. 2023),
+    the same curve without the ½, so its gradient is twice the squared loss's.
+    """
     if loss == "logistic":
         return F.softplus(-y * out)
+    if loss == "margin_squared":
+        return (y * out - 1) ** 2
     if loss == "cross_entropy":
         return torch.logsumexp(out, -1) - out.gather(-1, y.long().unsqueeze(-1)).squeeze(-1)
     if loss == "squared":
