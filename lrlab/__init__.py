@@ -15,6 +15,8 @@ The curated public API::
     pdg = lrlab.phase_diagram(make_net, x, y, "squared", test=(xt, yt))  # lazy/catapult/divergent
     trace = lrlab.track_sharpness(make_net, x, y, lrs=[0.05, 0.1])  # edge of stability
     sched = lrlab.AutoDecay(optimizer)       # in your own loop: sched.step(epoch_loss); sched.should_stop
+    fn = lrlab.feature_noise(FeatureNoiseConfig(), seed=0)       # Lu et al.'s weak/strong features
+    model = lrlab.ReLU2CNN(d=64, filters=8)                        # their ReLU² CNN, F₊ − F₋
 """
 
 __version__ = "0.1.0"
@@ -35,7 +37,8 @@ from .train import (  # noqa: E402
 from .claims import Verdict, verify  # noqa: E402
 from .phase import PhaseDiagram, phase_diagram, plot_phase_diagram  # noqa: E402
 from .eos import SharpnessTrace, plot_sharpness, track_sharpness  # noqa: E402
-from .data import cifar10_vectors, ps10  # noqa: E402
+from .data import cifar10_vectors, feature_noise, ps10  # noqa: E402
+from .models import ReLU2CNN  # noqa: E402
 from .train.autodecay import AutoDecay, AutoDecayRule, AutoDecaySchedule  # noqa: E402
 from .transfer import train_with_snapshots, transfer_stages, transferability  # noqa: E402
 
@@ -48,5 +51,5 @@ __all__ = [
     "NTKMLP", "PhaseDiagram", "UVModel", "phase_diagram", "plot_phase_diagram",
     "SharpnessTrace", "cifar10_vectors", "plot_sharpness", "track_sharpness",
     "AutoDecay", "AutoDecayRule", "AutoDecaySchedule", "ps10", "train_with_snapshots",
-    "transfer_stages", "transferability", "DeepLinear",
+    "transfer_stages", "transferability", "DeepLinear", "ReLU2CNN", "feature_noise",
 ]

@@ -37,6 +37,7 @@ from .stats import Verdict, t_interval, verdict_defined
 NAME = "huang2020"
 TRACE_EVERY = 2  # steps between λ_t probes in the degenerate sweeps (their figure)
 RISE_CAP = 1e3  # a run whose loss blew up counts as a rise of this many L0 (keeps intervals finite)
+FLOAT32_FLOOR = 1e-7  # relative resolution of a float32 loss (the trajectory figure's floor above L*)
 PAPER = "Huang, Du, Xu & Liu 2020 — deep linear networks in the large learning rate phase"
 
 
@@ -414,7 +415,9 @@ def _trajectories(o: Outcome, figdir: Path) -> Path:
         for _, row in pick.iterrows():
             col = _COLORS[_phase_of(row, s.rise_tol)]
             L = r["loss"][row.eta].to_numpy() - best
-            L = np.where(np.isfinite(L) & (L < top), np.maximum(L, 1e-30), np.nan)
+            # below ~1e-7·L* the float32 loss is rounding noise: draw it at that floor
+            floor = FLOAT32_FLOOR * best if ns else 1e-30
+            L = np.where(np.isfinite(L) & (L < top), np.maximum(L, floor), np.nan)
             axes[0][j].plot(r["loss"].index, L, lw=1, color=col, label=f"η·λ0 = {row.eta_lam0:.3g}")
             if r.get("lam") is not None:
                 lam = r["lam"][row.eta]
@@ -433,6 +436,7 @@ def _trajectories(o: Outcome, figdir: Path) -> Path:
             ax.grid(alpha=0.3)
     fig.suptitle(f"{NAME}: loss and curvature trajectories (colour: lazy / catapult / divergent), seed {sd}",
                  fontsize=10)
+    fig.subplots_adjust(wspace=0.35)
     return save(fig, figdir / f"{NAME}-trajectories.png")
 
 
@@ -440,28 +444,38 @@ def _flatness(o: Outcome, figdir: Path) -> Path:
     from ..report.figures import plt, save
 
     s = o.cfg.claim
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    marks = dict(zip(s.degenerate.ps, "o^sD"))
     for sd in s.seeds:
         for p in s.degenerate.ps:
             r = o.results[("degenerate", sd)][f"p={p:g}"]
             tab = r["table"]
-            axes[0].scatter(tab.eta_lam0, tab.eta * r["p_real"] * (1 - r["p_real"]) * tab.lam_final, s=8,
-                            c=[_COLORS[_phase_of(row, s.rise_tol)] for _, row in tab.iterrows()])
+            cols = [_COLORS[_phase_of(row, s.rise_tol)] for _, row in tab.iterrows()]
+            axes[0].scatter(tab.eta_lam0, tab.eta * r["p_real"] * (1 - r["p_real"]) * tab.lam_final, s=8, c=cols,
+                            marker=marks[p], label=f"p = {p:g}" if sd == s.seeds[0] else None)
             axes[0].axvline(r["theory"], color="0.5", lw=0.6, ls=":")
+            axes[1].scatter(tab.eta_lam0, tab.hessian_final, s=8, c=cols, marker=marks[p],
+                            label=f"p = {p:g}" if sd == s.seeds[0] else None)
         tab = o.results[("gaussian", sd)]["nonseparable"]["table"]
-        axes[1].scatter(tab.eta_lam0, tab.hessian_final, s=8, c=[_COLORS[_phase_of(row, s.rise_tol)]
+        axes[2].scatter(tab.eta_lam0, tab.hessian_final, s=8, c=[_COLORS[_phase_of(row, s.rise_tol)]
                                                                  for _, row in tab.iterrows()])
     axes[0].axhline(2, color="k", lw=0.8, ls=":")
-    axes[0].set_ylabel("η·p(1−p)·λ_T")
+    axes[0].set_ylabel("η·p(1−p)·λ_T (NTK)")
     axes[0].set_title("degenerate non-separable (dotted: 2/(p(1−p)))", fontsize=9)
     axes[1].set_ylabel("final top Hessian eigenvalue")
-    axes[1].set_title(f"Gaussian data, {s.gaussian.flip:.0%} flipped labels", fontsize=9)
+    axes[1].set_title("degenerate non-separable: flatness", fontsize=9)
+    axes[2].set_ylabel("final top Hessian eigenvalue")
+    axes[2].set_title(f"Gaussian data, {s.gaussian.flip:.0%} flipped labels", fontsize=9)
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("η·λ0")
         ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
     axes[1].set_yscale("log")
-    fig.suptitle(f"{NAME}: the catapult lowers the final curvature (colour: phase)", fontsize=10)
+    axes[2].set_yscale("log")
+    fig.suptitle(f"{NAME}: the catapult lowers the final curvature (colour: lazy / catapult / divergent)",
+                 fontsize=10)
+    fig.subplots_adjust(wspace=0.3)
     return save(fig, figdir / f"{NAME}-flatness.png")
 
 

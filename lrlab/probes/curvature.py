@@ -25,6 +25,7 @@ from ..train import losses
 LossFn = Callable[[dict[str, Tensor], Tensor, Tensor], Tensor]
 BN_MODES = ("eval", "train")
 METHODS = ("lanczos", "power")
+STOPS = ("residual", "change")
 
 
 # ---------------------------------------------------------------------- checks and flat vectors
@@ -134,35 +135,41 @@ def _orthogonalise(w: Tensor, Q: Tensor) -> Tensor:
 
 def _lanczos_batched(matvec: Callable[[Tensor], Tensor], K: int, dim: int, k: int, iters: int,
                      tol: float, gen: torch.Generator, dtype: torch.dtype,
-                     device: torch.device | str) -> tuple[Tensor, Tensor, int]:
+                     device: torch.device | str, stop: str = "residual") -> tuple[Tensor, Tensor, int]:
     """K independent Lanczos runs in lockstep on vectors [K, dim]: values [K, k], vectors [K, dim, k].
 
     Full reorthogonalisation; a run that finds an invariant subspace (β ≈ 0) restarts from a
     random vector orthogonal to its basis (β = 0 in T), so repeated eigenvalues are found.
-    Stops when every run's top-k Ritz residuals |β s_last| are below tol·|θ| (θ floored at
-    √eps·max|θ| so that near-zero eigenvalues do not block convergence), or after ``iters``.
+    ``stop="residual"``: stops when every run's top-k Ritz residuals |β s_last| are below tol·|θ|
+    (θ floored at √eps·max|θ| so that near-zero eigenvalues do not block convergence);
+    ``stop="change"``: when every top-k Ritz value changed by at most tol·|θ| since the previous
+    step (PyHessian's rule for its power iteration); or after ``iters``.
     A run whose products stop being finite (e.g. a diverged population member) is set aside
     and returns NaN, without holding up the others.
     """
+    if stop not in STOPS:
+        raise ValueError(f"stop must be one of {list(STOPS)}, got {stop!r}")
     eps = torch.finfo(dtype).eps
-    cap = min(iters, 32)
-    Q = torch.zeros(K, cap, dim, dtype=dtype, device=device)
+    cap = min(iters, max(12, 2 * k + 4))  # grown by doubling; only rows :j+1 are ever read
+    Q = torch.empty(K, cap, dim, dtype=dtype, device=device)
     q = torch.randn(K, dim, generator=gen, dtype=dtype, device=device)
     Q[:, 0] = q / q.norm(dim=-1, keepdim=True)
     alphas: list[Tensor] = []
     betas: list[Tensor] = []
     scale = torch.zeros(K, dtype=dtype, device=device)
     theta = S = None
+    prev: Tensor | None = None
     j = 0
     converged = False
     bad = torch.zeros(K, dtype=torch.bool, device=device)
     for j in range(iters):
         qj = Q[:, j]
         w = matvec(qj)
-        bad |= ~torch.isfinite(w).all(-1)
+        alpha = (w * qj).sum(-1)  # not finite exactly when w is not (inf·0 is NaN too)
+        bad |= ~torch.isfinite(alpha)
         if bool(bad.any()):
             w = torch.where(bad.unsqueeze(-1), 0.0, w)
-        alpha = (w * qj).sum(-1)
+            alpha = torch.where(bad, 0.0, alpha)
         w = _orthogonalise(w, Q[:, :j + 1])
         beta = w.norm(dim=-1)
         alphas.append(alpha)
@@ -175,9 +182,13 @@ def _lanczos_batched(matvec: Callable[[Tensor], Tensor], K: int, dim: int, k: in
         broke = beta <= 10 * eps * scale
         if j + 1 >= k and j + 1 < dim and not bool((broke & ~bad).any()):
             top = theta[:, -k:]
-            resid = beta.unsqueeze(-1) * S[:, -1, -k:].abs()
             floor = math.sqrt(eps) * theta.abs().amax(-1, keepdim=True)
-            if bool(((resid <= tol * torch.maximum(top.abs(), floor)) | bad.unsqueeze(-1)).all()):
+            if stop == "residual":
+                err = beta.unsqueeze(-1) * S[:, -1, -k:].abs()
+            else:  # change since the previous step (none measured yet: not converged)
+                err = (top - prev).abs() if prev is not None else torch.full_like(top, math.inf)
+                prev = top
+            if bool(((err <= tol * torch.maximum(top.abs(), floor)) | bad.unsqueeze(-1)).all()):
                 converged = True
                 break
         if j + 1 >= dim:
@@ -195,12 +206,13 @@ def _lanczos_batched(matvec: Callable[[Tensor], Tensor], K: int, dim: int, k: in
         else:
             nxt = w / beta.unsqueeze(-1)
         if j + 1 == Q.shape[1]:  # grow the basis buffer
-            grow = torch.zeros(K, min(Q.shape[1], iters - Q.shape[1]), dim, dtype=dtype, device=device)
+            grow = torch.empty(K, min(Q.shape[1], iters - Q.shape[1]), dim, dtype=dtype, device=device)
             Q = torch.cat([Q, grow], 1)
         Q[:, j + 1] = nxt
         betas.append(beta)
     if not converged:
-        warnings.warn(f"Lanczos stopped after {iters} iterations before the top-{k} Ritz residuals "
+        what = "Ritz residuals" if stop == "residual" else "Ritz values' changes"
+        warnings.warn(f"Lanczos stopped after {iters} iterations before the top-{k} {what} "
                       f"reached tol={tol}; raise iters or tol", RuntimeWarning, stacklevel=3)
     assert theta is not None and S is not None
     m = theta.shape[-1]
@@ -226,18 +238,20 @@ def _default_iters(k: int, dim: int, iters: int | None) -> int:
 
 def lanczos(matvec: Callable[[Tensor], Tensor], dim: int, k: int = 1, iters: int | None = None,
             tol: float = 1e-6, seed: int = 0, dtype: torch.dtype | None = None,
-            device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+            device: torch.device | str | None = None, stop: str = "residual") -> tuple[Tensor, Tensor]:
     """Top-k (largest algebraic) eigenvalues [k], descending, and eigenvectors [dim, k] of a
     symmetric operator on flat vectors, by Lanczos with full reorthogonalisation.
 
-    ``iters`` caps the Lanczos steps (default min(dim, max(100, 20k))); a RuntimeWarning says
-    when the Ritz residuals did not reach ``tol``·|λ| by then.
+    ``iters`` caps the Lanczos steps (default min(dim, max(100, 20k))). ``stop`` picks the rule:
+    "residual" (Ritz residuals below ``tol``·|λ|: eigenvalue errors of order tol²) or "change"
+    (the top-k values moved by at most ``tol``·|λ| in one step, as PyHessian stops its power
+    iteration). A RuntimeWarning says when the rule was not met by ``iters``.
     """
     _check_k(k, dim)
     dtype, device = _defaults(dtype, device)
     gen = torch.Generator(device=device).manual_seed(seed)
     vals, vecs, _ = _lanczos_batched(lambda v: matvec(v[0]).unsqueeze(0), 1, dim, k,
-                                     _default_iters(k, dim, iters), tol, gen, dtype, device)
+                                     _default_iters(k, dim, iters), tol, gen, dtype, device, stop)
     return vals[0], vecs[0]
 
 
@@ -329,11 +343,12 @@ def _module_operator(module: nn.Module, x: Tensor, y: Tensor, loss: str, bn_mode
 
 def top_hessian_eigs(module: nn.Module, x: Tensor, y: Tensor, loss: str, k: int = 1,
                      method: str = "lanczos", bn_mode: str = "eval", chunk_size: int | None = None,
-                     tol: float = 1e-6, seed: int = 0) -> HessianEigs:
+                     tol: float = 1e-6, seed: int = 0, stop: str = "residual") -> HessianEigs:
     """Top-k Hessian eigenvalues of ``module``'s mean loss on (x, y), over its trainable parameters.
 
-    "lanczos" gives the largest algebraic eigenvalues; "power" runs power iteration with
-    deflation (projecting out the vectors found), i.e. the largest in *magnitude*.
+    "lanczos" gives the largest algebraic eigenvalues (``stop``: see :func:`lanczos`); "power"
+    runs power iteration with deflation (projecting out the vectors found), i.e. the largest in
+    *magnitude*, and stops on the relative change of its estimate.
     """
     _check_loss(loss)
     _check_bn_mode(bn_mode)
@@ -349,7 +364,7 @@ def top_hessian_eigs(module: nn.Module, x: Tensor, y: Tensor, loss: str, k: int 
         return matvec(v)
 
     if method == "lanczos":
-        vals, vecs = lanczos(counted, dim, k, tol=tol, seed=seed, dtype=p0.dtype, device=p0.device)
+        vals, vecs = lanczos(counted, dim, k, tol=tol, seed=seed, dtype=p0.dtype, device=p0.device, stop=stop)
         return HessianEigs(vals, vecs, calls)
     found: list[Tensor] = []
     values = []
