@@ -69,6 +69,21 @@ def main() -> None:
         PyHessian = None
         print("  pyhessian is not installed in this environment: only lrlab is timed")
     ref = top_hessian_eigs(model, x, y, "cross_entropy", k=max(a.top), tol=1e-8).values
+    from lrlab.probes.curvature import _module_operator
+
+    (mv, dim, _), t_graph = timed(lambda: _module_operator(model, x, y, "cross_entropy", "eval", None))
+    v = torch.randn(dim)
+    _, t_hvp = timed(lambda: [mv(v) for _ in range(5)])
+
+    def fwd_bwd():
+        for _ in range(5):
+            model.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+
+    _, t_fb = timed(fwd_bwd)
+    model.zero_grad()
+    print(f"  one HVP {t_hvp / 5:.3f} s (gradient graph built once: {t_graph:.3f} s); "
+          f"one plain forward + backward {t_fb / 5:.3f} s")
     print("  reference (Lanczos, tol 1e-8): " + ", ".join(f"{v:.6g}" for v in ref[: max(a.top)].tolist()))
     for k in a.top:
         res, t_lz = timed(lambda: top_hessian_eigs(model, x, y, "cross_entropy", k=k, tol=a.tol))
