@@ -493,6 +493,20 @@ def _real_figure(o: Outcome, figdir: Path) -> Path:
                       for rs, dv in zip(const.rise, const.diverged)])
         a = t[t.name == "anneal"]
         ax.scatter(a.c, a.test_acc, marker="*", s=60, color="#264653", zorder=3)
+    onsets, divs = [], []
+    for sd in s.seeds:  # the measured phase boundaries of each seed
+        const = o.results[("real", sd)]["table"]
+        const = const[const.name != "anneal"]
+        cat = const[(const.rise > s.rise_tol) & ~const.diverged]
+        onsets.append(float(cat.c.min()) if len(cat) else np.nan)
+        dv = const[const.diverged]
+        divs.append(float(dv.c.min()) if len(dv) else np.nan)
+    for vals, col, lab in ((onsets, _COLORS["catapult"], "catapult sets in"),
+                           (divs, _COLORS["divergent"], "divergence sets in")):
+        vals = [x for x in vals if np.isfinite(x)]
+        if vals:
+            ax.axvline(float(np.median(vals)), color=col, lw=1.2, ls="--",
+                       label=f"{lab} (median over seeds: η·λ0 = {np.median(vals):g})")
     ax.scatter([], [], marker="*", color="#264653", label=f"large then annealed (to {s.real.anneal_to:g})")
     for ph in ("lazy", "catapult"):
         ax.scatter([], [], color=_COLORS[ph], label=ph)
