@@ -221,7 +221,7 @@ class FeatureNoiseConfig(Strict):
                                "feature (exactly round(ρ·n) training points, at least one)")
     strong_norm: float = Field(1.0, gt=0, description="‖u‖ (large)")
     weak_norm: float = Field(0.15, gt=0, description="‖v‖ (small)")
-    noise_std: float = Field(0.05, gt=0, description="σ_p: per-coordinate std of the noise patch")
+    noise_std: float = Field(0.045, gt=0, description="σ_p: per-coordinate std of the noise patch")
 
     @model_validator(mode="after")
     def _norms(self) -> "FeatureNoiseConfig":

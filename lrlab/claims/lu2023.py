@@ -147,7 +147,7 @@ def _run_job(cfg_data: dict, part: str, threads: int | None) -> dict:
         return _train(s, list(s.grid), s.steps, s.eval_every, s.test_every)
     k = s.large / s.small  # the small rate for the large rate's Σ η_t
     steps = int(round(s.steps * k))
-    every = s.eval_every * max(1, int(k) | 1)  # an odd multiple: same number of probes, no aliasing
+    every = s.eval_every * max(1, int(k) | 1)  # an odd multiple: about as many probes, no aliasing
     return _train(s, [s.small], steps, every, every * max(1, s.test_every // s.eval_every))
 
 
