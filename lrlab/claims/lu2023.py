@@ -129,14 +129,15 @@ def _train(s: Settings, cs: list[float], steps: int, eval_every: int, test_every
                            probe_every={"test_weak.acc": test_every})
     curves = {m: res.curve(m) for m in CURVES}
     like = StackedData.stack([d.test_like for d in data])
-    final = {f"{name}.acc": group_metrics(model, res.params, sd, di, "margin_squared", name)[f"{name}.acc"].numpy()
-             for name, sd in (("test_weak", weak), ("test_like", like))}
+
+    def acc(sd: StackedData) -> np.ndarray:
+        return group_metrics(model, res.params, sd, di, "margin_squared", "t")["t.acc"].numpy()
+
     table = pd.DataFrame({"member": range(len(members)), "c": [c for c in cs for _ in s.seeds],
                           "seed": [m.seed for m in members], "diverged": res.members.diverged.to_numpy(),
-                          "weak_acc": final["test_weak.acc"],
-                          "like_acc": final["test_like.acc"]})
+                          "weak_acc": acc(weak), "like_acc": acc(like)})
     table.loc[table.diverged, ["weak_acc", "like_acc"]] = np.nan
-    return {"table": table, "curves": curves, "steps": steps, "wall": res.wall_time}
+    return {"table": table, "curves": curves}
 
 
 def _run_job(cfg_data: dict, part: str, threads: int | None) -> dict:
