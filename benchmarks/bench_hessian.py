@@ -19,6 +19,12 @@ import time
 import torch
 from torch import nn
 
+from lrlab.config import Cifar10PatchConfig
+from lrlab.data import cifar10_split, normalize
+from lrlab.probes import top_hessian_eigs
+from lrlab.probes.curvature import _module_operator
+from lrlab.threads import set_threads
+
 
 def mlp() -> nn.Module:
     torch.manual_seed(0)
@@ -28,12 +34,7 @@ def mlp() -> nn.Module:
 
 def data(n: int = 1000) -> tuple[torch.Tensor, torch.Tensor, str]:
     try:
-        from lrlab.config import Cifar10PatchConfig
-        from lrlab.data import cifar10_split
-
         sp = cifar10_split(Cifar10PatchConfig(n_per_class=n // 10, n_test_per_class=1))
-        from lrlab.data import normalize
-
         return normalize(sp.train.x), sp.train.y, "CIFAR-10 (JPEG copy)"
     except FileNotFoundError:
         g = torch.Generator().manual_seed(0)
@@ -55,8 +56,7 @@ def main() -> None:
                     help="also time lrlab's Lanczos at this looser residual tolerance (its "
                          "eigenvalue error is about the square of it; compare achieved accuracy)")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    from lrlab.probes import top_hessian_eigs
+    set_threads(a.threads)
 
     x, y, source = data()
     model = mlp()
@@ -69,8 +69,6 @@ def main() -> None:
         PyHessian = None
         print("  pyhessian is not installed in this environment: only lrlab is timed")
     ref = top_hessian_eigs(model, x, y, "cross_entropy", k=max(a.top), tol=1e-8).values
-    from lrlab.probes.curvature import _module_operator
-
     (mv, dim, _), t_graph = timed(lambda: _module_operator(model, x, y, "cross_entropy", "eval", None))
     v = torch.randn(dim)
     _, t_hvp = timed(lambda: [mv(v) for _ in range(5)])

@@ -24,9 +24,11 @@ import time
 import torch
 import torch.nn.functional as F
 
+from lrlab import losses
 from lrlab.config import Cifar10PatchConfig, PatchConfig, TrainConfig
 from lrlab.data import cifar10_split
 from lrlab.models import FromModule, SmallCNN
+from lrlab.threads import set_threads
 from lrlab.train import Constant, grid
 from lrlab.train.population import _Trainer
 
@@ -105,8 +107,6 @@ def lrlab_trainer(split, width: int, downsample: str, B: int, steps: int, k: int
 
 def breakdown(tr: _Trainer, steps: int = 20) -> dict[str, float]:
     """Seconds per member-step in data, forward, backward and the SGD update (loop mode)."""
-    from lrlab.train import losses
-
     sl = slice(0, 1)
     out = {"data": 0.0, "forward": 0.0, "backward": 0.0, "update": 0.0}
     for t in range(steps):
@@ -144,7 +144,7 @@ def main() -> None:
         sys.exit(f"skipped: no CIFAR-10 here ({e})")
     results = []
     for threads in a.threads:
-        torch.set_num_threads(threads)
+        set_threads(threads)
         gf = matmul_gflops()
         row = {"threads": threads, "matmul_gflops": gf, "pipeline_img_s": pipeline(split),
                "pipeline_img_s_k3": pipeline(split, k=3)}

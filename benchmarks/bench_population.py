@@ -73,6 +73,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import lrlab
+from lrlab.threads import set_threads
 from lrlab.train import Constant, Member, choose_mode
 from lrlab.train import population as _population
 
@@ -179,7 +180,7 @@ def pin_threads(n: int) -> None:
     """torch.set_num_threads(n) and every thread of this process on the first n CPUs."""
     if n > len(ALL_CPUS):
         raise SystemExit(f"--threads {n}: this process may only use {len(ALL_CPUS)} CPUs")
-    torch.set_num_threads(n)
+    set_threads(n)
     cpus = set(ALL_CPUS[:n])
     for tid in os.listdir("/proc/self/task"):
         try:
@@ -200,7 +201,7 @@ def _busy_seconds() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
-def timed(fn: Callable[[], "RunOut"]) -> "RunOut":
+def timed(fn: Callable[[], RunOut]) -> RunOut:
     """Run fn and record how many cores other processes kept busy meanwhile (noise gauge)."""
     busy0, own0, wall0 = _busy_seconds(), _own_cpu(), time.perf_counter()
     out = fn()

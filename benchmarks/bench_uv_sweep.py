@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_uv_sweep.py [--width 2048] [--members 64] [--steps 1000]
 
-64 members of the uv model f(x) = n^{-1/2} vᵀ u x (SPEC §2, width 2048) from one
+64 members of the uv model f(x) = n^{-1/2} vᵀ u x (docs/spec.md §2; width 2048) from one
 initialisation, learning rates η = c/λ0 with c spread geometrically over [0.5, 8], trained by
 full-batch GD on the squared loss for 1,000 steps: lrlab's population trainer (one vectorised
 run) against a loop of 64 plain ``torch.optim.SGD`` runs on the same data, timed in one process.
@@ -21,6 +21,7 @@ from lrlab.config import TrainConfig
 from lrlab.data import Dataset
 from lrlab.models import UVModel
 from lrlab.probes import ntk_top_eigenvalue
+from lrlab.threads import set_threads
 from lrlab.train import Constant, Member, train_population
 
 
@@ -33,7 +34,7 @@ def main() -> None:
     ap.add_argument("--m", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(a.m, a.d, generator=g) / a.d**0.5
     y = torch.randn(a.m, generator=g)

@@ -7,7 +7,6 @@ accuracy on test points that carry only the weak feature, the weak-feature align
 filters reached, and the share of steps in which the strong training points oscillate.
 """
 
-import torch
 
 import lrlab
 from lrlab.config import FeatureNoiseConfig, TrainConfig
@@ -20,7 +19,8 @@ m = 8
 model = lrlab.ReLU2CNN(d=data_cfg.d, filters=m, init_std=0.01)
 rates = [0.05, 0.1, 0.2, 0.3, 0.35, 0.4]  # the paper's window is c ∈ [0.25, 0.4]
 unit = m / data_cfg.strong_norm ** 2
-members = [lrlab.Member(f"c={c}", s, lrlab.Constant(c * unit), data_index=i) for c in rates for i, s in enumerate(seeds)]
+members = [lrlab.Member(f"c={c}", s, lrlab.Constant(c * unit), data_index=i)
+           for c in rates for i, s in enumerate(seeds)]
 probes = benign_probes(model, data, [mb.data_index for mb in members], delta=0.1)
 res = lrlab.train_population(model, members, [d.train for d in data], {"weak": [d.test_weak for d in data]},
                              TrainConfig(loss="margin_squared", steps=8000, batch_size=1, eval_every=5, threads=1),

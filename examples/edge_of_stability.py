@@ -13,8 +13,9 @@ from torch import nn
 
 import lrlab
 from lrlab.probes import top_hessian_eigs
+from lrlab.threads import set_threads
 
-torch.set_num_threads(1)
+set_threads(1)
 split = lrlab.cifar10_vectors(n_per_class=100, test_per_class=1, seed=0, pool=4)
 x, y = split.train.x, split.train.y
 
@@ -31,4 +32,5 @@ trace = lrlab.track_sharpness(make_net, x, y, "squared", lrs=[2 / (1.5 * lam0), 
 print(f"initial sharpness λ0 = {lam0:.3f}")
 print(trace.summary(band=0.1).round(3).to_string(index=False))
 Path("lrlab-out").mkdir(exist_ok=True)
-print("figure:", lrlab.plot_sharpness(trace, "lrlab-out/eos-example.png"))
+lrlab.plot_sharpness(trace, "lrlab-out/eos-example.png")
+print("figure: lrlab-out/eos-example.png")

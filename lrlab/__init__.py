@@ -19,28 +19,54 @@ The curated public API::
     model = lrlab.ReLU2CNN(d=64, filters=8)                        # their ReLU² CNN, F₊ − F₋
 """
 
-__version__ = "0.1.0"
-
-from .config import ConfigError, RunConfig, TrainConfig, load_config  # noqa: E402
-from .data import (  # noqa: E402
-    Dataset, ImageStream, Split, cifar10_split, li2019_mixture, load_cifar10, make_dataset,
+from ._version import __version__
+from .config import ConfigError, RunConfig, TrainConfig, load_config
+from .data import (
+    Dataset,
+    ImageStream,
+    Split,
+    cifar10_split,
+    cifar10_vectors,
+    feature_noise,
+    li2019_mixture,
+    load_cifar10,
+    make_dataset,
+    ps10,
 )
-from .experiment import resume, run  # noqa: E402
-from .models import (  # noqa: E402
-    NTKMLP, ActivationNoise, DeepLinear, FromModule, PopulationModel, SmallCNN, TwoLayerReLU,
-    UVModel, WideResNet,
+from .driver import verify
+from .eos import SharpnessTrace, track_sharpness
+from .experiment import resume, run
+from .models import (
+    NTKMLP,
+    ActivationNoise,
+    DeepLinear,
+    FromModule,
+    PopulationModel,
+    ReLU2CNN,
+    SmallCNN,
+    TwoLayerReLU,
+    UVModel,
+    WideResNet,
 )
-from .store import list_runs, load_run  # noqa: E402
-from .train import (  # noqa: E402
-    Constant, Cosine, Member, PopulationResult, StepDecay, Until, grid, total_lr, train_population,
+from .phase import PhaseDiagram, phase_diagram
+from .report import plot_phase_diagram, plot_sharpness
+from .stats import Verdict
+from .store import list_runs, load_run
+from .train import (
+    AutoDecay,
+    AutoDecayRule,
+    AutoDecaySchedule,
+    Constant,
+    Cosine,
+    Member,
+    PopulationResult,
+    StepDecay,
+    Until,
+    grid,
+    total_lr,
+    train_population,
 )
-from .claims import Verdict, verify  # noqa: E402
-from .phase import PhaseDiagram, phase_diagram, plot_phase_diagram  # noqa: E402
-from .eos import SharpnessTrace, plot_sharpness, track_sharpness  # noqa: E402
-from .data import cifar10_vectors, feature_noise, ps10  # noqa: E402
-from .models import ReLU2CNN  # noqa: E402
-from .train.autodecay import AutoDecay, AutoDecayRule, AutoDecaySchedule  # noqa: E402
-from .transfer import train_with_snapshots, transfer_stages, transferability  # noqa: E402
+from .transfer import train_with_snapshots, transfer_stages, transferability
 
 __all__ = [
     "ActivationNoise", "ConfigError", "Constant", "Cosine", "Dataset", "FromModule", "ImageStream",

@@ -1,4 +1,4 @@
-"""The ``lrlab`` command: run, verify, list, show.
+"""The ``lrlab`` command: run, verify, report, phase, list, show.
 
 Bad input (missing config, unknown claim or key, wrong type, negative learning rate, zero
 seeds, ...) ends with a one-line ``error: ...`` on stderr and exit code 2, before any run
@@ -7,13 +7,24 @@ directory is created.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 from pathlib import Path
 from typing import List, Optional
 
+import numpy as np
+import torch
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from . import driver, experiment
+from .config import ConfigError, load_config
+from .exec.local import TaskError
+from .phase import phase_diagram
+from .report import plot_phase_diagram
+from .store import list_runs, load_run, write_atomic
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="lrlab: a laboratory for the large-learning-rate phase of training.")
@@ -33,10 +44,11 @@ def _fail(msg: str) -> None:
 
 def _guard(fn):
     """Turn expected input errors into 'error: ...' and exit code 2."""
-    from .config import ConfigError
-
     try:
         return fn()
+    except TaskError as e:
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     except (ConfigError, ValueError, FileNotFoundError, KeyError) as e:
         msg = str(e).strip().strip("'\"") or type(e).__name__
         _fail(msg.splitlines()[0] if len(msg.splitlines()) == 1 else " ".join(msg.split()))
@@ -53,9 +65,6 @@ def run(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train the population a config describes and store it as a run directory."""
-    from . import experiment
-    from .config import load_config
-
     def go():
         if resume:
             if config is not None:
@@ -75,7 +84,7 @@ def run(
         _guard(go)
     except KeyboardInterrupt:
         err.print("interrupted: resume with `lrlab run --resume RUN`")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
 
 
 def _fmt(x: float, sign: bool = False) -> str:
@@ -107,44 +116,70 @@ def _summary(records, members) -> None:
     console.print(t)
 
 
+def _verdict_table(vs) -> Table:
+    t = Table(title="verdicts: " + ", ".join(sorted({v.claim for v in vs})))
+    for col in ("claim", "regime", "id"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("effect: mean [95% CI]", no_wrap=True)
+    t.add_column("n")
+    t.add_column("verdict", no_wrap=True)
+    colour = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow"}
+    for v in vs:
+        ci = v.interval
+        t.add_row(v.claim, v.regime, v.id, f"{_fmt(ci.mean, True)} [{_fmt(ci.low)}, {_fmt(ci.high)}]",
+                  str(ci.n), f"[{colour[v.status]}]{v.status}[/]")
+    return t
+
+
+def _log(m: str) -> None:
+    console.print(m, markup=False, highlight=False)
+
+
 @app.command()
 def verify(
     claims: List[str] = typer.Argument(None, help="Claims to verify (default: all)."),
     scale: str = typer.Option("quick", "--scale", help="quick (CPU minutes) or paper (GPU)."),
-    seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per comparison (default: the config's)."),
-    out: Path = typer.Option(Path("lrlab-out/verify"), "--out", help="Output folder."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds of every part of every claim: 0..N-1 "
+                                        "(default: the config's)."),
+    out: Path = typer.Option(Path("lrlab-out/verify"), "--out", help="Output folder; re-running with the same "
+                             "folder skips the jobs already stored there."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP + " Keys start at the claim config's top."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ..."),
+    device: Optional[str] = typer.Option(None, "--device", help="Device of every job: cpu, cuda, cuda:1, ..."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads per job (default: the config's, 1)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_HELP),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Local processes for independent runs (default: one per core)."),
+    workers: Optional[int] = typer.Option(None, "--workers",
+                                          help="Local processes running jobs (default: one per core)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Run claims, print their verdicts, write verdicts.json, report.md and figures."""
-    from . import claims as C
-
+    """Run claims' jobs that are not stored yet, judge them, write verdicts.json, report.md and figures."""
     def go():
         names = list(claims or [])
         for n in names:
-            if n not in C.CLAIMS:
-                raise ValueError(f"unknown claim {n!r}; known claims: {', '.join(sorted(C.CLAIMS))}")
+            driver.claim_config_path(n, scale)  # unknown claims and scales fail before anything runs
         if data_dir is not None:  # worker processes inherit it
             os.environ["LRLAB_DATA"] = str(data_dir)
-        if workers is not None and workers < 1:
-            raise ValueError(f"--workers must be at least 1, got {workers}")
-        vs = C.verify(names, scale, out, seeds=seeds, overrides=list(set_), device=device, progress=progress,
-                      log=lambda m: console.print(m, markup=False, highlight=False), workers=workers)
-        t = Table(title="verdicts: " + ", ".join(sorted({v.claim for v in vs})))
-        t.add_column("regime", no_wrap=True)
-        t.add_column("id", no_wrap=True)
-        t.add_column("effect: mean [95% CI]", no_wrap=True)
-        t.add_column("n")
-        t.add_column("verdict", no_wrap=True)
-        colour = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow"}
-        for v in vs:
-            ci = v.interval
-            t.add_row(v.regime, v.id, f"{_fmt(ci.mean, True)} [{_fmt(ci.low)}, {_fmt(ci.high)}]",
-                      str(ci.n), f"[{colour[v.status]}]{v.status}[/]")
-        console.print(t)
+        for flag, value in (("--workers", workers), ("--threads", threads)):
+            if value is not None and value < 1:
+                raise ValueError(f"{flag} must be at least 1, got {value}")
+        vs = driver.verify(names, scale, out, seeds=seeds, overrides=list(set_), device=device, threads=threads,
+                           progress=progress, log=_log, workers=workers)
+        console.print(_verdict_table(vs))
+        console.print(f"wrote {out / 'verdicts.json'} and {out / 'report.md'}")
+
+    _guard(go)
+
+
+@app.command()
+def report(
+    out: Path = typer.Argument(..., help="A folder written by `lrlab verify --out`."),
+    claims: List[str] = typer.Option([], "--claim", help="Only these claims (default: every claim stored there)."),
+) -> None:
+    """Re-judge and redraw every claim stored in OUT from its tables, without training."""
+    def go():
+        if not out.is_dir():
+            raise FileNotFoundError(f"no verify output at {out}")
+        vs = driver.report(out, claims or None, log=_log)
+        console.print(_verdict_table(vs))
         console.print(f"wrote {out / 'verdicts.json'} and {out / 'report.md'}")
 
     _guard(go)
@@ -152,9 +187,6 @@ def verify(
 
 def _load_factory(spec: str):
     """'package.module:name' or 'path/to/file.py:name' → the callable it names."""
-    import importlib
-    import importlib.util
-
     if ":" not in spec:
         raise ValueError(f"model {spec!r} is not of the form module:factory or file.py:factory")
     where, name = spec.rsplit(":", 1)
@@ -177,9 +209,6 @@ def _load_factory(spec: str):
 
 def _load_xy(path: Path):
     """x and y from a .pt file (a dict or a tuple) or an .npz file with arrays 'x' and 'y'."""
-    import numpy as np
-    import torch
-
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     if path.suffix == ".npz":
@@ -201,7 +230,8 @@ def _load_xy(path: Path):
 def phase(
     model: str = typer.Argument(..., help="Model factory: package.module:make_net or file.py:make_net."),
     data: Path = typer.Option(..., "--data", help="Training set: .pt (dict/pair x, y) or .npz (x, y)."),
-    test_data: Optional[Path] = typer.Option(None, "--test-data", help="Held-out set (same format): adds the final test accuracy per η."),
+    test_data: Optional[Path] = typer.Option(
+        None, "--test-data", help="Held-out set (same format): adds the final test accuracy per η."),
     loss: str = typer.Option("squared", "--loss", help="squared, logistic or cross_entropy."),
     steps: int = typer.Option(200, "--steps", help="Full-batch GD steps per learning rate."),
     points: int = typer.Option(16, "--points", help="Learning rates, geometric in η·λ0."),
@@ -211,11 +241,6 @@ def phase(
     out: Path = typer.Option(Path("lrlab-out/phase"), "--out", help="Folder for phase.png and phase.csv."),
 ) -> None:
     """Phase diagram of any model: λ0, a sweep of η around 2/λ0, lazy/catapult/divergent, advice."""
-    import numpy as np
-
-    from .phase import phase_diagram, plot_phase_diagram
-    from .store import write_atomic
-
     def go():
         if points < 1 or not 0 < low < high:
             raise ValueError(f"need --points >= 1 and 0 < --low < --high, got {points}, {low}, {high}")
@@ -227,7 +252,8 @@ def phase(
         out.mkdir(parents=True, exist_ok=True)
         tab = pdg.table()
         write_atomic(out / "phase.csv", tab.to_csv(index=False))
-        fig = plot_phase_diagram(pdg, out / "phase.png")
+        png = out / "phase.png"
+        plot_phase_diagram(pdg, png)
         t = Table(title=f"λ0 = {pdg.lam0:.4g} ({pdg.curvature})")
         for col in ("η", "η·λ0", "phase", "final loss", "η·λ_T") + (("test acc",) if test else ()):
             t.add_column(col, no_wrap=True)
@@ -239,7 +265,7 @@ def phase(
                if pdg.recommended_lr else "no learning rate converged")
         if pdg.best_test_lr is not None:
             rec += f"; best final test accuracy at η = {pdg.best_test_lr:.4g}"
-        console.print(f"{rec}; wrote {out / 'phase.csv'} and {fig}")
+        console.print(f"{rec}; wrote {out / 'phase.csv'} and {png}")
 
     _guard(go)
 
@@ -247,8 +273,6 @@ def phase(
 @app.command("list")
 def list_(runs: Optional[Path] = typer.Option(None, "--runs", help="Runs folder.")) -> None:
     """List the runs in the runs folder."""
-    from .store import list_runs
-
     df = list_runs(runs)
     if df.empty:
         console.print("no runs")
@@ -265,8 +289,6 @@ def list_(runs: Optional[Path] = typer.Option(None, "--runs", help="Runs folder.
 def show(run: str = typer.Argument(..., help="Run name or path."),
          runs: Optional[Path] = typer.Option(None, "--runs", help="Runs folder.")) -> None:
     """Summarise one run: status, config, final metrics per member."""
-    from .store import load_run
-
     def go():
         r = load_run(run, runs)
         m = r.meta

@@ -110,7 +110,7 @@ ScheduleConfig = Annotated[
 
 
 class Li2019MixtureConfig(Strict):
-    """Li, Wei & Ma (2019) two-pattern toy (SPEC §1a). See ``lrlab.data.mixture``."""
+    """Li, Wei & Ma (2019) two-pattern toy (docs/spec.md §1a). See ``lrlab.data.mixture``."""
 
     kind: Literal["li2019_mixture"] = "li2019_mixture"
     d: int = Field(gt=0, description="dimension of each of the two blocks x1, x2")
@@ -126,7 +126,7 @@ class Li2019MixtureConfig(Strict):
     q_scale: float = Field(1.0, gt=0, description="overall scale of x2")
 
     @model_validator(mode="after")
-    def _fractions(self) -> "Li2019MixtureConfig":
+    def _fractions(self) -> Li2019MixtureConfig:
         if self.frac_p_only + self.frac_q_only > 1:
             raise ValueError(
                 f"frac_p_only + frac_q_only must be <= 1, got {self.frac_p_only + self.frac_q_only}"
@@ -135,7 +135,7 @@ class Li2019MixtureConfig(Strict):
 
 
 class PatchConfig(Strict):
-    """Li, Wei & Ma's class-signature patch (SPEC §1b); defaults are the paper's values."""
+    """Li, Wei & Ma's class-signature patch (docs/spec.md §1b); defaults are the paper's values."""
 
     patchable_frac: float = Field(0.8, ge=0, le=1, description="fixed share of images that get the patch")
     size: int = Field(7, gt=0, description="patch side in pixels")
@@ -161,7 +161,7 @@ class Cifar10PatchConfig(Strict):
 
 
 class PS10Config(Strict):
-    """You et al. (2019) Pattern Separation 10 (SPEC §4). See ``lrlab.data.ps10``.
+    """You et al. (2019) Pattern Separation 10 (docs/spec.md §4). See ``lrlab.data.ps10``.
 
     Each pattern is a point in R^3 (the paper's structure), so ``channels`` is 3 (both
     sub-datasets share the channels) or an even number >= 6 (simple patterns in the first
@@ -207,7 +207,7 @@ class PS10Config(Strict):
 
 
 class FeatureNoiseConfig(Strict):
-    """Lu et al. (2023) feature-noise data (SPEC §5). See ``lrlab.data.feature_noise``.
+    """Lu et al. (2023) feature-noise data (docs/spec.md §5). See ``lrlab.data.feature_noise``.
 
     Every point has three patches in R^d: the weak feature y·v, the strong feature y·u (only
     in a fraction ``strong_frac`` of the points; zero elsewhere) and Gaussian noise ξ.
@@ -224,7 +224,7 @@ class FeatureNoiseConfig(Strict):
     noise_std: float = Field(0.045, gt=0, description="σ_p: per-coordinate std of the noise patch")
 
     @model_validator(mode="after")
-    def _norms(self) -> "FeatureNoiseConfig":
+    def _norms(self) -> FeatureNoiseConfig:
         if self.weak_norm >= self.strong_norm:
             raise ValueError(f"weak_norm {self.weak_norm} must be below strong_norm {self.strong_norm} "
                              "(the weak feature is the one with the small norm)")
@@ -302,12 +302,12 @@ class TrainConfig(Strict):
     threads: int | None = Field(None, gt=0, description="torch threads; None keeps torch's default")
 
     @model_validator(mode="after")
-    def _nesterov(self) -> "TrainConfig":
+    def _nesterov(self) -> TrainConfig:
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=true needs momentum > 0")
         return self
 
-    def in_steps(self, steps_per_epoch: int) -> "TrainConfig":
+    def in_steps(self, steps_per_epoch: int) -> TrainConfig:
         """This config with every count in steps (a no-op when ``unit`` is already 'step')."""
         if self.unit == "step":
             return self
@@ -343,7 +343,7 @@ class PopulationConfig(Strict):
         return v
 
     @model_validator(mode="after")
-    def _noise_names(self) -> "PopulationConfig":
+    def _noise_names(self) -> PopulationConfig:
         unknown = sorted(set(self.activation_noise) - set(self.schedules))
         if unknown:
             raise ValueError(f"activation_noise names {unknown} are not schedules "
@@ -364,7 +364,7 @@ class RunConfig(Strict):
     population: PopulationConfig
 
     @model_validator(mode="after")
-    def _fixed_images(self) -> "RunConfig":
+    def _fixed_images(self) -> RunConfig:
         if isinstance(self.data, Cifar10PatchConfig) and self.data_seed == "member":
             raise ValueError("cifar10 data are the same for every member: set data_seed: fixed "
                              "(the subset is chosen by data.subset_seed)")

@@ -11,13 +11,17 @@ Lanczos; :meth:`SharpnessTrace.summary` says when and how closely each run sat a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
+
+from .config import TrainConfig
+from .phase import _gd_setup
+from .probes.curvature import population_top_eigs
+from .train import Constant, Member, train_population
 
 
 @dataclass
@@ -60,23 +64,20 @@ class SharpnessTrace:
 def track_sharpness(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: str = "squared", *,
                     lrs: Sequence[float], steps: int = 1000, every: int = 20, seed: int = 0,
                     iters: int = 30, tol: float = 1e-3, bn_mode: str = "eval",
-                    progress: bool = False) -> SharpnessTrace:
+                    progress: bool = False, device: str | torch.device = "cpu") -> SharpnessTrace:
     """Full-batch GD on (x, y) at each η in ``lrs`` from one initialisation (``factory`` called
     under ``torch.manual_seed(seed)``); the top Hessian eigenvalue of every member every
-    ``every`` steps (Lanczos, at most ``iters`` steps to relative residual ``tol``)."""
-    from .config import TrainConfig
-    from .phase import _gd_setup
-    from .probes.curvature import population_top_eigs
-    from .train import Constant, Member, train_population
-
+    ``every`` steps (Lanczos, at most ``iters`` steps to relative residual ``tol``) on ``device``."""
     etas = np.asarray(lrs, dtype=float)
     if etas.ndim != 1 or etas.size == 0 or not np.all(np.isfinite(etas) & (etas > 0)):
         raise ValueError(f"lrs must be positive finite learning rates, got {lrs}")
     if steps < 1 or every < 1 or every > steps:
         raise ValueError(f"need steps >= 1 and 1 <= every <= steps, got steps={steps}, every={every}")
+    x, y = x.to(device), y.to(device)
     model, data = _gd_setup(factory, x, y, loss, "track_sharpness")
     members = [Member(f"eta={eta:.6g}", seed, Constant(float(eta))) for eta in etas]
-    cfg = TrainConfig(loss=loss, steps=steps, batch_size=None, eval_every=1, mode="vectorized")
+    cfg = TrainConfig(loss=loss, steps=steps, batch_size=None, eval_every=1, mode="vectorized",
+                      device=str(device))
 
     def sharpness(m, p: dict[str, Tensor]) -> Tensor:
         p = {k: torch.where(torch.isfinite(v), v, torch.zeros_like(v)) if v.is_floating_point() else v
@@ -90,28 +91,3 @@ def track_sharpness(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss
     L = res.curve("train.loss")
     S.columns = L.columns = etas
     return SharpnessTrace(etas, S, L, res.members.diverged.to_numpy(dtype=bool))
-
-
-def plot_sharpness(trace: SharpnessTrace, path: str | Path, title: str = "") -> Path:
-    """Two panels: training loss, and sharpness with each run's 2/η as a dotted line."""
-    from .report.figures import plt, save
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(trace.etas)))
-    for eta, col in zip(trace.etas, colors):
-        lc = trace.loss[eta].to_numpy()
-        a.plot(trace.loss.index, np.where(np.isfinite(lc), lc, np.nan), color=col, lw=1,
-               label=f"η = {eta:.3g}")
-        b.plot(trace.sharpness.index, trace.sharpness[eta].to_numpy(), color=col, lw=1.2)
-        b.axhline(2 / eta, color=col, lw=0.8, ls=":")
-    a.set_yscale("log")
-    a.set_xlabel("step")
-    a.set_ylabel("training loss")
-    a.legend(fontsize=8)
-    b.set_xlabel("step")
-    b.set_ylabel("sharpness (dotted: 2/η)")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-    fig.suptitle(title or "edge of stability: sharpness under full-batch GD", fontsize=10)
-    return save(fig, Path(path))
-

@@ -14,8 +14,9 @@ import yaml
 from . import store
 from .config import Cifar10PatchConfig, RunConfig, TrainConfig, to_yaml, validate
 from .data import Dataset, ImageStream, cifar10_split, make_dataset
+from .losses import check_loss
 from .models import make_model
-from .train.losses import check_loss
+from .threads import set_threads
 from .train import Member, PopulationResult, Until, from_config, grid, train_population
 
 
@@ -49,8 +50,7 @@ def prepare(cfg: RunConfig, data_dir: str | os.PathLike | None = None,
         torch.empty(0, device=cfg.train.device)
     except (RuntimeError, AssertionError) as e:
         raise ValueError(f"train.device {cfg.train.device!r} is not available here ({e})") from None
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    set_threads(cfg.train.threads)
     seeds = cfg.population.seeds
     source = None
     if isinstance(cfg.data, Cifar10PatchConfig):

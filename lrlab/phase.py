@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
+
+from .config import TrainConfig
+from .data import Dataset, StackedData
+from .losses import check_loss
+from .models import FromModule
+from .probes.accuracy import group_metrics
+from .probes.curvature import population_top_eigs, top_hessian_eigs
+from .probes.ntk import ntk_top_eigenvalue, population_ntk_top_eigenvalue
+from .seeding import seeded
+from .train import Constant, Member, train_population
 
 PHASES = ("lazy", "catapult", "divergent")
 
@@ -78,9 +87,6 @@ class PhaseDiagram:
 def _gd_setup(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: str, who: str):
     """The population model of ``factory`` and the dataset of (x, y) for a full-batch GD sweep,
     with errors naming ``who`` for models it cannot train and loss/label mismatches."""
-    from .models import FromModule
-    from .train.losses import check_loss
-
     try:
         model = FromModule(factory)
     except (TypeError, ValueError) as e:
@@ -93,8 +99,6 @@ def _gd_setup(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: str,
 
 
 def _dataset(x: Tensor, y: Tensor):
-    from .data import Dataset
-
     if y.is_floating_point() and not bool(((y == 1) | (y == -1)).all()):
         task, C = "regression", 1
     elif y.is_floating_point():
@@ -111,17 +115,13 @@ CURVATURES = ("auto", "ntk", "hessian")
 
 def initial_curvature(module: nn.Module, x: Tensor, y: Tensor, loss: str,
                       curvature: str = "auto") -> tuple[float, str]:
-    """λ0: the top NTK eigenvalue (normalised as the squared loss, SPEC §2) or the top eigenvalue
+    """λ0: the top NTK eigenvalue (normalised as the squared loss, docs/spec.md §2) or the top eigenvalue
     of the loss Hessian at initialisation. ``auto`` takes the NTK for the squared loss and the
     Hessian otherwise; Huang et al. measure logistic-loss rates against the NTK (``ntk``)."""
     if curvature not in CURVATURES:
         raise ValueError(f"curvature must be one of {list(CURVATURES)}, got {curvature!r}")
     if curvature == "ntk" or (curvature == "auto" and loss == "squared"):
-        from .probes.ntk import ntk_top_eigenvalue
-
         return float(ntk_top_eigenvalue(module, x)), "ntk"
-    from .probes.curvature import top_hessian_eigs
-
     return float(top_hessian_eigs(module, x, y, loss, k=1).values[0]), "hessian"
 
 
@@ -130,7 +130,7 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: 
                   eval_every: int = 1, rise_tol: float = 0.05, curvature_every: int | None = None,
                   test: tuple[Tensor, Tensor] | None = None, test_every: int | None = None,
                   curvature: str = "auto", final_hessian: bool = False,
-                  progress: bool = False) -> PhaseDiagram:
+                  progress: bool = False, device: str | torch.device = "cpu") -> PhaseDiagram:
     """Sweep η = c/λ0 for c in ``scaled_etas`` (default 0.5…16, geometric) with full-batch GD
     from one initialisation, classify each run and recommend the largest η that converged.
 
@@ -142,16 +142,18 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: 
     can be set beside the phases (Lewkowycz et al. find it in the catapult phase).
     ``curvature`` picks λ0 (see :func:`initial_curvature`). ``final_hessian`` also measures the
     top eigenvalue of the loss Hessian at the end of every run (how flat the minimum is).
+    ``device``: where the data, λ0 and the sweep live (cpu, cuda, …).
     """
-    from .config import TrainConfig
-    from .train import Constant, Member, train_population
-
     if steps < 2:
         raise ValueError(f"steps must be at least 2, got {steps}")
+    x, y = x.to(device), y.to(device)
+    if test is not None:
+        if not (isinstance(test, (tuple, list)) and len(test) == 2):
+            raise ValueError("test must be a pair (x, y)")
+        test = (test[0].to(device), test[1].to(device))
     model, data = _gd_setup(factory, x, y, loss, "phase_diagram")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        module = factory()
+    with seeded(seed):
+        module = factory().to(device)
     lam0, kind = initial_curvature(module, x, y, loss, curvature)
     if not (math.isfinite(lam0) and lam0 > 0):
         raise ValueError(f"initial curvature λ0 = {lam0} is not positive: cannot place η around 2/λ0")
@@ -161,7 +163,7 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: 
     etas = cs / lam0
     members = [Member(f"eta={eta:.6g}", seed, Constant(float(eta))) for eta in etas]
     cfg = TrainConfig(loss=loss, steps=steps, batch_size=None, eval_every=eval_every,
-                      mode="vectorized")
+                      mode="vectorized", device=str(device))
     if test_every is not None and test is None:
         raise ValueError("test_every needs a test set (test=(x, y))")
     test_data = _test_set(test, data) if test is not None else None
@@ -203,10 +205,7 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: 
 
 
 def _test_set(test: tuple[Tensor, Tensor], train):
-    try:
-        xt, yt = test
-    except (TypeError, ValueError):
-        raise ValueError("test must be a pair (x, y)") from None
+    xt, yt = test
     data = _dataset(xt, yt)
     if data.task != train.task or tuple(xt.shape[1:]) != tuple(train.x.shape[1:]):
         raise ValueError(f"test set ({data.task}, inputs {tuple(xt.shape[1:])}) does not match the "
@@ -217,8 +216,6 @@ def _test_set(test: tuple[Tensor, Tensor], train):
 @torch.no_grad()
 def _accuracy(model, params: dict[str, Tensor], data) -> Tensor:
     """Accuracy [K] of every member on ``data`` (eval mode; NaN parameters give 0)."""
-    from .probes.accuracy import StackedData, group_metrics
-
     K = next(iter(params.values())).shape[0]
     m = group_metrics(model, params, StackedData.stack([data]), torch.zeros(K, dtype=torch.long),
                       "squared", "test")
@@ -231,55 +228,9 @@ def _final_curvature(model, params: dict[str, Tensor], x: Tensor, y: Tensor, los
     params = {k: torch.where(torch.isfinite(v), v, torch.zeros_like(v)) if v.is_floating_point() else v
               for k, v in params.items()}
     if kind == "ntk":
-        from .probes.ntk import population_ntk_top_eigenvalue
-
         lam = population_ntk_top_eigenvalue(model, params, x)
     else:
-        from .probes.curvature import population_top_eigs
-
         lam = population_top_eigs(model, params, x, y, loss, num_classes, k=1, iters=100, tol=1e-4)[:, 0]
     out = lam.detach().double().cpu().numpy()
     out[diverged] = np.nan
     return out
-
-
-def plot_phase_diagram(pd_: PhaseDiagram, path: str | Path, title: str = "") -> Path:
-    """Two panels: loss curves coloured by phase; η·λ_T against η·λ0 with the η·λ = 2 line."""
-    from .report.figures import plt, save
-
-    colors = {"lazy": "#2a9d8f", "catapult": "#e9c46a", "divergent": "#e76f51"}
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for eta, ph in zip(pd_.etas, pd_.phases):
-        c = pd_.loss[eta].to_numpy()
-        a.plot(pd_.loss.index, np.where(np.isfinite(c), c, np.nan), color=colors[ph], lw=1)
-    for ph, col in colors.items():
-        a.plot([], [], color=col, label=ph)
-    a.set_yscale("log")
-    start = float(np.nanmax(pd_.loss.iloc[0].to_numpy()))
-    a.set_ylim(top=max(start, 1e-12) * 1e3)  # divergent runs leave the plot instead of flattening it
-    a.set_xlabel("step")
-    a.set_ylabel("training loss")
-    a.legend(fontsize=8)
-    a.grid(alpha=0.3)
-    x = pd_.etas * pd_.lam0
-    yl = pd_.etas * pd_.lam_final
-    ok = np.isfinite(yl)
-    b.scatter(x[ok], yl[ok], c=[colors[p] for p, o in zip(pd_.phases, ok) if o], zorder=3)
-    if (~ok).any():  # diverged: no final curvature; marked along the top
-        top = float(np.nanmax(np.concatenate([yl[ok], x]))) * 1.5
-        b.scatter(x[~ok], np.full((~ok).sum(), top), marker="x", color=colors["divergent"], zorder=3,
-                  label="diverged")
-    b.plot(x, x, color="0.6", lw=0.8, ls="--", label="η·λ0 (λ unchanged)")
-    b.axhline(2, color="k", lw=0.8, ls=":", label="η·λ = 2")
-    for v, label in ((2, "2/λ0"), (4, "4/λ0")):
-        b.axvline(v, color="0.4", lw=0.6, ls=":")
-        b.text(v, 0.02, f" {label}", transform=b.get_xaxis_transform(), fontsize=8)
-    b.set_xscale("log")
-    b.set_yscale("log")
-    b.set_xlabel("η·λ0")
-    b.set_ylabel("η·λ_T (end of training)")
-    b.legend(fontsize=7, loc="upper left")
-    b.grid(alpha=0.3)
-    rec = f"; largest converged η = {pd_.recommended_lr:.4g}" if pd_.recommended_lr else ""
-    fig.suptitle(title or f"phase diagram: λ0 = {pd_.lam0:.4g} ({pd_.curvature}){rec}", fontsize=10)
-    return save(fig, Path(path))

@@ -28,8 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
+
+from ._version import __version__
 
 RUNS_ENV = "LRLAB_RUNS"
+
+
+class StoreError(ValueError):
+    """A stored file that is missing, unreadable or not what lrlab wrote; the message names it."""
+
 STATUSES = ("running", "interrupted", "failed", "done")
 
 
@@ -58,10 +66,18 @@ def write_parquet(path: str | os.PathLike, df: pd.DataFrame) -> None:
     write_atomic(path, buf.getvalue())
 
 
+def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
+    """A stored table, or :class:`StoreError` naming the file when it is missing or corrupt."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: stored table is missing") from None
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise StoreError(f"{path}: stored table is unreadable ({type(e).__name__}: {e})") from None
+
+
 def code_version() -> dict[str, Any]:
     """lrlab's version and, in a git checkout, the commit and whether the tree was dirty."""
-    from . import __version__
-
     info: dict[str, Any] = {"lrlab": __version__}
     here = Path(__file__).resolve().parent.parent
     try:
@@ -79,8 +95,6 @@ def code_version() -> dict[str, Any]:
 
 def environment() -> dict[str, Any]:
     """Python, platform and the versions of the packages lrlab uses."""
-    import torch
-
     pkgs = {}
     for name in ("torch", "numpy", "pandas", "pyarrow", "pydantic", "matplotlib", "scipy"):
         try:

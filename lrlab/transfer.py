@@ -27,9 +27,11 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from rich.progress import Progress
 from torch import Tensor, nn
 
-from .train.losses import per_example
+from .losses import per_example
+from .seeding import seeded
 
 TRAIN_LOSSES = ("cross_entropy", "squared")
 METHODS = ("fix", "finetune")
@@ -37,14 +39,6 @@ _TINY = 1e-12  # |acc_i − acc_{i−1}| below this makes a stage's transferabil
 
 
 # --------------------------------------------------------------------------- training helpers
-@contextmanager
-def _seeded_rng(seed: int) -> Iterator[None]:
-    """Seed torch's global RNG (dropout, noise layers) for a block and restore it afterwards."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 @contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode and no autograd for a block; the previous training mode comes back after it."""
@@ -149,13 +143,11 @@ def train_with_snapshots(model: nn.Module, x: Tensor, y: Tensor, *, lrs: list[fl
     snaps = [_snapshot(model)]
     bar = task = None
     if progress:
-        from rich.progress import Progress
-
         bar = Progress(transient=True)
         task = bar.add_task(f"training {len(lrs)} stages", total=sum(epochs_per_stage))
         bar.start()
     try:
-        with _seeded_rng(seed):
+        with seeded(seed):
             for i, (lr, ep) in enumerate(zip(lrs, epochs_per_stage)):
                 for group in opt.param_groups:
                     group["lr"] = lr
@@ -323,7 +315,7 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, x_test: Tensor, y_test: Ten
     net = replace_head(model, num_classes, seed=seed, head=head)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
     gen = torch.Generator().manual_seed(seed)
-    with _seeded_rng(seed):
+    with seeded(seed):
         _sgd_epochs(net, opt, x, y, int(epochs), int(batch_size), gen, "cross_entropy")
     return accuracy(net, x_test, y_test)
 

@@ -7,17 +7,17 @@ writes only into pytest's ``tmp_path``.
 from __future__ import annotations
 
 import pytest
-import torch
 
-torch.set_num_threads(1)
+from lrlab.threads import set_threads
+
+set_threads(1)
 
 
 @pytest.fixture(autouse=True)
 def _single_thread():
     """Keep torch at one thread even if a test's config changes it (``train.threads``)."""
     yield
-    if torch.get_num_threads() != 1:
-        torch.set_num_threads(1)
+    set_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -181,3 +181,18 @@ def test_run_images_with_data_dir(tmp_path, cifar_root):
     assert "test_patched.acc" in r.output and "noise" in r.output
     (rd,) = (tmp_path / "runs").iterdir()
     assert load_run(rd).meta["data_source"] == str(cifar_root)
+
+
+def test_phase_writes_table_and_figure(tmp_path):
+    (tmp_path / "net.py").write_text(
+        "from torch import nn\n\n\ndef make_net():\n"
+        "    return nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))\n")
+    g = torch.Generator().manual_seed(0)
+    torch.save({"x": torch.randn(12, 3, generator=g), "y": torch.randn(12, generator=g)}, tmp_path / "d.pt")
+    out = tmp_path / "out"
+    r = invoke("phase", f"{tmp_path / 'net.py'}:make_net", "--data", tmp_path / "d.pt", "--steps", 5,
+               "--points", 3, "--out", out)
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert (out / "phase.png").read_bytes()[:4] == b"\x89PNG"
+    assert len((out / "phase.csv").read_text().strip().splitlines()) == 4  # header + 3 learning rates
+    assert str(out / "phase.png") in " ".join(r.output.split())

@@ -6,8 +6,16 @@ import pytest
 import yaml
 
 from lrlab.config import (
-    ConfigError, RunConfig, TrainConfig, apply_overrides, config_dir, load_config, parse_override,
-    read_yaml, to_yaml, validate,
+    ConfigError,
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    config_dir,
+    load_config,
+    parse_override,
+    read_yaml,
+    to_yaml,
+    validate,
 )
 from tests.helpers import tiny_run_dict, write_yaml
 
@@ -32,7 +40,7 @@ def test_load_valid_config(cfg_path):
     assert cfg.train.steps == 20 and cfg.train.batch_size == 16 and cfg.train.momentum == 0.9
     assert cfg.population.seeds == [0, 1]
     assert cfg.population.schedules["large"].milestones == [10]
-    assert cfg.data.frac_p_only == 0.2 and cfg.data.frac_q_only == 0.2  # defaults from SPEC §1a
+    assert cfg.data.frac_p_only == 0.2 and cfg.data.frac_q_only == 0.2  # defaults from docs/spec.md §1a
     assert cfg.data_seed == "member" and cfg.train.mode == "auto"
 
 

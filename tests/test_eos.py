@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from lrlab.eos import SharpnessTrace, plot_sharpness, track_sharpness
+from lrlab.eos import SharpnessTrace, track_sharpness
 from lrlab.probes import top_hessian_eigs
+from lrlab.report import plot_sharpness
 
 
 def _data():
@@ -38,7 +39,9 @@ def test_sharpness_matches_a_looped_reference(tmp_path):
             with torch.no_grad():
                 for p in net.parameters():
                     p -= eta * p.grad
-    assert plot_sharpness(tr, tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    fig = plot_sharpness(tr, tmp_path / "s.png")
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG" and len(fig.axes) == 2
+    assert plot_sharpness(tr).axes[1].lines  # no path: a Figure only
 
 
 def test_diverged_runs_get_no_sharpness():

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from lrlab.phase import PHASES, classify, phase_diagram, plot_phase_diagram
+from lrlab.phase import PHASES, classify, phase_diagram
+from lrlab.report import plot_phase_diagram, subplots
 
 
 def test_classify_synthetic_curves():
@@ -59,8 +60,13 @@ def test_uv_phase_diagram_matches_theory(tmp_path):
     lazy = tab[tab.phase == "lazy"]
     assert np.allclose(lazy.lam_final, pdg.lam0, rtol=0.05)  # λ barely moves in the lazy phase
     assert pdg.recommended_lr == pytest.approx(3.0 / pdg.lam0)
-    png = plot_phase_diagram(pdg, tmp_path / "p.png")
-    assert png.read_bytes()[:4] == b"\x89PNG"
+    fig = plot_phase_diagram(pdg, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(fig.axes) == 2
+    own, axes = subplots(2, 1)
+    assert plot_phase_diagram(pdg, axes=axes) is own  # draws into given axes, saves nothing
+    assert axes[0].lines and axes[1].collections
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
 
 
 def test_phase_diagram_is_deterministic_and_rejects_bad_models():

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from lrlab.data import Dataset
+from lrlab.data import Dataset, StackedData
 from lrlab.models import TwoLayerReLU
-from lrlab.probes import StackedData, group_metrics, metric_names
+from lrlab.probes import group_metrics, metric_names
 
 
 def test_metric_names_order():

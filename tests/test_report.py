@@ -7,8 +7,8 @@ import warnings
 
 import pandas as pd
 
-from lrlab.claims.stats import verdict
 from lrlab.report import group_curves, verdict_bars, verdict_table, write_report
+from lrlab.stats import verdict
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -11,13 +11,19 @@ from .cifar import (
     resolve_source,
 )
 from .dataset import Dataset, Split
-from .images import ImageSplit, ImageStream, cifar10_split, cifar10_vectors, normalize
 from .feature_noise import FEATURE_NOISE_GROUPS, FeatureNoiseData, feature_noise
+from .images import ImageSplit, ImageStream, cifar10_split, cifar10_vectors, normalize
 from .mixture import li2019_mixture
 from .patch import ClassPatch
 from .ps10 import PS10_GROUPS, ps10
-from .separability import (cifar_two_class, degenerate_nonseparable, degenerate_separable,
-                           gaussian_data, is_linearly_separable)
+from .separability import (
+    cifar_two_class,
+    degenerate_nonseparable,
+    degenerate_separable,
+    gaussian_data,
+    is_linearly_separable,
+)
+from .stacked import StackedData
 
 
 def make_dataset(cfg: DataConfig, seed: int) -> Split:
@@ -51,6 +57,7 @@ __all__ = [
     "ImageArrays",
     "PS10_GROUPS",
     "Split",
+    "StackedData",
     "balanced_subset",
     "default_cache_dir",
     "li2019_mixture",

@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from rich import progress as rp
+from rich.console import Console
 
 DATA_ENV = "LRLAB_DATA"
 CACHE_ENV = "LRLAB_CACHE"
@@ -313,8 +316,6 @@ def _classes(listing: _Listing, where: str) -> tuple[str, ...]:
 
 def _decode_image(data: bytes, where: str) -> np.ndarray:
     """One image as uint8 [3, 32, 32]; errors name ``where`` (a file or zip member)."""
-    from PIL import Image
-
     try:
         with Image.open(io.BytesIO(data)) as im:
             size = im.size
@@ -332,9 +333,6 @@ def _progress_bar(total: int, label: str, show: bool) -> Iterator[Callable[[int]
     if not show:
         yield lambda n: None
         return
-    from rich import progress as rp
-    from rich.console import Console
-
     columns = (rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
                rp.TimeElapsedColumn(), rp.TimeRemainingColumn())
     with rp.Progress(*columns, console=Console(stderr=True)) as bar:

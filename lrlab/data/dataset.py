@@ -50,11 +50,11 @@ class Dataset:
             raise KeyError(f"no group {name!r}; groups are {list(self.group_names)}")
         return self.group == self.group_names.index(name)
 
-    def subset(self, index: Tensor) -> "Dataset":
+    def subset(self, index: Tensor) -> Dataset:
         return Dataset(self.x[index], self.y[index], self.group[index], self.group_names,
                        self.task, self.num_classes)
 
-    def to(self, device: str | torch.device) -> "Dataset":
+    def to(self, device: str | torch.device) -> Dataset:
         return Dataset(self.x.to(device), self.y.to(device), self.group.to(device),
                        self.group_names, self.task, self.num_classes)
 

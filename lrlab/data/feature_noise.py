@@ -1,4 +1,4 @@
-"""The feature-noise data model of Lu, Wu, Yang & Zou (2023), "benign oscillation" (SPEC §5).
+"""The feature-noise data model of Lu, Wu, Yang & Zou (2023), "benign oscillation" (docs/spec.md §5).
 
 Structure (the paper's)
     y is uniform on ±1. A point x has patches in R^d: a *weak* feature y·v in every point

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ..config import Cifar10PatchConfig
+from .cifar import balanced_subset, load_cifar10
 from .dataset import Dataset, Split
 from .patch import GROUPS, ClassPatch
 
@@ -85,7 +86,7 @@ class ImageStream:
     def group_names(self) -> tuple[str, ...]:
         return GROUPS if self.patch is not None else ("clean",)
 
-    def to(self, device: str | torch.device) -> "ImageStream":
+    def to(self, device: str | torch.device) -> ImageStream:
         """The same stream with its tensors on ``device``."""
         return replace(self, x=self.x.to(device), y=self.y.to(device),
                        patchable=None if self.patchable is None else self.patchable.to(device))
@@ -155,8 +156,6 @@ def cifar10_split(cfg: Cifar10PatchConfig, data_dir: str | os.PathLike | None = 
     copy (see :func:`lrlab.data.cifar.resolve_source`). Everything is a pure function of the
     config: the subset, z, ζ, the patchable images and the evaluation draws are all seeded.
     """
-    from .cifar import balanced_subset, load_cifar10
-
     arrays = load_cifar10(cfg.root or data_dir, progress=progress)
     C = len(arrays.classes)
     tr = (balanced_subset(arrays.train_y, cfg.n_per_class, cfg.subset_seed)
@@ -188,8 +187,6 @@ def cifar10_vectors(n_per_class: int, test_per_class: int, seed: int, pool: int 
 
     For full-batch GD experiments on a real dataset (catapult accuracy, edge of stability).
     """
-    from .cifar import balanced_subset, load_cifar10
-
     if not isinstance(pool, int) or pool < 1 or 32 % pool:
         raise ValueError(f"pool must be a positive divisor of 32, got {pool!r}")
     arr = load_cifar10(data_dir)

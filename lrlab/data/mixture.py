@@ -1,4 +1,4 @@
-"""Li, Wei & Ma (2019) two-pattern mixture (SPEC §1a).
+"""Li, Wei & Ma (2019) two-pattern mixture (docs/spec.md §1a).
 
 x = (x1, x2) with x1, x2 in R^d and y uniform on {±1}. A fraction of examples carries only
 pattern P (x2 = 0), a fraction only pattern Q (x1 = 0), the rest both.

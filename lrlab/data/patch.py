@@ -1,4 +1,4 @@
-"""Li, Wei & Ma's class-signature patch (SPEC §1b) as a batched tensor operation.
+"""Li, Wei & Ma's class-signature patch (docs/spec.md §1b) as a batched tensor operation.
 
 A 7×7 patch z + s·ζ_y is written into the middle of an image: z is one shared Gaussian
 pattern (easy to fit, carries no label), ζ_y a small per-class offset (hard to fit, low noise,
@@ -40,7 +40,7 @@ class ClassPatch:
     patch_only_scale: float
 
     @classmethod
-    def draw(cls, cfg: PatchConfig, num_classes: int, image_shape: tuple[int, int, int]) -> "ClassPatch":
+    def draw(cls, cfg: PatchConfig, num_classes: int, image_shape: tuple[int, int, int]) -> ClassPatch:
         """z = z_scale·N(0, 1) and ζ_c ~ U[−zeta_scale, zeta_scale], from ``cfg.seed``."""
         c, h, w = image_shape
         if cfg.start + cfg.size > min(h, w):

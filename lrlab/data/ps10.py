@@ -1,4 +1,4 @@
-"""PS10, the Pattern Separation 10 dataset of You, Long, Wang & Jordan (2019) (SPEC §4).
+"""PS10, the Pattern Separation 10 dataset of You, Long, Wang & Jordan (2019) (docs/spec.md §4).
 
 Structure (the paper's)
     ``n_classes`` = 10 classes. Every class owns ``n_simple`` = 10 *simple* patterns and
@@ -26,7 +26,7 @@ Generation (our choices; every number is a field of :class:`~lrlab.config.PS10Co
       classes for every ``noise_frac``; a larger fraction relabels a superset of examples).
       The test set has no noise examples (its ``"noise"`` group is empty).
 
-Channel layout (our choice; SPEC §4 leaves it open)
+Channel layout (our choice; the paper leaves it open, docs/spec.md §4)
     The paper says "3×32×32 like CIFAR-10" *and* that the simple and complex sub-datasets are
     fed into different channels. A pattern is a point in R^3, so two sub-datasets in disjoint
     channels need at least 6 channels. Hence:

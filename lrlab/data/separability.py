@@ -14,9 +14,11 @@ import warnings
 
 import numpy as np
 import torch
+from scipy.optimize import linprog
 from torch import Tensor
 
 from .dataset import Dataset, Split
+from .images import cifar10_vectors
 
 __all__ = ["cifar_two_class", "degenerate_nonseparable", "degenerate_separable", "gaussian_data",
            "gaussian_direction",
@@ -149,8 +151,6 @@ def cifar_two_class(classes: tuple[int, int], n_per_class: int, test_per_class: 
     by ``pool``, flattened). It loads all ten classes' subsets and keeps two, so it briefly holds
     five times the float images it returns.
     """
-    from .images import cifar10_vectors
-
     if (not isinstance(classes, (tuple, list)) or len(classes) != 2
             or any(isinstance(c, bool) or not isinstance(c, int) for c in classes)):
         raise ValueError(f"classes must be two class indices, got {classes!r}")
@@ -230,8 +230,6 @@ def is_linearly_separable(x: Tensor, y: Tensor, iters: int = 10000, lp: bool = T
             w = w + zn[bad].mean(0)
     if not lp:
         return False
-    from scipy.optimize import linprog
-
     n, d = zn.shape
     res = linprog(np.zeros(d), A_ub=-zn.numpy(), b_ub=-np.ones(n), bounds=[(None, None)] * d,
                   method="highs")

@@ -1,23 +1,88 @@
-"""Run several independent configs, in this process or in parallel local processes.
+"""Run independent tasks in this process or in spawned local processes.
 
-Each worker process trains one config at a time with the config's own thread count and
-stores it as usual; the parent reads the finished run back from its directory. Results do not
-depend on the number of workers: every run is a pure function of its config.
+Every task is a module-level function of picklable arguments, and its result does not depend
+on where it ran. Each task stores its own results (the claims driver's jobs write their tables
+before they return), so an interrupted batch keeps every task that finished.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .. import experiment, store
 from ..config import RunConfig, validate
 from ..train import PopulationResult
 
 
+class TaskError(RuntimeError):
+    """Some tasks raised; the others finished. ``failures`` maps each label to its error."""
+
+    def __init__(self, failures: dict[str, str]):
+        self.failures = failures
+        super().__init__(f"{len(failures)} job(s) failed: " + "; ".join(f"{k}: {v}" for k, v in failures.items()))
+
+
+def _progress(total: int, enabled: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    disable=not enabled or total == 0, transient=True)
+
+
+def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], workers: int, *,
+              log: Callable[[str], None] = print, label: Callable[[tuple], str] = str,
+              progress: bool = False) -> list[Any]:
+    """``fn(*task)`` for every task, results in task order: in this process when ``workers``
+    is 1, else in that many spawned processes. A task that raises is logged and the others run
+    on; :class:`TaskError` then names every failure."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    results: list[Any] = [None] * len(tasks)
+    failures: dict[str, str] = {}
+    with _progress(len(tasks), progress) as bar:
+        tid = bar.add_task("jobs", total=len(tasks))
+
+        def done(i: int, value: Any = None, error: BaseException | None = None, wall: float | None = None):
+            name = label(tasks[i])
+            if error is not None:
+                failures[name] = f"{type(error).__name__}: {error}"
+                log(f"  {name} FAILED: {type(error).__name__}: {error}")
+            else:
+                results[i] = value
+                log(f"  {name} done" + (f" ({wall:.0f} s)" if wall is not None else ""))
+            bar.advance(tid)
+
+        if workers == 1 or len(tasks) <= 1:
+            for i, task in enumerate(tasks):
+                t0 = time.perf_counter()
+                try:
+                    value = fn(*task)
+                except Exception as e:  # noqa: BLE001 - recorded, the batch goes on
+                    done(i, error=e)
+                    continue
+                done(i, value, wall=time.perf_counter() - t0)
+        else:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+                futs = {pool.submit(fn, *task): i for i, task in enumerate(tasks)}
+                try:
+                    for f in as_completed(futs):
+                        err = f.exception()
+                        done(futs[f], None if err else f.result(), err)
+                except BaseException:
+                    for f in futs:
+                        f.cancel()
+                    raise
+    if failures:
+        raise TaskError(failures)
+    return results
+
+
+# ------------------------------------------------------------------------------------ run configs
 def _worker(cfg_data: dict, root: str) -> str:
     cfg = validate(RunConfig, cfg_data, source="worker config")
     rd, _ = experiment.run(cfg, root=root, progress=False)
@@ -32,58 +97,14 @@ def _read(rd: Path) -> PopulationResult:
                             float(r.meta.get("wall_time", 0.0)))
 
 
-def default_workers(n_jobs: int) -> int:
-    """One worker per core, at most one per job."""
-    return max(1, min(n_jobs, os.cpu_count() or 1))
-
-
 def run_many(cfgs: Sequence[RunConfig], root: str | os.PathLike, workers: int = 1,
              progress: bool = False, log: Callable[[str], None] = print) -> list[tuple[Path, PopulationResult]]:
-    """Train every config (in order of the list for the results) and return (run dir, result).
-
-    ``workers=1`` trains in this process (with progress bars); more workers use spawned local
-    processes, each training one config at a time. Results come back without parameters.
-    """
+    """Train every run config and return (run dir, result) in the order given; ``workers=1``
+    trains in this process (with progress bars), more use spawned processes."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if workers == 1 or len(cfgs) == 1:
         return [experiment.run(c, root=root, progress=progress) for c in cfgs]
-    out: list[tuple[Path, PopulationResult] | None] = [None] * len(cfgs)
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futs = {pool.submit(_worker, c.model_dump(mode="json"), str(root)): i for i, c in enumerate(cfgs)}
-        try:
-            for f in as_completed(futs):
-                i = futs[f]
-                rd = Path(f.result())
-                out[i] = (rd, _read(rd))
-                log(f"  finished {cfgs[i].name} ({out[i][1].wall_time:.0f} s)")
-        except BaseException:
-            for f in futs:
-                f.cancel()
-            raise
-    return [o for o in out if o is not None]
-
-
-def run_jobs(fn: Callable[..., object], jobs: Sequence[tuple], workers: int,
-             log: Callable[[str], None] = print, label: Callable[[tuple], str] = str) -> list:
-    """``fn(*job, threads)`` for every job, results in job order: in this process (threads None)
-    when ``workers`` is 1, else in spawned local processes with one torch thread each. ``fn``
-    must be a module-level function of picklable arguments; results do not depend on
-    ``workers``. ``label(job)`` names a job in the log."""
-    import time
-
-    results: list = [None] * len(jobs)
-    if workers <= 1:
-        for i, job in enumerate(jobs):
-            t0 = time.perf_counter()
-            results[i] = fn(*job, None)
-            log(f"  {label(job)} done ({time.perf_counter() - t0:.0f} s)")
-        return results
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futs = {pool.submit(fn, *job, 1): i for i, job in enumerate(jobs)}
-        for f in as_completed(futs):
-            i = futs[f]
-            results[i] = f.result()
-            log(f"  {label(jobs[i])} done")
-    return results
+    dirs = run_tasks(_worker, [(c.model_dump(mode="json"), str(root)) for c in cfgs], workers, log=log,
+                     label=lambda t: str(t[0]["name"]))
+    return [(Path(d), _read(Path(d))) for d in dirs]

@@ -27,7 +27,7 @@ class DeepLinear(nn.Module):
     under ``torch.manual_seed(s)`` draws the same u, v as ``UVModel(d, n).init([s])``).
 
     ``input_norm=False`` (default) leaves the first layer unscaled, f = n^{-(L−1)/2} w_Lᵀ⋯W_1 x,
-    so depth 2 is the uv model of SPEC §2 and its NTK on unit inputs is (|W_1 x̂|² + |w_2|²)/n.
+    so depth 2 is the uv model of docs/spec.md §2 and its NTK on unit inputs is (|W_1 x̂|² + |w_2|²)/n.
     ``input_norm=True`` divides the first layer by √d too (every layer h ↦ W h/√fan_in), which
     keeps f of order 1 for inputs with entries of order 1 (e.g. images) rather than |x| of order 1.
 

@@ -13,7 +13,9 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
+from torch.utils.flop_counter import FlopCounterMode
 
+from ..seeding import seeded
 from .noise import ActivationNoise
 
 
@@ -59,8 +61,7 @@ class FromModule:
         """Stacked parameters and buffers of ``len(seeds)`` fresh members."""
         members = []
         for s in seeds:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(s))
+            with seeded(int(s)):
                 m = self.factory()
             state = {n: p.detach() for n, p in m.named_parameters()}
             state.update({n: b.detach().clone() for n, b in m.named_buffers()})
@@ -78,8 +79,6 @@ class FromModule:
         return self._fwd(params, x)
 
     def flops_per_example(self, input_shape: tuple[int, ...]) -> int:
-        from torch.utils.flop_counter import FlopCounterMode
-
         with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:
             self.factory().eval()(torch.zeros(1, *input_shape))
         return int(counter.get_total_flops())

@@ -1,8 +1,9 @@
 """Spatial activation noise of Li, Wei & Ma (2019), the small-LR-plus-noise arm of the patch experiment.
 
-SPEC: "Gaussian of shape H×W, shared across batch and channels, added before every BN→ReLU,
-training only". The image models place one :class:`ActivationNoise` at every BN→ReLU pair
-(see their ``noise_site`` argument for which side of the BN).
+The noise (docs/spec.md §1b): a Gaussian of shape H×W, shared across the batch and the
+channels, at every BN→ReLU, in training only. The image models place one
+:class:`ActivationNoise` at every BN→ReLU pair (see their ``noise_site`` argument for which side
+of the BN).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class BNReLU(nn.Sequential):
     The one place the image models put BN→ReLU, so noise placement is decided here:
     ``"after_bn"`` (default) gives BN→noise→ReLU, i.e. ``relu(bn(x) + σε)``, as in the Li et al.
     code (cwein3/large-lr-code, ``forward_noise``), so σ is in BN-normalised units;
-    ``"before_bn"`` gives noise→BN→ReLU (a literal reading of the SPEC's wording), where BN
+    ``"before_bn"`` gives noise→BN→ReLU (the literal reading of the description, docs/spec.md §1b), where BN
     rescales the noise by each channel's batch statistics.
     """
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp
 
-from ..train import losses
+from .. import losses
 
 LossFn = Callable[[dict[str, Tensor], Tensor, Tensor], Tensor]
 BN_MODES = ("eval", "train")

@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from ..data.feature_noise import NOISE
+
 
 def margins(model, W: Tensor, x: Tensor, y: Tensor) -> Tensor:
     """y·f(x) of every member on its own points: ``x`` [K, n, P, d], ``y`` [K, n] -> [K, n]."""
@@ -69,8 +71,6 @@ def benign_probes(model, data: Sequence, data_index: Sequence[int], delta: float
     strong points with |y·f − 1| ≥ δ), ``align.weak`` and ``align.strong`` (feature alignment,
     mean of the two classes) and ``noise`` (noise memorisation).
     """
-    from ..data.feature_noise import NOISE
-
     idx = list(data_index)
     strong = [d.train.group_mask("strong") for d in data]
     xs = torch.stack([data[i].train.x[strong[i]] for i in idx])

@@ -1,27 +1,36 @@
-"""Figures (PNG, matplotlib's Agg backend): metric curves by group and schedule."""
+"""Figures (PNG): metric curves by group and schedule, verdict bars.
+
+Figures are plain :class:`matplotlib.figure.Figure` objects, never pyplot's global state, so
+lrlab leaves the user's matplotlib backend alone and figures can be drawn from worker threads.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from ..store import write_atomic
 
-from ..store import write_atomic  # noqa: E402
+PHASE_COLORS = {"lazy": "#2a9d8f", "catapult": "#e9c46a", "divergent": "#e76f51"}
+"""One palette for the lazy / catapult / divergent phases in every figure."""
 
 
-def save(fig, path: Path) -> Path:
-    """Save a figure atomically as PNG and close it."""
-    import io
+def subplots(nrows: int = 1, ncols: int = 1, **kw: Any) -> tuple[Figure, Any]:
+    """A new Figure and its axes, like ``pyplot.subplots`` but without pyplot's global state."""
+    fig = Figure(figsize=kw.pop("figsize", None))
+    return fig, fig.subplots(nrows, ncols, **kw)
 
+
+def save(fig: Figure, path: Path) -> Path:
+    """Save a figure atomically as PNG."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     write_atomic(path, buf.getvalue())
     return path
 
@@ -40,9 +49,9 @@ def group_curves(panels: Sequence[tuple[str, pd.DataFrame, pd.DataFrame, str, Se
     """One panel per (title, records, members, schedule name, marks): train (dashed) and test
     (solid) ``metric`` per group, mean over seeds with a min–max band; vertical lines at
     ``marks`` (e.g. the anneal step)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), sharey=True,
+    fig, axes = subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), sharey=True,
                              squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (ptitle, records, members, name, marks) in zip(axes[0], panels):
         mem = members[members.name == name].member.tolist()
         for gi, g in enumerate(groups):
@@ -72,9 +81,9 @@ def epoch_curves(panels: Sequence[tuple[str, pd.DataFrame, Sequence[int | tuple[
     """One panel per (title, long table with seed/epoch/metric/value, marks): each (metric,
     label) of ``series`` as its mean over seeds with a min–max band; dotted lines at ``marks``
     (an epoch, labelled 'anneal', or an (epoch, label) pair)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), sharey=True,
+    fig, axes = subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), sharey=True,
                              squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (ptitle, table, marks) in zip(axes[0], panels):
         for i, (metric, label) in enumerate(series):
             sub = table[table.metric == metric]
@@ -102,8 +111,8 @@ def epoch_curves(panels: Sequence[tuple[str, pd.DataFrame, Sequence[int | tuple[
 def verdict_bars(rows: Sequence[tuple[str, float, float, float, str]], path: Path, title: str = "") -> Path:
     """Horizontal bars: effect mean with its 95% interval per verdict, coloured by status."""
     color = {"PASS": "#2a9d8f", "FAIL": "#e76f51", "INCONCLUSIVE": "#e9c46a"}
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1))
-    for i, (label, mean, lo, hi, status) in enumerate(rows):
+    fig, ax = subplots(figsize=(7, 0.45 * len(rows) + 1))
+    for i, (_, mean, lo, hi, status) in enumerate(rows):
         lo_ = mean if not np.isfinite(lo) else lo
         hi_ = mean if not np.isfinite(hi) else hi
         ax.errorbar(mean, i, xerr=[[mean - lo_], [hi_ - mean]], fmt="o", color=color.get(status, "k"),

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from ..claims.stats import Verdict
+from ..stats import Verdict
 from ..store import write_atomic
 
 

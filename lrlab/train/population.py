@@ -25,13 +25,16 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
+from .. import losses
 from ..config import TrainConfig
 from ..data.dataset import Dataset
 from ..data.images import ImageStream
-from ..probes.accuracy import StackedData, group_metrics
-from . import losses
+from ..data.stacked import StackedData
+from ..probes.accuracy import group_metrics
+from ..threads import set_threads
 from .schedules import Schedule, lr_table
 
 # Forward FLOPs per member per step above which loop mode beats batched products on CPU
@@ -486,8 +489,6 @@ def _progress(progress, total: int, start: int, mode: str, k: int):
         return lambda t: progress(t, total) if t is not None else None
     if not progress:
         return lambda t: None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     bar = Progress(TextColumn(f"training {k} members ({mode})"), BarColumn(), MofNCompleteColumn(),
                    TimeRemainingColumn(), transient=True)
     task = bar.add_task("train", total=total, completed=start)
@@ -541,8 +542,7 @@ def train_population(model, members: Sequence[Member],
         raise ValueError("a population needs at least one member")
     if cfg.unit != "step":
         raise ValueError("train_population counts in steps: pass cfg.in_steps(steps_per_epoch)")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     rd = Path(run_dir) if run_dir is not None else None
     cadences = (probe_every.items() if isinstance(probe_every, Mapping)
                 else [("probe_every", probe_every)] if probe_every is not None else [])

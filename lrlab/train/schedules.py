@@ -12,8 +12,8 @@ from typing import Callable, Sequence, Union
 
 import torch
 
-from ..config import (AutoDecayScheduleConfig, ConstantSchedule, CosineSchedule, ScheduleConfig,
-                      StepSchedule)
+from ..config import AutoDecayScheduleConfig, ConstantSchedule, CosineSchedule, ScheduleConfig, StepSchedule
+from .autodecay import AutoDecaySchedule
 
 
 def _check_lr(lr: float) -> None:
@@ -116,8 +116,6 @@ def from_config(cfg: ScheduleConfig, total_steps: int, steps_per_unit: int = 1) 
         return Cosine(cfg.lr, cfg.steps * k if cfg.steps else total_steps, cfg.final_lr,
                       cfg.warmup_steps * k)
     if isinstance(cfg, AutoDecayScheduleConfig):
-        from .autodecay import AutoDecaySchedule
-
         return AutoDecaySchedule(**cfg.model_dump(exclude={"kind"}))
     raise ValueError(f"unknown schedule {cfg!r}")  # pragma: no cover
 

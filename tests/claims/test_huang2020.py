@@ -1,4 +1,5 @@
-"""The huang2020 claim: config checks, the catapult criterion, and a tiny end-to-end run."""
+"""The huang2020 claim: config checks, the catapult criterion, judge on hand-made tables, the
+execution options reaching every job, and a tiny end-to-end run."""
 
 from __future__ import annotations
 
@@ -6,15 +7,21 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 
+import lrlab.claims.huang2020.experiment as ex
+from lrlab import driver
 from lrlab.claims import huang2020 as hu
-from lrlab.claims import load_claim_config, verify
+from lrlab.claims.protocol import JobContext
 from lrlab.config import ConfigError, validate
+from lrlab.data import gaussian_data
+from lrlab.driver import load_claim_config, verify
+from lrlab.stats import FAIL, INCONCLUSIVE, PASS
 from tests.helpers import write_yaml
 
-TINY = {"claim": {
-    "seeds": [0, 1],
+TINY = {"execution": {"seeds": [0, 1]}, "claim": {
     "degenerate": {"n": 16, "d": 3, "width": 32, "depth": 2, "steps": 60, "separable_grid": [1, 10, 100],
                    "ps": [0.5], "boundary_span": [0.5, 1.5], "boundary_points": 5, "flat_grid": [1.5, 2, 4],
                    "widths": [16, 32, 64], "divergence_grid": [2, 8, 32]},
@@ -22,29 +29,50 @@ TINY = {"claim": {
     "real": {"classes": [3, 5], "n_per_class": 5, "test_per_class": 3, "pool": 8, "width": 16, "steps": 20,
              "grid": [1, 8, 64], "anneal_from": 8, "anneal_to": 1, "anneal_at": 10},
 }}
+IDS = {"a-separable-degenerate-monotone", "a-separable-gaussian-monotone", "b-boundary-p0.5",
+       "b-curvature-falls-p0.5", "c-flatter-p0.5", "c-flatter-gaussian", "d-real-catapult-beats-lazy",
+       "d-real-anneal-beats-lazy"}
+
+
+def _tiny(**execution) -> dict:
+    raw = json.loads(json.dumps(TINY))
+    raw["execution"].update(execution)
+    return raw
 
 
 def test_shipped_configs_validate(cifar_root, monkeypatch):
     monkeypatch.setenv("LRLAB_DATA", str(cifar_root))
     for scale in ("quick", "paper"):
         cfg = load_claim_config(hu.NAME, scale, seeds=2)
-        assert cfg.claim.seeds == [0, 1]
+        assert cfg.execution.seeds == [0, 1]
         hu.preflight(cfg)
 
 
 def test_config_errors():
-    bad = json.loads(json.dumps(TINY))
+    bad = _tiny()
     bad["claim"]["degenerate"]["ps"] = [1.2]
     with pytest.raises(ConfigError, match=r"degenerate.ps must lie in \(0, 1\), got \[1.2\]"):
-        validate(hu.ClaimConfig, bad)
-    bad = json.loads(json.dumps(TINY))
+        validate(hu.Config, bad)
+    bad = _tiny()
     bad["claim"]["degenerate"]["boundary_span"] = [1.1, 1.5]
     with pytest.raises(ConfigError, match="boundary_span must bracket 1"):
-        validate(hu.ClaimConfig, bad)
-    bad = json.loads(json.dumps(TINY))
+        validate(hu.Config, bad)
+    bad = _tiny()
     bad["claim"]["real"]["classes"] = [3, 3]
-    with pytest.raises(ValueError, match="two distinct CIFAR-10 classes"):
-        hu.preflight(validate(hu.ClaimConfig, bad))
+    with pytest.raises(ConfigError, match="two distinct CIFAR-10 classes"):
+        validate(hu.Config, bad)
+    bad = _tiny()
+    bad["claim"]["real"]["pool"] = 5
+    with pytest.raises(ConfigError, match="real.pool must divide 32, got 5"):
+        validate(hu.Config, bad)
+    with pytest.raises(ConfigError, match="at least 2 seeds"):
+        validate(hu.Config, _tiny(seeds=[0]))
+
+
+def test_preflight_checks_the_cifar_source(tmp_path, monkeypatch):
+    monkeypatch.setenv("LRLAB_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="CIFAR-10 not found"):
+        hu.preflight(validate(hu.Config, _tiny()))
 
 
 def test_catapult_rise_is_measured_from_the_running_minimum():
@@ -53,6 +81,182 @@ def test_catapult_rise_is_measured_from_the_running_minimum():
     assert hu.catapult_rise([1.0, math.inf]) == math.inf
 
 
+# ------------------------------------------------------------------------------ judge on hand-made tables
+SEEDS = [0, 1, 2]
+BEST = math.log(2)  # p = 1/2: the lowest reachable logistic loss
+
+
+def _runs(seed: int, sweep: str, lam0: float, **cols) -> pd.DataFrame:
+    n = len(cols["eta_lam0"])
+    base = {"final_loss": [0.1] * n, "lam_final": [1.0] * n, "hessian_final": [1.0] * n, "rise": [0.0] * n,
+            "max_step_rise": [-0.1] * n}
+    base.update(cols)
+    c = np.asarray(base.pop("eta_lam0"), dtype=float)
+    t = pd.DataFrame({"job": f"part-seed{seed}", "seed": seed, "sweep": sweep, "eta": c / lam0, "eta_lam0": c,
+                      "phase": "lazy", **{k: np.asarray(v, dtype=float) for k, v in base.items()}})
+    t["eta_lam_final"] = t.eta * t.lam_final
+    return t
+
+
+def _hand_tables(paper: bool) -> dict[str, pd.DataFrame]:
+    """Tables in the stored shape where the paper's statements hold (``paper``) or are reversed."""
+    sweeps, runs, real = [], [], []
+    for sd in SEEDS:
+        e = 0.01 * sd  # a little spread between seeds
+        for name in ("separable", "gaussian-separable", "gaussian-nonseparable"):
+            sweeps.append({"job": f"x-seed{sd}", "seed": sd, "sweep": name, "lam0": 1.0, "p": math.nan,
+                           "p_real": math.nan, "theory": math.nan, "best_loss": math.nan})
+        sweeps.append({"job": f"x-seed{sd}", "seed": sd, "sweep": "p=0.5", "lam0": 2.0, "p": 0.5, "p_real": 0.5,
+                       "theory": 8.0, "best_loss": BEST})
+        # (a): the largest one-step rise is below 0 (paper) or positive / a blow-up (reversed)
+        runs.append(_runs(sd, "separable", 1.0, eta_lam0=[1, 10, 100],
+                          max_step_rise=[-0.1, -1e-3 - 0.01 * e, -0.05] if paper else [0.5 + e, -0.1, 1e-3]))
+        runs.append(_runs(sd, "gaussian-separable", 1.0, eta_lam0=[1, 8, 64],
+                          max_step_rise=[-0.2, -2e-3 - 0.01 * e, -0.1] if paper else [-0.2, -0.1, math.inf]))
+        # (b), (c) degenerate: catapult onset c*, η·p(1−p)·λ_T of the converged catapult runs, λ_H(T)
+        c = np.array([4, 6, 8.2 + e if paper else 8.2, 12 + e, 16, 20, 40])
+        cat = [0, 0, 0.5, 0.5, 0.5, 0.5, math.inf] if paper else [0, 0, 0, 0.5, 0.5, 0.5, math.inf]
+        fin = [BEST + 1e-5] * 5 + [BEST + 0.1, math.inf]  # the run at 20 did not converge, 40 diverged
+        edge = 1.5 + e if paper else 3 + e  # η·p(1−p)·λ_T of the converged catapult runs
+        lam_f = [1.0, 1.0] + [edge / (cc / 2 * 0.25) for cc in c[2:5]] + [1e3, math.nan]
+        hess = 10 * c ** (-(1 + 10 * e) if paper else 1 + 10 * e)
+        hess[5:] = [1e6, math.nan]
+        runs.append(_runs(sd, "p=0.5", 2.0, eta_lam0=c, rise=cat, final_loss=fin, lam_final=lam_f,
+                          hessian_final=hess))
+        # (c) Gaussian: catapult runs within 0.05 of the lowest loss; the one at 48 is not, 64 diverged
+        c = np.array([1, 8, 16, 32, 48, 64])
+        hess = 5 * c ** (-(0.5 + 10 * e) if paper else 0.5 + 10 * e)
+        hess[4:] = [1e6 if paper else 1e-6, math.nan]
+        runs.append(_runs(sd, "gaussian-nonseparable", 1.0, eta_lam0=c, rise=[0, 0.5, 0.5, 0.5, 0.5, math.inf],
+                          final_loss=[0.5, 0.45, 0.46, 0.48, 0.9, math.inf], hessian_final=hess))
+        # (d) CIFAR-10: lazy (c = 1), catapult (c = 8), diverged (c = 64), anneal
+        acc = [0.6, 0.7 + e, 0.5, 0.75 + e] if paper else [0.8, 0.6 + e, 0.9, 0.5 + e]
+        real.append(pd.DataFrame({"job": f"real-seed{sd}", "seed": sd, "name": ["c=1", "c=8", "c=64", "anneal"],
+                                  "c": [1.0, 8.0, 64.0, 8.0], "rise": [0.0, 0.5, math.inf, 0.5],
+                                  "final_loss": [0.6, 0.5, math.nan, 0.4], "test_acc": acc,
+                                  "diverged": [False, False, True, False], "lam0": 3.0}))
+    return {"sweeps": pd.DataFrame(sweeps), "runs": pd.concat(runs, ignore_index=True),
+            "real": pd.concat(real, ignore_index=True)}
+
+
+def _hand_cfg():
+    return validate(hu.Config, _tiny(seeds=SEEDS))
+
+
+def test_judge_passes_when_the_paper_holds():
+    vs = {v.id: v for v in hu.judge(_hand_cfg(), _hand_tables(paper=True))}
+    assert set(vs) == IDS
+    assert {v.status for v in vs.values()} == {PASS}, {k: v.status for k, v in vs.items()}
+    assert all(v.kind == "other" and v.regime == "gd" and v.min_effect == 0.0 for v in vs.values())
+    e = np.array([0.0, 0.01, 0.02])
+    close = lambda id_, want: np.testing.assert_allclose(vs[id_].per_seed, want, rtol=1e-9, atol=1e-12)  # noqa: E731
+    close("a-separable-degenerate-monotone", 1e-6 + 1e-3 + 0.01 * e)
+    close("a-separable-gaussian-monotone", 1e-6 + 2e-3 + 0.01 * e)
+    close("b-boundary-p0.5", 0.1 - (0.2 + e) / 8)
+    close("b-curvature-falls-p0.5", 2 - (1.5 + e))
+    close("c-flatter-p0.5", 1 + 10 * e)
+    close("c-flatter-gaussian", 0.5 + 10 * e)
+    close("d-real-catapult-beats-lazy", 0.1 + e)
+    close("d-real-anneal-beats-lazy", 0.15 + e)
+    assert "smallest η·λ0 whose loss rose, per seed: none, none, none" in vs["a-separable-degenerate-monotone"].notes
+    assert "measured c* / theory per seed: 8.2 / 8; 8.21 / 8; 8.22 / 8" in vs["b-boundary-p0.5"].notes
+    assert "converged catapult runs per seed: 3, 3, 3" in vs["b-curvature-falls-p0.5"].notes
+    assert vs["a-separable-degenerate-monotone"].statement.endswith("up to 100 (no catapult)")
+
+
+def test_judge_fails_when_the_paper_is_reversed():
+    vs = {v.id: v for v in hu.judge(_hand_cfg(), _hand_tables(paper=False))}
+    assert set(vs) == IDS
+    assert {v.status for v in vs.values()} == {FAIL}, {k: v.status for k, v in vs.items()}
+    e = np.array([0.0, 0.01, 0.02])
+    close = lambda id_, want: np.testing.assert_allclose(vs[id_].per_seed, want, rtol=1e-9, atol=1e-12)  # noqa: E731
+    close("a-separable-degenerate-monotone", 1e-6 - (0.5 + e))
+    close("a-separable-gaussian-monotone", [1e-6 - hu.RISE_CAP] * 3)  # a blow-up counts as RISE_CAP
+    close("b-boundary-p0.5", 0.1 - (4 + e) / 8)
+    close("b-curvature-falls-p0.5", 2 - (3 + e))
+    close("c-flatter-p0.5", -(1 + 10 * e))
+    close("c-flatter-gaussian", -(0.5 + 10 * e))
+    close("d-real-catapult-beats-lazy", -0.2 + e)
+    close("d-real-anneal-beats-lazy", -0.3 + e)
+    assert "smallest η·λ0 whose loss rose, per seed: 1, 1, 1" in vs["a-separable-degenerate-monotone"].notes
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # intervals over −inf
+def test_judge_undefined_and_missing_phases():
+    t = _hand_tables(paper=True)
+    r = t["runs"]
+    r.loc[(r.sweep == "p=0.5") & (r.seed == 0), "rise"] = 0.0  # seed 0: no catapult at all
+    t["real"].loc[t["real"].seed == 1, "rise"] = 0.5  # seed 1: no lazy CIFAR-10 run
+    vs = {v.id: v for v in hu.judge(_hand_cfg(), t)}
+    assert vs["b-boundary-p0.5"].per_seed[0] == -math.inf  # no onset measured: the boundary is missed
+    assert vs["b-curvature-falls-p0.5"].per_seed[0] == -math.inf
+    assert len(vs["c-flatter-p0.5"].per_seed) == 2 and "undefined on 1 of 3 seeds" in vs["c-flatter-p0.5"].notes
+    assert vs["d-real-catapult-beats-lazy"].per_seed[1] == -1.0
+    assert vs["d-real-anneal-beats-lazy"].per_seed[1] == -1.0
+    assert vs["b-boundary-p0.5"].status in (FAIL, INCONCLUSIVE)
+
+
+# ------------------------------------------------------------------------------ execution options
+class _Reached(Exception):
+    """Raised by the recorders: the job got as far as its training entry point."""
+
+
+def test_execution_options_reach_every_job(monkeypatch):
+    cfg = load_claim_config(hu.NAME, "quick", seeds=2, device="cuda:3", threads=2)
+    assert cfg.execution.seeds == [0, 1] and cfg.execution.threads == 2 and cfg.execution.device == "cuda:3"
+    jobs = hu.jobs(cfg)
+    assert [(j.part, j.params["seed"]) for j in jobs] == [(p, sd) for p in ("real", "degenerate", "gaussian")
+                                                          for sd in (0, 1)]
+    seen: dict[str, list[tuple[str, str]]] = {}
+    key = [""]
+
+    def record(what: str, device) -> None:
+        seen.setdefault(key[0], []).append((what, str(device)))
+
+    tensor_to, module_to = torch.Tensor.to, torch.nn.Module.to
+
+    def fake_tensor_to(self, *a, **k):  # no CUDA here: record the move and stay on the CPU
+        dev = a[0] if a and isinstance(a[0], (str, torch.device)) else k.get("device")
+        if dev is not None and str(dev).startswith("cuda"):
+            record("tensor.to", dev)
+            return self
+        return tensor_to(self, *a, **k)
+
+    def fake_module_to(self, *a, **k):
+        dev = a[0] if a and isinstance(a[0], (str, torch.device)) else k.get("device")
+        if dev is not None and str(dev).startswith("cuda"):
+            record("module.to", dev)
+            return self
+        return module_to(self, *a, **k)
+
+    def fake_phase_diagram(*a, device="cpu", **k):
+        record("phase_diagram", device)
+        raise _Reached
+
+    def fake_train_population(model, members, train, test, tcfg, **k):
+        record("train_population", tcfg.device)
+        raise _Reached
+
+    monkeypatch.setattr(torch.Tensor, "to", fake_tensor_to)
+    monkeypatch.setattr(torch.nn.Module, "to", fake_module_to)
+    monkeypatch.setattr(ex, "phase_diagram", fake_phase_diagram)
+    monkeypatch.setattr(ex, "train_population", fake_train_population)
+    monkeypatch.setattr(ex, "cifar_two_class", lambda classes, n, nt, seed, pool: gaussian_data(8, 12, seed))
+    for job in jobs:
+        key[0] = job.key
+        with pytest.raises(_Reached):
+            hu.run_job(cfg, job, JobContext(device="cuda:3"))
+    assert set(seen) == {j.key for j in jobs}
+    for k, calls in seen.items():
+        assert {d for _, d in calls} == {"cuda:3"}, (k, calls)
+        whats = {w for w, _ in calls}
+        if k.startswith("real"):
+            assert whats == {"tensor.to", "module.to", "train_population"}, (k, calls)
+        else:
+            assert whats == {"tensor.to", "phase_diagram"}, (k, calls)
+
+
+# ------------------------------------------------------------------------------ end to end
 def test_tiny_end_to_end(tmp_path, monkeypatch, cifar_root):
     monkeypatch.setenv("LRLAB_DATA", str(cifar_root))
     cfgdir = tmp_path / "configs"
@@ -61,14 +265,31 @@ def test_tiny_end_to_end(tmp_path, monkeypatch, cifar_root):
     monkeypatch.setenv("LRLAB_CONFIGS", str(cfgdir))
     out = tmp_path / "out"
     vs = {v.id: v for v in verify([hu.NAME], "quick", out, log=lambda m: None, workers=1)}
-    assert set(vs) == {"a-separable-degenerate-monotone", "a-separable-gaussian-monotone", "b-boundary-p0.5",
-                       "b-curvature-falls-p0.5", "c-flatter-p0.5", "c-flatter-gaussian",
-                       "d-real-catapult-beats-lazy", "d-real-anneal-beats-lazy"}
+    assert set(vs) == IDS
     # the exact theory holds even this small: degenerate separable data never catapults
     assert all(x > 0 for x in vs["a-separable-degenerate-monotone"].per_seed)
     for id_, v in vs.items():  # a flatness slope needs two converged catapult runs on a seed
         assert len(v.per_seed) == 2 or (id_.startswith("c-flatter") and len(v.per_seed) < 2), id_
-    figs = {p.name for p in (out / "figures").iterdir()}
+    figs = {p.name for p in (out / hu.NAME / "figures").iterdir()}
     assert {f"{hu.NAME}-{n}.png" for n in ("trajectories", "flatness", "real-accuracy")} <= figs
     text = (out / "report.md").read_text()
     assert "(e) divergence boundary" in text and np.isfinite(vs["b-curvature-falls-p0.5"].interval.mean)
+    # the stored tables are tidy, and the η keys of runs, loss and lam are the same float64 values
+    cfg = validate(hu.Config, TINY)
+    tables = driver.load_tables(out, hu.NAME, cfg, hu.jobs(cfg))
+    assert set(tables) == {"sweeps", "runs", "loss", "lam", "widths", "real", "real_loss"}
+    for name, t in tables.items():
+        assert list(t.columns)[0] == "job" and all(isinstance(c, str) for c in t.columns), name
+        assert isinstance(t.index, pd.RangeIndex), name
+    runs, loss, lam = tables["runs"], tables["loss"], tables["lam"]
+    assert runs.eta.dtype == np.float64
+    for sd in (0, 1):
+        for sweep in ("separable", "p=0.5", "gaussian-separable", "gaussian-nonseparable"):
+            etas = set(runs[(runs.seed == sd) & (runs.sweep == sweep)].eta)
+            assert set(loss[(loss.seed == sd) & (loss.sweep == sweep)].eta) == etas
+            if not sweep.startswith("gaussian"):
+                assert set(lam[(lam.seed == sd) & (lam.sweep == sweep)].eta) == etas
+    assert len(tables["widths"]) == 2 * 3 and len(tables["real"]) == 2 * 4
+    before = (out / "verdicts.json").read_bytes()
+    driver.report(out, log=lambda m: None)  # re-judged from the stored tables alone
+    assert (out / "verdicts.json").read_bytes() == before

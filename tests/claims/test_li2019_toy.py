@@ -1,7 +1,9 @@
-"""The li2019-toy claim: its control, its step-to-fit measure, configs and an end-to-end verify."""
+"""The li2019-toy claim: its control, its step-to-fit measure, the config and its seeds, judge on
+hand-made tables, execution options, resuming an interrupted job, and an end-to-end verify."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -10,12 +12,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from lrlab.claims import CLAIMS, PASS, FAIL, INCONCLUSIVE, load_claim_config, verify
+from lrlab import experiment
+from lrlab.claims import CLAIMS
 from lrlab.claims import li2019_toy as toy
+from lrlab.claims.protocol import JobContext
 from lrlab.config import ConfigError, config_dir, validate
-from lrlab.store import load_run
+from lrlab.driver import load_claim_config, report, verify
+from lrlab.stats import FAIL, INCONCLUSIVE, PASS
 from lrlab.train import PopulationResult, StepDecay, total_lr
-from tests.helpers import tiny_run_cfg, tiny_run_dict
+from tests.helpers import interrupt_at, tiny_run_cfg, tiny_run_dict, write_yaml
+
+IDS = ["a-overall", "b-overall", "a-P-only", "b-P-only", "c-small-order", "c-large-order", "c-large-after-anneal"]
 
 
 def _small_lr(lr):
@@ -74,19 +81,38 @@ def test_per_seed_final():
     assert toy.per_seed_final(res, "a", "test.acc", 0.5).to_dict() == {3: 0.2, 4: 0.5}
 
 
+def _claim_dict(seeds=(0, 1), **claim) -> dict:
+    rd = tiny_run_dict()
+    del rd["population"]["seeds"]
+    return {"execution": {"seeds": list(seeds)}, "claim": claim, "regimes": {"r": rd}}
+
+
 def test_claim_config_checks_the_roles():
-    ok = validate(toy.ClaimConfig, {"claim": {}, "regimes": {"r": tiny_run_dict()}})
+    ok = validate(toy.Config, _claim_dict())
     assert ok.claim.large == "large" and ok.claim.small == "small"
-    raw = {"claim": {}, "regimes": {"r": tiny_run_dict()}}
+    raw = _claim_dict()
     del raw["regimes"]["r"]["population"]["schedules"]["small"]
     with pytest.raises(ConfigError, match="regimes.r.population.schedules has no 'small'"):
-        validate(toy.ClaimConfig, raw)
-    raw = {"claim": {}, "regimes": {"r": tiny_run_dict()}}
+        validate(toy.Config, raw)
+    raw = _claim_dict()
     raw["regimes"]["r"]["population"]["schedules"]["large"] = {"kind": "constant", "lr": 0.1}
     with pytest.raises(ConfigError, match="must be a 'step' schedule"):
-        validate(toy.ClaimConfig, raw)
+        validate(toy.Config, raw)
     with pytest.raises(ConfigError, match="regimes"):
-        validate(toy.ClaimConfig, {"claim": {}, "regimes": {}})
+        validate(toy.Config, {"execution": {"seeds": [0]}, "claim": {}, "regimes": {}})
+
+
+def test_regime_seeds_come_from_execution():
+    cfg = validate(toy.Config, _claim_dict(seeds=(3, 7, 9)))
+    assert cfg.regimes["r"].population.seeds == [3, 7, 9]
+    again = validate(toy.Config, cfg.model_dump(mode="json"))
+    assert again == cfg  # a stored, resolved config (seeds filled in) reads back the same
+    raw = _claim_dict(seeds=(0, 1))
+    raw["regimes"]["r"]["population"]["seeds"] = [0, 1, 2]
+    with pytest.raises(ConfigError, match=r"differ from execution.seeds \[0, 1\]"):
+        validate(toy.Config, raw)
+    with pytest.raises(ConfigError, match="execution"):
+        validate(toy.Config, {k: v for k, v in _claim_dict().items() if k != "execution"})
 
 
 def _regimes() -> list[str]:
@@ -95,6 +121,11 @@ def _regimes() -> list[str]:
 
 
 def test_load_claim_config_seeds_and_errors():
+    for scale, n in (("quick", 5), ("paper", 10)):
+        cfg = load_claim_config(toy.NAME, scale)
+        assert cfg.execution.seeds == list(range(n))
+        assert all(rc.population.seeds == list(range(n)) for rc in cfg.regimes.values())
+        toy.preflight(cfg)
     cfg = load_claim_config(toy.NAME, "quick", seeds=3)
     assert list(cfg.regimes) == _regimes()
     assert all(rc.population.seeds == [0, 1, 2] for rc in cfg.regimes.values())
@@ -107,54 +138,214 @@ def test_load_claim_config_seeds_and_errors():
     assert {toy.NAME, "li2019-patch"} <= set(CLAIMS)
 
 
-def _shrink(regime: str) -> list[str]:
-    p = f"regimes.{regime}."
-    return [p + "data.d=5", p + "data.n_train=64", p + "data.n_test=64", p + "model.width=8",
-            p + "train.steps=40", p + "train.eval_every=10", p + "train.batch_size=16",
-            p + "population.schedules.large={kind: step, lr: 0.1, milestones: [20], factor: 0.1}",
-            p + "population.schedules.small={kind: constant, lr: 0.02}"]
+def test_jobs_one_per_regime_and_run():
+    cfg = load_claim_config(toy.NAME, "quick")
+    keys = [(j.key, j.part, j.params["regime"]) for j in toy.jobs(cfg)]
+    assert keys == [(f"{r}-{p}", p, r) for r in _regimes() for p in ("main", "control")]
+    assert all(j.resources.cpus == 1 and j.resources.gpus == 0 for j in toy.jobs(cfg))
+    off = load_claim_config(toy.NAME, "quick", overrides=["claim.control=false"])
+    assert [j.key for j in toy.jobs(off)] == [f"{r}-main" for r in _regimes()]
 
 
-def test_verify_end_to_end(tmp_path):
+# ------------------------------------------------------------------ judge on hand-made tables
+STEPS = [0, 5, 10, 15, 20]  # the tiny regime: 20 steps, eval_every 5, anneal at 10
+
+
+def _fit_curve(at: int | None) -> list[float]:
+    """A training-accuracy curve that reaches 0.95 at step ``at`` (None: never)."""
+    return [0.95 if at is not None and s >= at else 0.6 for s in STEPS]
+
+
+def _final_curve(final: float) -> list[float]:
+    return [0.5] * (len(STEPS) - 1) + [final]
+
+
+def _tables(cfg, large_final, small_final, ctrl_final, small_fit, large_fit, diverged=()):
+    """records/members of one regime 'r' in the stored shape. ``*_final``: final test accuracy per
+    seed (overall and P-only alike); ``*_fit``: per seed the (P-only, Q-only) step that reaches 95%
+    train accuracy; ``diverged``: (run, name, seed) of members marked diverged."""
+    seeds = cfg.execution.seeds
+    recs, mems = [], []
+
+    def add(run, name, k, seed, final, fit):
+        mems.append({"job": f"r-{run}", "regime": "r", "run": run, "member": k, "name": name, "seed": seed,
+                     "diverged": (run, name, seed) in diverged})
+        curves = {f"test{g}.acc": _final_curve(final) for g in ("", ".P-only", ".Q-only", ".both")}
+        curves.update({"train.P-only.acc": _fit_curve(fit[0]), "train.Q-only.acc": _fit_curve(fit[1])})
+        for metric, vals in curves.items():
+            for step, v in zip(STEPS, vals):
+                recs.append({"job": f"r-{run}", "regime": "r", "run": run, "member": k, "step": step,
+                             "metric": metric, "value": v})
+
+    for i, sd in enumerate(seeds):
+        add("main", "large", i, sd, large_final[i], large_fit[i])
+        add("main", "small", len(seeds) + i, sd, small_final[i], small_fit[i])
+        add("control", "small-same-sum-lr", i, sd, ctrl_final[i], (5, 5))
+    return {"records": pd.DataFrame(recs), "members": pd.DataFrame(mems)}
+
+
+@pytest.fixture
+def hand_cfg():
+    return validate(toy.Config, _claim_dict(seeds=(0, 1, 2)))
+
+
+def test_judge_on_hand_made_tables_pass(hand_cfg, tmp_path):
+    t = _tables(hand_cfg, large_final=[0.90, 0.91, 0.72], small_final=[0.70, 0.72, float("nan")],
+                ctrl_final=[0.80, 0.80, 0.62],
+                small_fit=[(15, 5), (15, 0), (None, 5)],  # Q-only first (seed 2 never fits P-only)
+                large_fit=[(0, 15), (5, 15), (0, 15)],  # P-only first, Q-only after the anneal (10)
+                diverged={("main", "small", 2)})
+    vs = toy.judge(hand_cfg, t)
+    assert [v.id for v in vs] == IDS and all(v.regime == "r" for v in vs)
+    by = {v.id: v for v in vs}
+    assert all(v.status == PASS for v in vs), {v.id: v.status for v in vs}
+    np.testing.assert_allclose(by["a-overall"].per_seed, [0.20, 0.19, 0.22])  # diverged small: scored at 0.5
+    assert by["a-overall"].per_seed == by["a-P-only"].per_seed
+    assert by["a-overall"].notes == "1 diverged member(s) scored at chance accuracy (0.5)"
+    np.testing.assert_allclose(by["b-overall"].per_seed, [0.10, 0.11, 0.10])
+    assert by["b-overall"].notes == "" and "same Σηt (110 steps)" in by["b-overall"].statement
+    assert by["c-small-order"].per_seed == [10.0, 15.0, 20.0]  # never fits P-only: censored at 20 + 5
+    assert by["c-large-order"].per_seed == [15.0, 10.0, 15.0]
+    assert by["c-large-after-anneal"].per_seed == [5.0, 5.0, 5.0]
+    assert "at step 10" in by["c-large-after-anneal"].statement
+    assert all(v.min_effect == 0.01 for v in vs if v.id[0] in "ab")
+    assert all(v.min_effect == 5.0 for v in vs if v.id[0] == "c")
+    assert [v.id for v in vs if v.kind == "accuracy"] == IDS[:4]
+    # the report draws from the same tables and reads the verdicts back in words
+    text = toy.report(hand_cfg, t, vs, tmp_path, tmp_path.relative_to(tmp_path.parent))
+    assert "| small-same-sum-lr | 0.740 ± 0.104 |" in text
+    assert "the accuracy gain of large LR + anneal at equal steps holds" in text
+    assert "Stored tables" not in text  # no job folders next to this figure folder
+    assert (tmp_path / f"{toy.NAME}-r-accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_judge_on_hand_made_tables_reversed(hand_cfg, tmp_path):
+    t = _tables(hand_cfg, large_final=[0.70, 0.72, 0.71], small_final=[0.90, 0.91, 0.93],
+                ctrl_final=[0.95, 0.96, 0.95],
+                small_fit=[(5, 15), (0, 15), (5, None)],  # P-only first
+                large_fit=[(15, 0), (15, 5), (20, 5)])  # Q-only first, before the anneal
+    by = {v.id: v for v in toy.judge(hand_cfg, t)}
+    assert {k: v.status for k, v in by.items()} == dict.fromkeys(IDS, FAIL)
+    np.testing.assert_allclose(by["a-P-only"].per_seed, [-0.20, -0.19, -0.22])
+    np.testing.assert_allclose(by["b-P-only"].per_seed, [-0.25, -0.24, -0.24])
+    assert by["c-small-order"].per_seed == [-10.0, -15.0, -20.0]
+    assert by["c-large-order"].per_seed == [-15.0, -10.0, -15.0]
+    assert by["c-large-after-anneal"].per_seed == [-10.0, -5.0, -5.0]
+    text = toy.report(hand_cfg, t, list(by.values()), tmp_path, tmp_path.relative_to(tmp_path.parent))
+    assert "at equal steps does not hold; against small LR trained to the same Σηt it does not hold" in text
+
+
+def test_judge_without_control(hand_cfg):
+    cfg = hand_cfg.model_copy(update={"claim": hand_cfg.claim.model_copy(update={"control": False})})
+    t = _tables(hand_cfg, [0.9] * 3, [0.8, 0.7, 0.9], [0.8] * 3, [(5, 5)] * 3, [(5, 5)] * 3)
+    t = {k: v[v.run == "main"] for k, v in t.items()}
+    vs = toy.judge(cfg, t)
+    assert [v.id for v in vs] == [i for i in IDS if not i.startswith("b-")]
+    assert {v.id: v.status for v in vs}["a-overall"] == INCONCLUSIVE  # +0.1, +0.2, 0.0
+
+
+# ------------------------------------------------------------------ execution options
+class Reached(Exception):
+    """Raised by the recording stand-ins for the trainer's entry points."""
+
+
+def test_execution_options_reach_every_job(monkeypatch, tmp_path):
+    cfg = load_claim_config(toy.NAME, "quick", seeds=2, device="cuda:3", threads=2)
+    assert cfg.execution.seeds == [0, 1]
+    assert all(rc.population.seeds == [0, 1] for rc in cfg.regimes.values())
+    got = {}
+
+    def record(rc, **kw):
+        got[rc.name] = (rc.train.device, rc.train.threads, rc.population.seeds, kw.get("run_dir"))
+        raise Reached
+
+    monkeypatch.setattr(experiment, "run", record)
+    monkeypatch.setattr(experiment, "resume", lambda *a, **kw: pytest.fail("nothing to resume"))
+    jobs = toy.jobs(cfg)
+    assert len(jobs) == 2 * len(_regimes())
+    for job in jobs:
+        with pytest.raises(Reached):
+            toy.run_job(cfg, job, JobContext(device="cuda:3", threads=2, workdir=tmp_path / job.key))
+    names = {cfg.regimes[r].name + suffix for r in _regimes() for suffix in ("", "-control")}
+    assert set(got) == names
+    for name, (device, threads, seeds, run_dir) in got.items():
+        assert (device, threads, seeds) == ("cuda:3", 2, [0, 1]), name
+        assert run_dir.name == "run" and run_dir.parent.parent == tmp_path
+    with pytest.raises(Reached):  # without a work folder the run goes to a temporary one
+        toy.run_job(cfg, jobs[0], JobContext(device="cuda:3"))
+
+
+# ------------------------------------------------------------------ end to end on a tiny config
+def _tiny_regime(raw: dict) -> dict:
+    raw = copy.deepcopy(raw)
+    raw["data"].update(d=5, n_train=64, n_test=64)
+    raw["model"]["width"] = 8
+    raw["train"].update(steps=40, eval_every=10, batch_size=16)
+    raw["population"]["schedules"] = {"large": {"kind": "step", "lr": 0.1, "milestones": [20], "factor": 0.1},
+                                      "small": {"kind": "constant", "lr": 0.02}}
+    return raw
+
+
+def tiny_config() -> dict:
+    """The quick config shrunk to a few seconds: every regime at d=5, 40 steps, 2 seeds."""
+    raw = yaml.safe_load((config_dir() / toy.NAME / "quick.yaml").read_text())
+    raw["execution"]["seeds"] = [0, 1]
+    raw["regimes"] = {k: _tiny_regime(v) for k, v in raw["regimes"].items()}
+    return raw
+
+
+@pytest.fixture
+def tiny_configs(tmp_path, monkeypatch):
+    d = tmp_path / "configs"
+    (d / toy.NAME).mkdir(parents=True)
+    write_yaml(d / toy.NAME / "quick.yaml", tiny_config())
+    monkeypatch.setenv("LRLAB_CONFIGS", str(d))
+    return d
+
+
+def test_verify_end_to_end(tmp_path, tiny_configs):
     regimes = _regimes()
-    overrides = [o for r in regimes for o in _shrink(r)]
     out = tmp_path / "out"
     logs = []
-    verdicts = verify([toy.NAME], "quick", out, seeds=2, overrides=overrides, log=logs.append)
+    verdicts = verify([toy.NAME], "quick", out, log=logs.append, workers=1)
 
     payload = json.loads((out / "verdicts.json").read_text(),
                          parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert payload["scale"] == "quick" and payload["claims"] == [toy.NAME]
     assert len(payload["verdicts"]) == len(verdicts) == 7 * len(regimes)
-    ids = {"a-overall", "a-P-only", "b-overall", "b-P-only", "c-small-order", "c-large-order",
-           "c-large-after-anneal"}
     for r in regimes:
-        assert {v["id"] for v in payload["verdicts"] if v["regime"] == r} == ids
+        assert [v["id"] for v in payload["verdicts"] if v["regime"] == r] == IDS
     for v in payload["verdicts"]:
         assert v["status"] in (PASS, FAIL, INCONCLUSIVE) and v["claim"] == toy.NAME
         assert len(v["per_seed"]) == 2 and v["interval"]["n"] == 2
+        assert v["kind"] == ("accuracy" if v["id"][0] in "ab" else "other")
 
-    report = (out / "report.md").read_text()
-    assert report.startswith("# lrlab verification report") and "## Verdicts" in report
-    figures = sorted((out / "figures").iterdir())
+    text = (out / "report.md").read_text()
+    assert text.startswith("# lrlab verification report") and "## Verdicts" in text
+    figures = sorted((out / toy.NAME / "figures").iterdir())
     assert {f.name for f in figures} == {f"{toy.NAME}-effects.png"} | {
         f"{toy.NAME}-{r}-accuracy.png" for r in regimes}
     for f in figures:
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert f"figures/{f.name}" in report
+        assert f"{toy.NAME}/figures/{f.name}" in text
+    for r in regimes:  # the report names the stored job folders, which exist
+        for part in ("main", "control"):
+            assert f"`{toy.NAME}/jobs/{r}-{part}`" in text
+            assert (out / toy.NAME / "jobs" / f"{r}-{part}" / "records.parquet").is_file()
+    assert not (out / toy.NAME / "work").exists() or not any((out / toy.NAME / "work").iterdir())
 
-    # the stored runs: a main run and a same-Σηt control per regime, each finished
-    cfg = load_claim_config(toy.NAME, "quick", seeds=2, overrides=overrides)
-    runs = {load_run(p).meta["name"]: load_run(p) for p in (out / "runs").iterdir()}
-    names = {r: cfg.regimes[r].name for r in regimes}
-    assert set(runs) == set(names.values()) | {f"{n}-control" for n in names.values()}
-    assert all(r.status == "done" for r in runs.values())
-    for r in regimes:
-        assert runs[f"{names[r]}-control"].meta["steps"] == 110  # (20·0.1 + 20·0.01) / 0.02
+    # the stored tables: a main run and a same-Σηt control per regime
+    rec = pd.read_parquet(out / toy.NAME / "jobs" / f"{regimes[0]}-control" / "records.parquet")
+    assert list(rec.columns) == ["regime", "run", "member", "step", "metric", "value"]
+    assert rec.step.max() == 110  # (20·0.1 + 20·0.01) / 0.02
+    mem = pd.read_parquet(out / toy.NAME / "jobs" / f"{regimes[0]}-main" / "members.parquet")
+    assert list(mem.columns[:6]) == ["regime", "run", "member", "name", "seed", "data_index"]
+    assert sorted(zip(mem.name, mem.seed)) == [("large", 0), ("large", 1), ("small", 0), ("small", 1)]
 
     # a verdict's per-seed numbers are the paired differences in the stored records
     for r in regimes:
-        rec, mem = runs[names[r]].records, runs[names[r]].members
+        rec = pd.read_parquet(out / toy.NAME / "jobs" / f"{r}-main" / "records.parquet")
+        mem = pd.read_parquet(out / toy.NAME / "jobs" / f"{r}-main" / "members.parquet")
         last = rec[(rec.metric == "test.acc") & (rec.step == rec.step.max())].set_index("member").value
 
         def final(name):
@@ -165,21 +356,45 @@ def test_verify_end_to_end(tmp_path):
         np.testing.assert_allclose(got, (final("large") - final("small")).to_numpy())
     assert any(toy.NAME in line for line in logs)
 
+    # re-judging from the store gives the same bytes
+    before = {p: p.read_bytes() for p in (out / "verdicts.json", out / toy.NAME / "verdicts.json")}
+    report(out, log=lambda m: None)
+    assert all(p.read_bytes() == b for p, b in before.items())
 
-def test_verify_survives_a_diverging_large_rate(tmp_path):
-    regimes = _regimes()
-    overrides = [o for r in regimes for o in _shrink(r)] + [
-        f"regimes.{r}.population.schedules.large.lr=1.0e+30" for r in regimes] + ["claim.control=false"]
+
+def test_an_interrupted_job_resumes_to_the_same_tables(tmp_path, tiny_configs, monkeypatch):
+    cfg = load_claim_config(toy.NAME, "quick")
+    job = next(j for j in toy.jobs(cfg) if j.part == "main")
+    fresh = toy.run_job(cfg, job, JobContext(workdir=tmp_path / "a"))
+    rc = toy.run_config(cfg, job, JobContext())
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(rc, run_dir=tmp_path / "b" / "run", progress=interrupt_at(20))
+    resumed = []
+    real_resume = experiment.resume
+    monkeypatch.setattr(experiment, "resume", lambda *a, **kw: resumed.append(a) or real_resume(*a, **kw))
+    again = toy.run_job(cfg, job, JobContext(workdir=tmp_path / "b"))
+    assert len(resumed) == 1
+    for name in ("records", "members"):
+        pd.testing.assert_frame_equal(again[name], fresh[name])
+    # a checkpoint left by another config is not continued: the job starts over
+    other = load_claim_config(toy.NAME, "quick", overrides=[f"regimes.{job.params['regime']}.train.steps=30"])
+    experiment.run(toy.run_config(other, job, JobContext()), run_dir=tmp_path / "c" / "run")
+    third = toy.run_job(cfg, job, JobContext(workdir=tmp_path / "c"))
+    assert len(resumed) == 1
+    pd.testing.assert_frame_equal(third["records"], fresh["records"])
+
+
+def test_verify_survives_a_diverging_large_rate(tmp_path, tiny_configs):
+    overrides = [f"regimes.{r}.population.schedules.large.lr=1.0e+30" for r in _regimes()] + ["claim.control=false"]
     out = tmp_path / "out"
-    verdicts = verify([toy.NAME], "quick", out, seeds=2, overrides=overrides, log=lambda m: None)
+    verdicts = verify([toy.NAME], "quick", out, overrides=overrides, log=lambda m: None, workers=1)
     assert (out / "verdicts.json").is_file()
     assert all(v.status != PASS for v in verdicts if v.id.startswith("a-"))
+    assert not any(v.id.startswith("b-") for v in verdicts)
 
 
-def test_verify_rejects_too_long_controls_before_writing(tmp_path):
-    regimes = _regimes()
-    overrides = [o for r in regimes for o in _shrink(r)] + ["claim.control_max_steps=10"]
+def test_verify_rejects_too_long_controls_before_writing(tmp_path, tiny_configs):
     out = tmp_path / "out"
     with pytest.raises((ConfigError, ValueError), match="control_max_steps"):
-        verify([toy.NAME], "quick", out, seeds=2, overrides=overrides, log=lambda m: None)
+        verify([toy.NAME], "quick", out, overrides=["claim.control_max_steps=10"], log=lambda m: None)
     assert not out.exists()

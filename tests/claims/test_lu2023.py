@@ -6,20 +6,21 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from lrlab.claims import load_claim_config, verify
 from lrlab.claims import lu2023 as lu
 from lrlab.config import ConfigError, TrainConfig, validate
 from lrlab.data import Dataset
+from lrlab.driver import load_claim_config, verify
 from lrlab.models import ReLU2CNN
 from lrlab.probes.oscillation import benign_probes
-from lrlab.train import Constant, Member, losses, train_population
+from lrlab import losses
+from lrlab.train import Constant, Member, train_population
 from tests.helpers import write_yaml
 
-TINY = {"claim": {
-    "seeds": [0, 1],
+TINY = {"execution": {"seeds": [0, 1]}, "claim": {
     "data": {"d": 8, "n_train": 8, "n_test": 50, "strong_frac": 0.5, "strong_norm": 1.0, "weak_norm": 0.3,
              "noise_std": 0.1},
     "model": {"filters": 2, "init_std": 0.05},
@@ -99,7 +100,7 @@ def test_benign_probes_run_inside_the_trainer():
 def test_shipped_configs_validate():
     for scale in ("quick", "paper"):
         cfg = load_claim_config(lu.NAME, scale, seeds=5)
-        assert cfg.claim.seeds == [0, 1, 2, 3, 4]
+        assert cfg.execution.seeds == [0, 1, 2, 3, 4]
         assert lu.lr_unit(cfg.claim) == cfg.claim.model.filters / cfg.claim.data.strong_norm ** 2
 
 
@@ -114,10 +115,10 @@ def test_config_errors(key, value, message):
     bad = json.loads(json.dumps(TINY))
     bad["claim"][key] = value
     if message is None:  # a reordered grid is fine
-        validate(lu.ClaimConfig, bad)
+        validate(lu.Config, bad)
         return
     with pytest.raises(ConfigError, match=message):
-        validate(lu.ClaimConfig, bad)
+        validate(lu.Config, bad)
 
 
 def test_tiny_end_to_end(tmp_path, monkeypatch):
@@ -131,8 +132,82 @@ def test_tiny_end_to_end(tmp_path, monkeypatch):
                        "b-small-does-not", "b-small-does-not-same-time", "b-large-vs-small", "c-weak-test-acc",
                        "c-weak-test-acc-same-time", "d-window"}
     assert all(len(v.per_seed) == 2 for v in vs.values())
-    figs = {p.name for p in (out / "figures").iterdir()}
+    figs = {p.name for p in (out / lu.NAME / "figures").iterdir()}
     assert {f"{lu.NAME}-{n}.png" for n in ("margins", "alignment", "sweep")} <= figs
     assert "| c | weak-only test acc" in (out / "report.md").read_text()
     again = {v.id: v for v in verify([lu.NAME], "quick", tmp_path / "again", log=lambda m: None, workers=1)}
     assert all(again[k].per_seed == vs[k].per_seed for k in vs)  # same config and seeds: same numbers
+
+
+def _tables(paper_shaped: bool, seeds=(0, 1, 2)):
+    """Hand-made sweep and control tables. Paper-shaped: the large rate (c = 0.3) oscillates,
+    converges, grows the weak alignment 100× and wins on weak-only accuracy; the small rate
+    (c = 0.05, and its control) stays smooth and grows it 2×. Reversed: the other way round."""
+    steps = np.arange(0, 101, 5)
+    finals, curves = [], []
+
+    def add(job, member, c, seed, good: bool, jitter: float):
+        osc = np.where(steps >= 50, 0.5 if good else 0.0, 0.6)
+        loss = np.full(steps.size, 0.01 if good else 0.5)
+        weak = np.linspace(0.01, 1.0 if good else 0.02, steps.size) + jitter
+        series = {"oscillating": osc, "train.loss": loss, "train.acc": np.ones(steps.size), "align.weak": weak,
+                  "align.strong": np.full(steps.size, 2.0), "noise": np.full(steps.size, 0.1)}
+        for metric, vals in series.items():
+            curves.extend({"job": job, "member": member, "c": c, "seed": seed, "step": int(t), "metric": metric,
+                           "value": float(v)} for t, v in zip(steps, vals))
+        finals.append({"job": job, "member": member, "c": c, "seed": seed, "diverged": False,
+                       "weak_acc": (0.95 if good else 0.6) + jitter, "like_acc": 0.9})
+
+    grid = (0.05, 0.1, 0.3, 0.35)
+    for i, c in enumerate(grid):
+        for j, sd in enumerate(seeds):
+            inside = c >= 0.25
+            add("sweep", i * len(seeds) + j, c, sd, inside == paper_shaped, 0.001 * j)
+    for j, sd in enumerate(seeds):
+        add("control", j, 0.05, sd, not paper_shaped, 0.001 * j)
+    return {"finals": pd.DataFrame(finals), "curves": pd.DataFrame(curves)}
+
+
+@pytest.mark.parametrize("paper_shaped, status", [(True, "PASS"), (False, "FAIL")])
+def test_judge_on_hand_made_tables(paper_shaped, status):
+    cfg = validate(lu.Config, {**TINY, "execution": {"seeds": [0, 1, 2]}})
+    vs = lu.judge(cfg, _tables(paper_shaped))
+    assert [v.id for v in vs] == ["a-large-oscillates", "a-large-converges", "a-small-smooth", "b-large-learns-weak",
+                                  "b-small-does-not", "b-small-does-not-same-time", "b-large-vs-small",
+                                  "c-weak-test-acc", "c-weak-test-acc-same-time", "d-window"]
+    assert {v.id: v.status for v in vs} == {v.id: status for v in vs}
+    by = {v.id: v for v in vs}
+    if paper_shaped:
+        assert by["a-large-oscillates"].per_seed == pytest.approx([0.45] * 3)  # share 0.5 − osc_min 0.05
+        assert by["c-weak-test-acc"].per_seed == pytest.approx([0.35] * 3)
+        assert by["b-large-learns-weak"].per_seed[0] == pytest.approx(np.log10(1.0 / 0.01) - 1)
+    assert {v.id for v in vs if v.kind == "accuracy"} == {"c-weak-test-acc", "c-weak-test-acc-same-time", "d-window"}
+
+
+def test_judge_without_the_control_leaves_out_its_verdicts():
+    cfg = validate(lu.Config, {**TINY, "execution": {"seeds": [0, 1, 2]}})
+    t = _tables(True)
+    t = {k: v[v.job == "sweep"] for k, v in t.items()}
+    ids = {v.id for v in lu.judge(cfg, t)}
+    assert "b-small-does-not-same-time" not in ids and "c-weak-test-acc-same-time" not in ids
+
+
+def test_execution_reaches_both_jobs(monkeypatch):
+    from lrlab.claims.lu2023 import experiment
+    from lrlab.claims.protocol import JobContext
+
+    cfg = load_claim_config(lu.NAME, "quick", seeds=2, device="cuda:3", threads=2)
+    seen = []
+
+    class Reached(Exception):
+        pass
+
+    def recorder(model, members, train, test, tcfg, **kw):
+        seen.append((tcfg.device, sorted({m.seed for m in members})))
+        raise Reached
+
+    monkeypatch.setattr(experiment, "train_population", recorder)
+    for job in lu.jobs(cfg):
+        with pytest.raises(Reached):
+            lu.run_job(cfg, job, JobContext(device="cuda:3"))
+    assert seen == [("cuda:3", [0, 1]), ("cuda:3", [0, 1])]

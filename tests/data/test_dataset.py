@@ -44,7 +44,7 @@ def test_validation():
 def test_regression_task_takes_real_targets_and_needs_squared_loss():
     import torch
 
-    from lrlab.train.losses import check_loss
+    from lrlab.losses import check_loss
 
     ds = Dataset(torch.randn(4, 2), torch.tensor([0.3, -2.0, 5.0, 0.0]), torch.zeros(4, dtype=torch.long),
                  ("all",), "regression", 1)

@@ -1,4 +1,4 @@
-"""The Li, Wei & Ma (2019) two-pattern mixture (SPEC §1a)."""
+"""The Li, Wei & Ma (2019) two-pattern mixture (docs/spec.md §1a)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PS10, the Pattern Separation 10 dataset of You et al. (2019) (SPEC §4)."""
+"""PS10, the Pattern Separation 10 dataset of You et al. (2019) (docs/spec.md §4)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,16 @@ import torch
 from torch import nn
 
 from lrlab.models import FromModule, TwoLayerReLU
-from lrlab.probes import (hessian_trace, hutchinson_trace, hvp, lanczos, loss_fn, population_top_eigs,
-                          power_iteration, top_hessian_eigs)
+from lrlab.probes import (
+    hessian_trace,
+    hutchinson_trace,
+    hvp,
+    lanczos,
+    loss_fn,
+    population_top_eigs,
+    power_iteration,
+    top_hessian_eigs,
+)
 from lrlab.probes.curvature import flatten, unflatten
 
 D = torch.float64

@@ -10,8 +10,14 @@ import torch
 from lrlab.config import FeatureNoiseConfig
 from lrlab.data import feature_noise
 from lrlab.models import ReLU2CNN
-from lrlab.probes.oscillation import (benign_probes, feature_alignment, margins, noise_memorisation,
-                                      oscillating, oscillation_fraction)
+from lrlab.probes.oscillation import (
+    benign_probes,
+    feature_alignment,
+    margins,
+    noise_memorisation,
+    oscillating,
+    oscillation_fraction,
+)
 
 
 def test_oscillation_indicator_on_a_synthetic_trace():

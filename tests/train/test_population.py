@@ -15,7 +15,11 @@ from lrlab.probes import metric_names
 from lrlab.train import Constant, Member, StepDecay, grid, total_lr, train_population
 from lrlab.train.population import LOOP_THRESHOLD_FLOPS, choose_mode
 from tests.helpers import (
-    assert_records_close, minibatch, module_params, multiclass_dataset, reference_sgd,
+    assert_records_close,
+    minibatch,
+    module_params,
+    multiclass_dataset,
+    reference_sgd,
     tiny_data_cfg,
 )
 

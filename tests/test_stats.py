@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from lrlab.claims.stats import FAIL, INCONCLUSIVE, PASS, Interval, decide, t_interval, verdict
+from lrlab.stats import FAIL, INCONCLUSIVE, PASS, Interval, decide, t_interval, verdict
 
 # two-sided 95% Student-t quantiles t_{0.975, df}, from tables
 T975 = {1: 12.706204736174698, 3: 3.182446305284263, 4: 2.7764451051977987}
@@ -81,7 +81,7 @@ def test_verdict_to_dict_is_strict_json():
 
 
 def test_verdict_defined_leaves_out_undefined_seeds():
-    from lrlab.claims.stats import INCONCLUSIVE, verdict_defined
+    from lrlab.stats import INCONCLUSIVE, verdict_defined
 
     v = verdict_defined("c", "x", "s", "e", [0.5, float("nan"), 0.7], 0.0)
     assert v.per_seed == [0.5, 0.7] and "undefined on 1 of 3 seeds" in v.notes

@@ -1,4 +1,7 @@
-"""Effect sizes over seeds, their 95% intervals, and the PASS / FAIL / INCONCLUSIVE rule."""
+"""Effect sizes over seeds, their 95% intervals, and the PASS / FAIL / INCONCLUSIVE rule.
+
+This module imports nothing from lrlab, so every layer (claims, report, CLI) can use it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+from scipy import stats as _st
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 
@@ -35,8 +39,6 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> Interval:
     m = float(v.mean())
     if v.size == 1:
         return Interval(m, -math.inf, math.inf, 1, level)
-    from scipy import stats as _st  # imported here: only verdicts need it
-
     se = float(v.std(ddof=1)) / math.sqrt(v.size)
     q = float(_st.t.ppf(0.5 + level / 2, v.size - 1))
     return Interval(m, m - q * se, m + q * se, int(v.size), level)
@@ -69,6 +71,7 @@ class Verdict:
     regime: str = "default"
     per_seed: list[float] = field(default_factory=list)
     notes: str = ""
+    kind: str = "other"  # what the effect measures, e.g. "accuracy": figures select verdicts by it
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -78,15 +81,16 @@ class Verdict:
 
 
 def verdict(claim: str, id: str, statement: str, effect: str, values: Sequence[float],
-            min_effect: float, regime: str = "default", notes: str = "") -> Verdict:
+            min_effect: float, regime: str = "default", notes: str = "", kind: str = "other") -> Verdict:
     """Interval over the per-seed ``values`` and the decision, packed as a :class:`Verdict`."""
     ci = t_interval(values)
     return Verdict(claim, id, statement, effect, ci, min_effect, decide(ci, min_effect), regime,
-                   [float(x) for x in values], notes)
+                   [float(x) for x in values], notes, kind)
 
 
 def verdict_defined(claim: str, id: str, statement: str, effect: str, values: Sequence[float],
-                    min_effect: float, regime: str = "default", notes: str = "") -> Verdict:
+                    min_effect: float, regime: str = "default", notes: str = "",
+                    kind: str = "other") -> Verdict:
     """:func:`verdict` over the seeds whose effect is defined (NaN values are left out and
     counted in the notes); INCONCLUSIVE with an unbounded interval when none is."""
     v = np.asarray(values, dtype=np.float64)
@@ -96,5 +100,14 @@ def verdict_defined(claim: str, id: str, statement: str, effect: str, values: Se
         v = v[~np.isnan(v)]
     if v.size == 0:
         return Verdict(claim, id, statement, effect, Interval(math.nan, -math.inf, math.inf, 0), min_effect,
-                       INCONCLUSIVE, regime, [], notes)
-    return verdict(claim, id, statement, effect, v, min_effect, regime, notes)
+                       INCONCLUSIVE, regime, [], notes, kind)
+    return verdict(claim, id, statement, effect, v, min_effect, regime, notes, kind)
+
+
+def verdict_from_dict(d: dict[str, Any]) -> Verdict:
+    """The inverse of :meth:`Verdict.to_dict` (None interval bounds read back as ±inf)."""
+    iv = dict(d["interval"])
+    for k, fill in (("mean", math.nan), ("low", -math.inf), ("high", math.inf)):
+        if iv.get(k) is None:
+            iv[k] = fill
+    return Verdict(**{**d, "interval": Interval(**iv)})

@@ -1,0 +1,33 @@
+"""Huang, Du, Xu & Liu (2020), deep linear networks with logistic loss at large learning rates
+(docs/claims/huang2020.md).
+
+Full-batch GD on the logistic loss with NTK-parameterised linear networks (``DeepLinear``),
+η = c/λ0 with λ0 the top eigenvalue of the empirical NTK at initialisation. A run is a
+catapult when its loss rises above its running minimum by more than ``rise_tol`` (relative);
+it converged when it ends within ``conv_tol`` of the best loss it could reach. Verdicts, each
+over seeds with a 95% t interval:
+
+* (a) separable data (degenerate x = y·x̂, and Gaussian data with a margin): the loss never
+  rises for any c up to the grid's largest (100);
+* (b) degenerate non-separable data with a fraction p of +1 labels: the catapult sets in at
+  c = 2/(p(1−p)) (the measured boundary against the formula), and every converged catapult
+  run ends with η·p(1−p)·λ_T < 2;
+* (c) flatter minima: through the catapult phase the final top eigenvalue of the loss Hessian
+  falls as η grows (slope of log λ_H against log c), on degenerate and on Gaussian
+  non-separable data;
+* (d) two CIFAR-10 classes (non-separable by a linear map at this size): the best catapult-phase
+  run, and a large-then-annealed run, against the best lazy-phase run in test accuracy;
+* (e) the divergence boundary c_div against width (reported with its log-log slope).
+
+Jobs: one per (part, seed) for the parts ``real``, ``degenerate`` and ``gaussian``.
+"""
+
+from .config import Config, DegenerateSettings, GaussianSettings, NetSettings, RealSettings, Settings
+from .experiment import PARTS, TRACE_EVERY, catapult_rise, entropy, jobs, preflight, run_job
+from .judge import NAME, RISE_CAP, Sweep, curves_of, judge, real_of, sweep_of, width_scaling
+from .report import PAPER, flatness_figure, real_figure, report, trajectory_figure
+
+__all__ = ["Config", "DegenerateSettings", "GaussianSettings", "NAME", "NetSettings", "PAPER", "PARTS", "RISE_CAP",
+           "RealSettings", "Settings", "Sweep", "TRACE_EVERY", "catapult_rise", "curves_of", "entropy",
+           "flatness_figure", "jobs", "judge", "preflight", "real_figure", "real_of", "report", "run_job",
+           "sweep_of", "trajectory_figure", "width_scaling"]

@@ -1,0 +1,162 @@
+"""huang2020 verdicts, from the stored tables only (no training).
+
+Tables (each with the driver's ``job`` column first; docs/claims/huang2020.md):
+``sweeps`` (seed, sweep, lam0, p, p_real, theory, best_loss) one row per GD sweep;
+``runs`` (seed, sweep, eta, eta_lam0, phase, final_loss, lam_final, eta_lam_final, hessian_final,
+rise, max_step_rise) one row per η of a sweep; ``loss`` and ``lam`` (seed, sweep, eta, step, value)
+the curves; ``widths`` (seed, width, c_div, c_theory); ``real`` (seed, name, c, rise, final_loss,
+test_acc, diverged, lam0) and ``real_loss`` (seed, name, step, value) for the CIFAR-10 part.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ...stats import Interval, Verdict, t_interval, verdict_defined
+from ..protocol import Tables
+from .config import Config
+
+NAME = "huang2020"
+REGIME = "gd"
+RISE_CAP = 1e3  # a run whose loss blew up counts as a rise of this many L0 (keeps intervals finite)
+_KEYS = ["job", "seed", "sweep"]
+
+
+@dataclass
+class Sweep:
+    """One GD sweep of one seed: its per-η table (rows in run order) and the sweep's constants
+    (p, p_real, theory, best_loss are NaN on separable and Gaussian data)."""
+
+    table: pd.DataFrame
+    lam0: float
+    p: float
+    p_real: float
+    theory: float
+    best_loss: float
+
+
+def sweep_of(tables: Tables, seed: int, name: str) -> Sweep:
+    """The sweep ``name`` ("separable", "p=0.5", "gaussian-nonseparable", …) of ``seed``."""
+    meta = tables["sweeps"]
+    meta = meta[(meta.seed == seed) & (meta.sweep == name)]
+    if len(meta) != 1:
+        raise KeyError(f"{NAME}: {len(meta)} stored sweeps {name!r} for seed {seed} (expected 1)")
+    runs = tables["runs"]
+    tab = runs[(runs.seed == seed) & (runs.sweep == name)].drop(columns=_KEYS).reset_index(drop=True)
+    m = meta.iloc[0]
+    return Sweep(tab, float(m.lam0), float(m.p), float(m.p_real), float(m.theory), float(m.best_loss))
+
+
+def curves_of(tables: Tables, metric: str, seed: int, name: str) -> pd.DataFrame | None:
+    """Curve ``metric`` ("loss" or "lam") of a sweep as steps × η (None when not recorded)."""
+    if metric not in tables:
+        return None
+    c = tables[metric]
+    c = c[(c.seed == seed) & (c.sweep == name)]
+    return c.pivot(index="step", columns="eta", values="value") if len(c) else None
+
+
+def real_of(tables: Tables, seed: int) -> pd.DataFrame:
+    """The CIFAR-10 runs of ``seed``: name, c, rise, final_loss, test_acc, diverged (and lam0)."""
+    t = tables["real"]
+    return t[t.seed == seed].drop(columns=["job", "seed"]).reset_index(drop=True)
+
+
+def _converged(tab: pd.DataFrame, best: float, tol: float) -> np.ndarray:
+    return (tab.final_loss - best < tol).to_numpy()
+
+
+def _log_slope(c: np.ndarray, v: np.ndarray) -> float:
+    ok = np.isfinite(v) & (v > 0)
+    if ok.sum() < 2:
+        return math.nan
+    return float(np.polyfit(np.log(c[ok]), np.log(v[ok]), 1)[0])
+
+
+def judge(cfg: Config, tables: Tables) -> list[Verdict]:
+    """Every verdict from the stored sweeps (the package docstring lists them)."""
+    s, seeds = cfg.claim, cfg.execution.seeds
+    v: list[Verdict] = []
+
+    def add(id_, statement, effect, values, notes=""):
+        v.append(verdict_defined(NAME, id_, statement, effect, values, 0.0, REGIME, notes=notes, kind="other"))
+
+    g = s.degenerate
+    for label, name in (("degenerate", "separable"), ("gaussian", "gaussian-separable")):
+        runs = [sweep_of(tables, sd, name) for sd in seeds]
+        worst = [min(float(r.table.max_step_rise.max()), RISE_CAP) for r in runs]
+        first = []
+        for r in runs:
+            tab = r.table
+            rose = tab.eta_lam0[(tab.max_step_rise > 1e-6).to_numpy()]
+            first.append(f"{rose.min():g}" if len(rose) else "none")
+        cmax = max(float(r.table.eta_lam0.max()) for r in runs)
+        add(f"a-separable-{label}-monotone", f"separable {label} data: the loss never rises for any η·λ0 up to "
+            f"{cmax:g} (no catapult)", "1e-6 − max over η and t of (L_{t+1} − L_t)/L0", 1e-6 - np.asarray(worst),
+            notes="largest one-step rise / L0 per seed: " + ", ".join(f"{w:.1e}" for w in worst)
+            + f" (a blow-up counts as {RISE_CAP:g}); smallest η·λ0 whose loss rose, per seed: " + ", ".join(first))
+    for p in g.ps:
+        key = f"p={p:g}"
+        bnd, edge, slope, rows = [], [], [], []
+        for r in (sweep_of(tables, sd, key) for sd in seeds):
+            tab = r.table
+            cat = (tab.rise > s.rise_tol).to_numpy() & np.isfinite(tab.final_loss.to_numpy())
+            conv = _converged(tab, r.best_loss, s.conv_tol)
+            c_star = float(tab.eta_lam0[cat].min()) if cat.any() else math.nan
+            bnd.append(abs(c_star - r.theory) / r.theory if np.isfinite(c_star) else math.inf)
+            ok = cat & conv
+            pq = r.p_real * (1 - r.p_real)
+            edge.append(2 - float((tab.eta[ok] * pq * tab.lam_final[ok]).max()) if ok.any() else -math.inf)
+            slope.append(_log_slope(tab.eta_lam0[ok].to_numpy(), tab.hessian_final[ok].to_numpy()))
+            rows.append((c_star, r.theory, int(ok.sum())))
+        add(f"b-boundary-p{p:g}", f"degenerate non-separable data, p = {p:g}: the catapult sets in at "
+            f"η·λ0 = 2/(p(1−p)) (within {s.boundary_tol:.0%})", f"{s.boundary_tol} − |c* − c_theory|/c_theory",
+            s.boundary_tol - np.asarray(bnd),
+            notes="measured c* / theory per seed: " + "; ".join(f"{a:.3g} / {b:.3g}" for a, b, _ in rows)
+            + f" (grid step {(g.boundary_span[1] - g.boundary_span[0]) / (g.boundary_points - 1):.3g}·theory)")
+        add(f"b-curvature-falls-p{p:g}", f"p = {p:g}: every converged catapult run ends with η·p(1−p)·λ_T < 2",
+            "2 − max over converged catapult runs of η·p(1−p)·λ_T", edge,
+            notes="converged catapult runs per seed: " + ", ".join(str(k) for *_, k in rows))
+        add(f"c-flatter-p{p:g}", f"p = {p:g}: through the catapult phase the final top Hessian eigenvalue "
+            "falls as η grows", "− slope of log λ_H(T) against log η·λ0 (converged catapult runs)",
+            [-x for x in slope])
+    gslope = []
+    for sd in seeds:
+        tab = sweep_of(tables, sd, "gaussian-nonseparable").table
+        ok = (tab.rise > s.rise_tol).to_numpy() & np.isfinite(tab.final_loss.to_numpy())
+        ok &= (tab.final_loss <= tab.final_loss[np.isfinite(tab.final_loss)].min() + 0.05).to_numpy()
+        gslope.append(_log_slope(tab.eta_lam0[ok].to_numpy(), tab.hessian_final[ok].to_numpy()))
+    add("c-flatter-gaussian", f"Gaussian data with {s.gaussian.flip:.0%} flipped labels: through the catapult "
+        "phase the final top Hessian eigenvalue falls as η grows",
+        "− slope of log λ_H(T) against log η·λ0 (catapult runs that reached the lowest loss ± 0.05)",
+        [-x for x in gslope])
+    gap, anneal, notes = [], [], []
+    for t in (real_of(tables, sd) for sd in seeds):
+        const = t[t.name != "anneal"]
+        lazy = const[(const.rise <= s.rise_tol) & ~const.diverged]
+        cat = const[(const.rise > s.rise_tol) & ~const.diverged & np.isfinite(const.final_loss)]
+        best_lazy = float(lazy.test_acc.max()) if len(lazy) else math.nan
+        gap.append(float(cat.test_acc.max()) - best_lazy if len(cat) and len(lazy) else math.nan)
+        anneal.append(float(t[t.name == "anneal"].test_acc.iloc[0]) - best_lazy)
+        notes.append(f"lazy best {best_lazy:.3f}, catapult best {cat.test_acc.max() if len(cat) else math.nan:.3f} "
+                     f"(c = {', '.join(f'{c:g}' for c in cat.c)}), anneal {t[t.name == 'anneal'].test_acc.iloc[0]:.3f}")
+    add("d-real-catapult-beats-lazy", f"CIFAR-10 classes {s.real.classes}: the best catapult-phase run has higher "
+        "test accuracy than the best lazy-phase run", "max test acc (catapult) − max test acc (lazy)",
+        [x if np.isfinite(x) else -1.0 for x in gap], notes="; ".join(notes) + "; no catapult or no lazy run counts −1")
+    add("d-real-anneal-beats-lazy", f"CIFAR-10 classes {s.real.classes}: large (η·λ0 = {s.real.anneal_from:g}) then "
+        f"annealed (to {s.real.anneal_to:g}) beats the best lazy-phase run", "test acc (anneal) − max test acc (lazy)",
+        [x if np.isfinite(x) else -1.0 for x in anneal])
+    return v
+
+
+def width_scaling(cfg: Config, tables: Tables) -> tuple[pd.DataFrame, Interval | None]:
+    """(e): c_div by width and seed, and the t interval of the per-seed log-log slope."""
+    w = tables["widths"]
+    w = pd.concat([w[w.seed == sd] for sd in cfg.execution.seeds], ignore_index=True).drop(columns="job")
+    slopes = [_log_slope(g.width.to_numpy(), g.c_div.to_numpy()) for _, g in w.groupby("seed")]
+    slopes = [x for x in slopes if np.isfinite(x)]
+    return w, (t_interval(slopes) if slopes else None)

@@ -1,0 +1,169 @@
+"""huang2020 report: the setup, (e)'s width scaling and three figures, from the stored tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ...report.figures import PHASE_COLORS, save, subplots
+from ...stats import Verdict
+from ..protocol import Tables
+from .config import Config
+from .judge import NAME, curves_of, real_of, sweep_of, width_scaling
+
+PAPER = "Huang, Du, Xu & Liu 2020 — deep linear networks in the large learning rate phase"
+FLOAT32_FLOOR = 1e-7  # relative resolution of a float32 loss (the trajectory figure's floor above L*)
+
+
+def _phase_of(row, rise_tol: float) -> str:
+    if not np.isfinite(row.final_loss):
+        return "divergent"
+    return "catapult" if row.rise > rise_tol else "lazy"
+
+
+def report(cfg: Config, tables: Tables, verdicts: list[Verdict], figdir: Path, rel: Path) -> str:
+    """The report section: setup, (e)'s scaling, and the figures."""
+    s, seeds = cfg.claim, cfg.execution.seeds
+    g, gs, r = s.degenerate, s.gaussian, s.real
+    w, ci = width_scaling(cfg, tables)
+    lines = [f"## {NAME}: {PAPER}", "",
+             f"Full-batch GD, logistic loss, deep linear networks in NTK parameterisation (depth {g.depth}, "
+             f"width {g.width}), η = c/λ0 with λ0 the top NTK eigenvalue; seeds {seeds}. Degenerate data: "
+             f"{g.n} examples in R^{g.d}; Gaussian data: {gs.n} examples in R^{gs.d} (margin {gs.margin} or "
+             f"{gs.flip:.0%} flipped labels); CIFAR-10 classes {r.classes}, {r.n_per_class} images per class "
+             f"pooled by {r.pool}. Catapult: the loss rises above its running minimum by more than "
+             f"{s.rise_tol:g} (relative).", "",
+             "(e) divergence boundary c_div (smallest η·λ0 that did not converge, p = "
+             f"{g.ps[0]:g}) by width (seed mean): " + ", ".join(
+                 f"{int(k)}: {v:.3g}" for k, v in w.groupby("width").c_div.mean().items())
+             + (f"; log-log slope {ci.mean:.3f} [{ci.low:.3f}, {ci.high:.3f}]" if ci else "; slope undefined"), ""]
+    figs = [(trajectory_figure(cfg, tables), "trajectories", "loss and λ_t across η"),
+            (flatness_figure(cfg, tables), "flatness", "final sharpness against η"),
+            (real_figure(cfg, tables), "real-accuracy", "test accuracy against η")]
+    for fig, name, alt in figs:
+        f = save(fig, figdir / f"{NAME}-{name}.png")
+        lines += [f"![{alt}]({rel / f.name})", ""]
+    return "\n".join(lines)
+
+
+def trajectory_figure(cfg: Config, tables: Tables) -> Figure:
+    """Excess loss L_t − L* and η·κ·λ_t (κ = p(1−p), the loss curvature at the minimum; 1 on
+    separable data, where λ_t/λ0 is drawn) for a spread of η, first seed, first 150 steps."""
+    s = cfg.claim
+    sd = cfg.execution.seeds[0]
+    panels = [("separable (degenerate)", "separable", False)] + [
+        (f"non-separable, p = {p:g}", f"p={p:g}", True) for p in s.degenerate.ps]
+    fig, axes = subplots(2, len(panels), figsize=(4.2 * len(panels), 6.2), squeeze=False)
+    for j, (title, name, ns) in enumerate(panels):
+        r = sweep_of(tables, sd, name)
+        loss, lam_curves = curves_of(tables, "loss", sd, name), curves_of(tables, "lam", sd, name)
+        tab = r.table
+        best = r.best_loss if ns else 0.0
+        kappa = r.p_real * (1 - r.p_real) if ns else None
+        pick = tab.iloc[np.unique(np.linspace(0, len(tab) - 1, 7).round().astype(int))]
+        top = float(loss.iloc[0].max() - best) * 1e2
+        for _, row in pick.iterrows():
+            col = PHASE_COLORS[_phase_of(row, s.rise_tol)]
+            L = loss[row.eta].to_numpy() - best
+            # below ~1e-7·L* the float32 loss is rounding noise: draw it at that floor
+            floor = FLOAT32_FLOOR * best if ns else 1e-30
+            L = np.where(np.isfinite(L) & (L < top), np.maximum(L, floor), np.nan)
+            axes[0][j].plot(loss.index, L, lw=1, color=col, label=f"η·λ0 = {row.eta_lam0:.3g}")
+            if lam_curves is not None:
+                lam = lam_curves[row.eta]
+                y = row.eta * kappa * lam if kappa else lam / r.lam0
+                axes[1][j].plot(lam.index, y.to_numpy(), lw=1, color=col)
+        axes[0][j].set_yscale("log")
+        axes[0][j].set_title(title, fontsize=9)
+        axes[0][j].set_ylabel("L_t − L*" if ns else "L_t")
+        axes[0][j].legend(fontsize=6)
+        axes[1][j].set_ylabel("η·p(1−p)·λ_t" if kappa else "λ_t / λ0")
+        if kappa:
+            axes[1][j].axhline(2, color="k", lw=0.7, ls=":")
+        for ax in axes[:, j]:
+            ax.set_xlim(0, 150)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+    fig.suptitle(f"{NAME}: loss and curvature trajectories (colour: lazy / catapult / divergent), seed {sd}",
+                 fontsize=10)
+    fig.subplots_adjust(wspace=0.35)
+    return fig
+
+
+def flatness_figure(cfg: Config, tables: Tables) -> Figure:
+    """η·p(1−p)·λ_T and the final top Hessian eigenvalue against η·λ0, every seed and sweep."""
+    s, seeds = cfg.claim, cfg.execution.seeds
+    fig, axes = subplots(1, 3, figsize=(14, 3.6))
+    marks = dict(zip(s.degenerate.ps, "o^sD"))
+    for sd in seeds:
+        for p in s.degenerate.ps:
+            r = sweep_of(tables, sd, f"p={p:g}")
+            tab = r.table
+            cols = [PHASE_COLORS[_phase_of(row, s.rise_tol)] for _, row in tab.iterrows()]
+            axes[0].scatter(tab.eta_lam0, tab.eta * r.p_real * (1 - r.p_real) * tab.lam_final, s=8, c=cols,
+                            marker=marks[p], label=f"p = {p:g}" if sd == seeds[0] else None)
+            axes[0].axvline(r.theory, color="0.5", lw=0.6, ls=":")
+            axes[1].scatter(tab.eta_lam0, tab.hessian_final, s=8, c=cols, marker=marks[p],
+                            label=f"p = {p:g}" if sd == seeds[0] else None)
+        tab = sweep_of(tables, sd, "gaussian-nonseparable").table
+        axes[2].scatter(tab.eta_lam0, tab.hessian_final, s=8, c=[PHASE_COLORS[_phase_of(row, s.rise_tol)]
+                                                                 for _, row in tab.iterrows()])
+    axes[0].axhline(2, color="k", lw=0.8, ls=":")
+    axes[0].set_ylabel("η·p(1−p)·λ_T (NTK)")
+    axes[0].set_title("degenerate non-separable (dotted: 2/(p(1−p)))", fontsize=9)
+    axes[1].set_ylabel("final top Hessian eigenvalue")
+    axes[1].set_title("degenerate non-separable: flatness", fontsize=9)
+    axes[2].set_ylabel("final top Hessian eigenvalue")
+    axes[2].set_title(f"Gaussian data, {s.gaussian.flip:.0%} flipped labels", fontsize=9)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("η·λ0")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    axes[1].set_yscale("log")
+    axes[2].set_yscale("log")
+    fig.suptitle(f"{NAME}: the catapult lowers the final curvature (colour: lazy / catapult / divergent)",
+                 fontsize=10)
+    fig.subplots_adjust(wspace=0.3)
+    return fig
+
+
+def real_figure(cfg: Config, tables: Tables) -> Figure:
+    """(d): final test accuracy against η·λ0 per seed, the annealed run, the measured phase edges."""
+    s, seeds = cfg.claim, cfg.execution.seeds
+    fig, ax = subplots(figsize=(6, 3.6))
+    for sd in seeds:
+        t = real_of(tables, sd)
+        const = t[t.name != "anneal"]
+        ax.plot(const.c, const.test_acc, color="0.75", lw=0.8, zorder=1)
+        ax.scatter(const.c, const.test_acc, s=18, zorder=2,
+                   c=[PHASE_COLORS["divergent"] if dv else PHASE_COLORS["catapult" if rs > s.rise_tol else "lazy"]
+                      for rs, dv in zip(const.rise, const.diverged)])
+        a = t[t.name == "anneal"]
+        ax.scatter(a.c, a.test_acc, marker="*", s=60, color="#264653", zorder=3)
+    onsets, divs = [], []
+    for sd in seeds:  # the measured phase boundaries of each seed
+        const = real_of(tables, sd)
+        const = const[const.name != "anneal"]
+        cat = const[(const.rise > s.rise_tol) & ~const.diverged]
+        onsets.append(float(cat.c.min()) if len(cat) else np.nan)
+        dv = const[const.diverged]
+        divs.append(float(dv.c.min()) if len(dv) else np.nan)
+    for vals, col, lab in ((onsets, PHASE_COLORS["catapult"], "catapult sets in"),
+                           (divs, PHASE_COLORS["divergent"], "divergence sets in")):
+        vals = [x for x in vals if np.isfinite(x)]
+        if vals:
+            ax.axvline(float(np.median(vals)), color=col, lw=1.2, ls="--",
+                       label=f"{lab} (median over seeds: η·λ0 = {np.median(vals):g})")
+    ax.scatter([], [], marker="*", color="#264653", label=f"large then annealed (to {s.real.anneal_to:g})")
+    for ph in ("lazy", "catapult"):
+        ax.scatter([], [], color=PHASE_COLORS[ph], label=ph)
+    ax.set_xscale("log")
+    ax.set_xlabel("η·λ0")
+    ax.set_ylabel("final test accuracy")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.suptitle(f"{NAME} (d): CIFAR-10 classes {s.real.classes}, deep linear net", fontsize=10)
+    return fig

@@ -1,0 +1,114 @@
+"""lewkowycz2020 settings: the uv and ReLU sweeps, the CIFAR-10 parts and every tolerance."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from ...config import Strict
+from ..protocol import Execution
+
+
+class Grid(Strict):
+    """Evenly spaced η·λ0 values from ``low`` to ``high``."""
+
+    low: float = Field(gt=0)
+    high: float = Field(gt=0)
+    points: int = Field(ge=2)
+
+    def values(self) -> np.ndarray:
+        """The grid, rejecting low >= high."""
+        if not self.low < self.high:
+            raise ValueError(f"grid low {self.low} must be below high {self.high}")
+        return np.linspace(self.low, self.high, self.points)
+
+
+class UVSettings(Strict):
+    """The uv-model sweeps: data size, width, the lazy and catapult rates, boundary grid, widths."""
+
+    d: int = Field(gt=0, description="input dimension")
+    m: int = Field(gt=0, description="training examples")
+    width: int = Field(gt=0)
+    steps: int = Field(gt=1)
+    lazy_c: float = Field(gt=0, lt=2, description="η·λ0 of the lazy run")
+    catapult_c: float = Field(gt=2, lt=4, description="η·λ0 of the catapult run")
+    boundary: Grid
+    widths: list[int] = Field(min_length=3)
+    curvature_every: int = Field(gt=0)
+
+
+class ReLUSettings(Strict):
+    """The ReLU-net sweeps for the maximal stable rate, per depth."""
+
+    d: int = Field(gt=0)
+    m: int = Field(gt=0)
+    width: int = Field(gt=0)
+    depths: list[int] = Field(min_length=1)
+    grid: Grid
+    steps: int = Field(gt=1)
+    paper_max: float = Field(12.0, gt=0, description="the paper's maximal stable η·λ0")
+
+
+class RealSettings(Strict):
+    """(f): full-batch GD of an NTK-parameterised ReLU net on a CIFAR-10 subset, per η·λ0."""
+
+    seed_limit: int | None = Field(None, ge=2, description="run the first this many of execution.seeds "
+                                   "(data subset and initialisation seeds; None: all)")
+    n_per_class: int = Field(gt=0, description="training images per class")
+    test_per_class: int = Field(gt=0, description="test images per class (a fixed subset)")
+    pool: int = Field(4, gt=0, description="average-pool the 32×32 images by this factor")
+    width: int = Field(gt=0)
+    depth: int = Field(ge=1, le=3)
+    steps: int = Field(gt=1)
+    grid: list[float] = Field(min_length=3, description="η·λ0 values, λ0 the top NTK eigenvalue")
+    test_every: int = Field(gt=0)
+
+
+class EoSSettings(Strict):
+    """Edge of stability: a tanh MLP (PyTorch's default init) on a CIFAR-10 subset, squared loss."""
+
+    seed_limit: int | None = Field(None, ge=2, description="run the first this many of execution.seeds "
+                                   "(None: all)")
+    n_per_class: int = Field(gt=0)
+    pool: int = Field(4, gt=0)
+    width: int = Field(gt=0)
+    depth: int = Field(ge=1, le=3)
+    steps: int = Field(gt=1)
+    every: int = Field(gt=0, description="measure the sharpness every this many steps")
+    stability: list[float] = Field(min_length=1, description="2/η in units of the initial "
+                                   "sharpness λ0: η = 2/(s·λ0), so s > 1 needs sharpening")
+    band: float = Field(0.1, gt=0, lt=1, description="'at 2/η' means within this relative band")
+
+
+class Settings(Strict):
+    """The tolerances every verdict is judged against, and the sweep families."""
+
+    lazy_tol: float = Field(gt=0, description="largest relative change of λ that counts as lazy")
+    rise_tol: float = Field(0.05, ge=0, description="a catapult's loss rises above (1 + rise_tol)·L0")
+    boundary_tol: float = Field(gt=0, description="|c* − 4| below this counts as 'at 4/λ0'")
+    max_tol: float = Field(gt=0, description="|c_max − paper_max| below this counts as '≈ 12'")
+    uv: UVSettings
+    relu: ReLUSettings
+    real: RealSettings
+    eos: EoSSettings
+
+
+class Config(Strict):
+    """The claim config (configs/lewkowycz2020/*.yaml): ``execution`` and the claim's ``claim`` section."""
+
+    execution: Execution
+    claim: Settings
+
+    @model_validator(mode="after")
+    def _seeds(self) -> Config:
+        if len(self.execution.seeds) < 2:
+            raise ValueError(f"execution.seeds needs at least 2 seeds for an interval, got {self.execution.seeds}")
+        return self
+
+    def real_seeds(self) -> list[int]:
+        """The seeds of the CIFAR-10 accuracy sweep (f)."""
+        return self.execution.seeds_for(self.claim.real.seed_limit)
+
+    def eos_seeds(self) -> list[int]:
+        """The seeds of the edge-of-stability runs."""
+        return self.execution.seeds_for(self.claim.eos.seed_limit)

@@ -1,0 +1,22 @@
+"""Li, Wei & Ma (2019), CIFAR-10 with a class-signature patch (docs/claims/li2019-patch.md).
+
+Three schedules train on patched CIFAR-10 — large LR + anneal, small LR, and small LR with
+activation noise until the anneal epoch — and two (large, small) on clean images as the
+control. Verdicts, each a paired per-seed effect with a 95% t interval:
+
+* (a) small LR reaches high patch-only accuracy early; large LR stays near chance on
+  patch-only images until the anneal, and learns the patch after it;
+* (b) final clean test accuracy: large + anneal > small;
+* (c) small LR + activation noise behaves like large LR on (a) and (b);
+* (d) control: the clean-accuracy gap between the schedules without the patch, and how much
+  the patch changes it.
+"""
+
+from .config import Config, Settings, anneal_epoch
+from .experiment import EPOCH_COLUMNS, KINDS, epoch_table, job_key, jobs, preflight, run_config, run_job
+from .judge import CHANCE, NAME, RegimeOutcome, judge, judge_regime, outcomes
+from .report import EVAL_SERIES, PAPER, reading, report
+
+__all__ = ["CHANCE", "Config", "EPOCH_COLUMNS", "EVAL_SERIES", "KINDS", "NAME", "PAPER", "RegimeOutcome",
+           "Settings", "anneal_epoch", "epoch_table", "job_key", "jobs", "judge", "judge_regime", "outcomes",
+           "preflight", "reading", "report", "run_config", "run_job"]

@@ -1,0 +1,98 @@
+"""li2019-patch settings: which schedules play which role, the thresholds, one run config per regime.
+
+A regime's ``population.seeds``, ``train.device`` and ``train.threads`` come from the ``execution``
+section (they are filled in from it; a regime that states other values is an error), so
+``--seeds``, ``--device`` and ``--threads`` reach every run.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from ...config import Cifar10PatchConfig, ConstantSchedule, RunConfig, StepSchedule, Strict
+from ..protocol import Execution
+
+# (section, key) of a regime's run config -> the execution field it comes from
+FROM_EXECUTION = ((("population", "seeds"), "seeds"), (("train", "device"), "device"),
+                  (("train", "threads"), "threads"))
+
+
+class Settings(Strict):
+    """Which schedules play which role, and the thresholds the verdicts use."""
+
+    large: str = Field("large", description="schedule name of large LR + anneal")
+    small: str = Field("small", description="schedule name of the small constant LR")
+    noise: str | None = Field("noise", description="schedule name of small LR + activation noise")
+    early_epoch: int = Field(gt=0, description="epoch at which small LR's patch-only accuracy is judged")
+    patch_level: float = Field(gt=0, le=1, description="patch-only accuracy that counts as 'high'")
+    chance_margin: float = Field(0.1, ge=0, description="'near chance' = below chance + this")
+    min_effect: float = Field(0.01, ge=0, description="smallest accuracy gap that matters")
+    control: bool = Field(True, description="also train large and small on clean images")
+
+
+class Config(Strict):
+    """The claim config (configs/li2019-patch/*.yaml): ``execution``, the settings under ``claim``
+    and one run config per regime (without seeds, device and threads: those are execution's)."""
+
+    execution: Execution
+    claim: Settings
+    regimes: dict[str, RunConfig] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_execution(cls, data: Any) -> Any:
+        """Fill every regime's seeds, device and threads in from ``execution``."""
+        if not isinstance(data, dict):
+            return data
+        ex, regimes = data.get("execution"), data.get("regimes")
+        if not isinstance(ex, dict) or not isinstance(regimes, dict) or "seeds" not in ex:
+            return data  # the field validation reports what is missing
+        data = {**data, "regimes": copy.deepcopy(regimes)}
+        for rname, rc in data["regimes"].items():
+            if not isinstance(rc, dict):
+                continue
+            for (section, key), field in FROM_EXECUTION:
+                value = ex.get(field, Execution.model_fields[field].default)
+                sec = rc.setdefault(section, {})
+                if not isinstance(sec, dict):
+                    continue
+                if key in sec and sec[key] != value:
+                    raise ValueError(f"regimes.{rname}.{section}.{key} = {sec[key]!r} differs from "
+                                     f"execution.{field} = {value!r}: a regime's seeds, device and threads "
+                                     f"come from the execution section (leave them out of the regime)")
+                sec[key] = value
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        s = self.claim
+        for rname, rc in self.regimes.items():
+            where = f"regimes.{rname}"
+            if not isinstance(rc.data, Cifar10PatchConfig) or rc.data.patch is None:
+                raise ValueError(f"{where}.data must be cifar10 data with a patch")
+            if rc.train.unit != "epoch":
+                raise ValueError(f"{where}.train.unit must be 'epoch' (the claim is stated in epochs)")
+            sch = rc.population.schedules
+            roles = [(s.large, StepSchedule), (s.small, ConstantSchedule)]
+            if s.noise is not None:
+                roles.append((s.noise, ConstantSchedule))
+            for role, kind in roles:
+                if role not in sch:
+                    raise ValueError(f"{where}.population.schedules has no {role!r} (have {sorted(sch)})")
+                if not isinstance(sch[role], kind):
+                    raise ValueError(f"{where}.population.schedules.{role} must be a "
+                                     f"{kind.model_fields['kind'].default!r} schedule")
+            if s.noise is not None and s.noise not in rc.population.activation_noise:
+                raise ValueError(f"{where}.population.activation_noise has no entry for {s.noise!r}")
+            if s.early_epoch > rc.train.steps:
+                raise ValueError(f"claim.early_epoch {s.early_epoch} is beyond train.steps "
+                                 f"({rc.train.steps} epochs)")
+        return self
+
+
+def anneal_epoch(cfg: Config, regime: str) -> int:
+    """The epoch of the large schedule's anneal (its first milestone)."""
+    return cfg.regimes[regime].population.schedules[cfg.claim.large].milestones[0]

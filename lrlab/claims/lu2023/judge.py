@@ -1,0 +1,163 @@
+"""lu2023 verdicts, from the stored tables only (no training).
+
+Tables: ``finals`` (job, member, c, seed, diverged, weak_acc, like_acc) and ``curves`` (job,
+member, c, seed, step, metric, value) for the jobs ``sweep`` and ``control``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ...stats import Verdict, t_interval, verdict_defined
+from ..protocol import Tables
+from .config import Config, Settings
+
+NAME = "lu2023"
+REGIME = "feature-noise"
+
+
+@dataclass
+class Run:
+    """One job's tables: final accuracies per member, and each curve as steps × members."""
+
+    finals: pd.DataFrame
+    curves: dict[str, pd.DataFrame]
+
+
+def run_of(tables: Tables, job: str) -> Run | None:
+    """The tables of job ``sweep`` or ``control`` (None when that job is not part of the claim)."""
+    f = tables["finals"]
+    f = f[f.job == job].drop(columns="job").reset_index(drop=True)
+    if f.empty:
+        return None
+    c = tables["curves"]
+    c = c[c.job == job]
+    curves = {m: g.pivot(index="step", columns="member", values="value") for m, g in c.groupby("metric")}
+    return Run(f, curves)
+
+
+def _members(r: Run, c: float, seeds: list[int]) -> list[int]:
+    """Member ids of rate c, in seed order."""
+    t = r.finals
+    return [int(t[(t.c == c) & (t.seed == sd)].member.iloc[0]) for sd in seeds]
+
+
+def measures(r: Run, c: float, s: Settings, seeds: list[int]) -> pd.DataFrame:
+    """Per seed at rate c: oscillation share (first and second half), tail-mean loss, final train
+    accuracy, weak/strong alignment at start and end, noise memorisation, weak-only accuracy."""
+    rows = []
+    cv, t = r.curves, r.finals.set_index("member")
+    for sd, k in zip(seeds, _members(r, c, seeds)):
+        osc = cv["oscillating"][k].dropna()
+        half = osc.index.max() / 2
+        loss = cv["train.loss"][k].dropna()
+        tail = loss[loss.index >= (1 - s.tail) * loss.index.max()]
+        aw, au = cv["align.weak"][k], cv["align.strong"][k]
+        ok = not bool(t.loc[k, "diverged"])
+        rows.append({"seed": sd, "diverged": not ok,
+                     "osc_first": float(osc[osc.index < half].mean()) if ok else math.nan,
+                     "osc_second": float(osc[osc.index >= half].mean()) if ok else math.nan,
+                     "tail_loss": float(tail.mean()) if ok else math.nan,
+                     "train_acc": float(cv["train.acc"][k].dropna().iloc[-1]) if ok else math.nan,
+                     "weak0": float(aw.iloc[0]), "weakT": float(aw.dropna().iloc[-1]) if ok else math.nan,
+                     "strong0": float(au.iloc[0]), "strongT": float(au.dropna().iloc[-1]) if ok else math.nan,
+                     "noiseT": float(cv["noise"][k].dropna().iloc[-1]) if ok else math.nan,
+                     "weak_acc": float(t.loc[k, "weak_acc"])})
+    m = pd.DataFrame(rows)
+    m["growth"] = np.where(m.weak0 > 0, m.weakT / m.weak0, np.nan)  # undefined if no filter started aligned
+    return m
+
+
+def window_summary(r: Run) -> pd.DataFrame:
+    """Per rate c: seed-mean weak-only accuracy, its 95% interval, and how many seeds diverged."""
+    rows = []
+    for c, g in r.finals.groupby("c"):
+        acc = g.weak_acc.dropna().to_numpy()
+        ci = t_interval(acc) if len(acc) else None
+        rows.append({"c": c, "weak_acc": ci.mean if ci else math.nan, "low": ci.low if ci else math.nan,
+                     "high": ci.high if ci else math.nan, "diverged": int(g.diverged.sum()), "seeds": len(g)})
+    return pd.DataFrame(rows).sort_values("c").reset_index(drop=True)
+
+
+def effect_window(r: Run, s: Settings) -> tuple[float, float]:
+    """Smallest c whose seed-mean weak-only accuracy beats the best below the window by ``acc_gain``
+    (NaN: none), and the smallest c at which any seed diverged (NaN: none)."""
+    w = window_summary(r)
+    base = w[w.c < s.window[0]].weak_acc.max()
+    gain = w[(w.weak_acc >= base + s.acc_gain) & (w.diverged == 0)]
+    div = w[w.diverged > 0]
+    return (float(gain.c.min()) if len(gain) else math.nan, float(div.c.min()) if len(div) else math.nan)
+
+
+def judge(cfg: Config, tables: Tables) -> list[Verdict]:
+    """(a) oscillation and convergence, (b) weak-feature learning, (c) weak-only accuracy, (d) the
+    window — each a per-seed effect with a 95% t interval."""
+    s, seeds = cfg.claim, cfg.execution.seeds
+    v: list[Verdict] = []
+
+    def add(id_, statement, effect, values, notes="", min_effect=0.0, kind="other"):
+        v.append(verdict_defined(NAME, id_, statement, effect, values, min_effect, REGIME, notes=notes,
+                                 kind=kind))
+
+    sw, ctrl = run_of(tables, "sweep"), run_of(tables, "control")
+    L, S = measures(sw, s.large, s, seeds), measures(sw, s.small, s, seeds)
+    C = measures(ctrl, s.small, s, seeds) if ctrl is not None else None
+    lg = f"large rate (c = {s.large:g})"
+    sm = f"small rate (c = {s.small:g})"
+    add("a-large-oscillates", f"{lg}: strong points oscillate (|y·f − 1| ≥ {s.delta:g}) through the second half "
+        f"of training, in more than {s.osc_min:.0%} of (probe, point) pairs",
+        f"share of oscillating pairs in steps ≥ T/2 − {s.osc_min:g}", (L.osc_second - s.osc_min).to_numpy(),
+        notes="share in the first / second half per seed: " + ", ".join(
+            f"{a:.2f} / {b:.2f}" for a, b in zip(L.osc_first, L.osc_second)))
+    add("a-large-converges", f"{lg}: training still converges — the training loss averaged over the last "
+        f"{s.tail:.0%} of the steps is below {s.conv_tol:g}", f"{s.conv_tol:g} − tail-mean training loss",
+        (s.conv_tol - L.tail_loss).to_numpy(),
+        notes="tail-mean loss per seed: " + ", ".join(f"{x:.2g}" for x in L.tail_loss)
+        + "; final training accuracy: " + ", ".join(f"{x:.2f}" for x in L.train_acc))
+    add("a-small-smooth", f"{sm}: strong points do not oscillate in the second half",
+        f"{s.osc_min:g} − share of oscillating pairs in steps ≥ T/2", (s.osc_min - S.osc_second).to_numpy(),
+        notes="share per seed: " + ", ".join(f"{x:.3f}" for x in S.osc_second))
+    lf = math.log10(s.growth)
+    add("b-large-learns-weak", f"{lg}: the weak-feature alignment max_r ⟨w, v⟩/‖v‖ grows by more than "
+        f"{s.growth:g}×", f"log10(alignment T / alignment 0) − log10({s.growth:g})",
+        (np.log10(L.growth) - lf).to_numpy(),
+        notes="alignment start → end per seed: " + ", ".join(f"{a:.3f} → {b:.2f}" for a, b in zip(L.weak0, L.weakT)))
+    for label, M, when in (("b-small-does-not", S, "at equal steps"),
+                           ("b-small-does-not-same-time", C, "at the large rate's Σ η_t")):
+        if M is None:
+            continue
+        add(label, f"{sm} {when}: the weak-feature alignment grows by less than {s.growth:g}×",
+            f"log10({s.growth:g}) − log10(alignment T / alignment 0)", (lf - np.log10(M.growth)).to_numpy(),
+            notes="alignment start → end per seed: " + ", ".join(
+                f"{a:.3f} → {b:.2f}" for a, b in zip(M.weak0, M.weakT))
+            + "; strong-feature alignment at the end: " + ", ".join(f"{x:.2f}" for x in M.strongT))
+    add("b-large-vs-small", f"the {lg} ends with a larger weak-feature alignment than the {sm} (equal steps)",
+        "log10(alignment T, large / alignment T, small)", (np.log10(L.weakT) - np.log10(S.weakT)).to_numpy(),
+        notes="strong-feature alignment at the end, large / small: " + ", ".join(
+            f"{a:.2f} / {b:.2f}" for a, b in zip(L.strongT, S.strongT)))
+    for label, M, when in (("c-weak-test-acc", S, "the small rate at equal steps"),
+                           ("c-weak-test-acc-same-time", C, "the small rate at the large rate's Σ η_t")):
+        if M is None:
+            continue
+        add(label, f"weak-only test accuracy: the {lg} beats {when} (paper: 99.38% against 93.75%)",
+            "weak-only test accuracy (large − small)", (L.weak_acc - M.weak_acc).to_numpy(),
+            notes=f"large {L.weak_acc.mean():.4f}, small {M.weak_acc.mean():.4f} (seed means)", min_effect=0.01,
+            kind="accuracy")
+    lo, hi = s.window
+    t = sw.finals
+    inside, below = [], []
+    for sd in seeds:
+        g = t[t.seed == sd]
+        inside.append(float(g[(g.c >= lo) & (g.c <= hi)].weak_acc.max()))
+        below.append(float(g[g.c < lo].weak_acc.max()))
+    onset, div = effect_window(sw, s)
+    add("d-window", f"across the sweep the best weak-only accuracy inside the window [{lo:g}, {hi:g}]·m/‖u‖² beats "
+        "the best below it", "max acc (c in window) − max acc (c below window)",
+        np.asarray(inside) - np.asarray(below), min_effect=0.01, kind="accuracy",
+        notes=f"the gain of ≥ {s.acc_gain:g} sets in at c = {onset:g} and the first divergence is at c = {div:g} "
+        f"(paper's window {lo:g}–{hi:g})")
+    return v

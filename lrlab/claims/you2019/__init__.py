@@ -1,0 +1,43 @@
+"""You, Long, Wang & Jordan (2019), how learning-rate decay helps (docs/claims/you2019.md).
+
+Five experiments, each judged over seeds (paired per seed, 95% t interval):
+
+* (a) PS10 without noise: with step decay the simple patterns are learned in the first stage and
+  the complex ones jump after the first decay; constant-LR runs at each stage's value are the
+  controls, and none of them reaches the decayed run's complex accuracy;
+* (b) PS10 with noisy labels: large LR + decay beats a small constant LR on complex patterns
+  and memorises less of the noise (accuracy on the noise subset against its random labels);
+* (c) GD against SGD on a CIFAR-10 subset: with full-batch GD, decaying (at any of several
+  steps) gives no benefit over not decaying; with SGD, decay gives a jump the constant LR never
+  reaches; (d) the top Hessian eigenvalues of the GD-trained nets and their stable intervals;
+* transferability: snapshots at the end of each stage of a step-decay run on CIFAR-10 classes
+  0–4, transferred to classes 5–9 and to PS10 by "fix" (linear probe) and "finetune"; stage 3
+  should transfer worse than stage 2;
+* AutoDecay against the best of a grid of step decays on PS10: final test accuracy within
+  ``acc_tol`` while spending at least ``epoch_saving`` fewer epochs.
+
+Every (part, seed) is an independent job (patterns, noise, gdsgd, transfer, autodecay), so
+results do not depend on the number of workers.
+"""
+
+from .config import (
+    AutoDecaySettings,
+    Config,
+    GDSGDSettings,
+    NoiseSettings,
+    PatternSettings,
+    Settings,
+    TransferSettings,
+    autodecay_names,
+    gd_names,
+    pattern_names,
+    sgd_names,
+)
+from .experiment import PARTS, jobs, preflight, run_job, transfer_net
+from .judge import NAME, REGIME, judge, judge_results, results
+from .report import PAPER, report
+
+__all__ = ["AutoDecaySettings", "Config", "GDSGDSettings", "NAME", "NoiseSettings", "PAPER", "PARTS",
+           "PatternSettings", "REGIME", "Settings", "TransferSettings", "autodecay_names", "gd_names", "jobs",
+           "judge", "judge_results", "pattern_names", "preflight", "report", "results", "run_job", "sgd_names",
+           "transfer_net"]

@@ -1,0 +1,180 @@
+"""you2019 settings: the PS10 populations, GD/SGD on CIFAR-10, transferability and AutoDecay.
+
+Setup facts and which values are the paper's: docs/claims/you2019.md.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ...config import PS10Config, Strict
+from ..protocol import Execution
+
+
+class PatternSettings(Strict):
+    """A PS10 population: step decay from ``lr`` plus a constant-LR control at each stage's value."""
+
+    data: PS10Config
+    width: int = Field(gt=0, description="hidden units of the two-layer ReLU net")
+    epochs: int = Field(gt=1)
+    batch_size: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    milestones: list[int] = Field(min_length=1, description="epochs of the decays")
+    factor: float = Field(gt=0, lt=1)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    eval_every: int = Field(1, gt=0, description="epochs between probes")
+    jump_window: int = Field(5, gt=0, description="epochs after a decay that count as 'the jump'")
+
+    @model_validator(mode="after")
+    def _check(self) -> PatternSettings:
+        m = self.milestones
+        if any(b <= a for a, b in zip(m, m[1:])) or m[0] <= 0 or m[-1] >= self.epochs:
+            raise ValueError(f"milestones must increase strictly inside (0, epochs={self.epochs}), got {m}")
+        if m[0] % self.eval_every or (m[0] + self.jump_window) % self.eval_every:
+            raise ValueError("the first milestone and milestone + jump_window must be multiples of eval_every")
+        return self
+
+    def stage_lrs(self) -> list[float]:
+        """The rate of every stage: lr, lr·factor, lr·factor², …"""
+        return [self.lr * self.factor**i for i in range(len(self.milestones) + 1)]
+
+
+class NoiseSettings(PatternSettings):
+    """(b): the same population on noisy PS10; ``small_lr`` is the small constant LR compared."""
+
+    small_lr: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _small(self) -> NoiseSettings:
+        if not any(math.isclose(self.small_lr, v, rel_tol=1e-9) for v in self.stage_lrs()):
+            raise ValueError(f"small_lr {self.small_lr} must be one of the stage rates {self.stage_lrs()}")
+        return self
+
+
+class GDSGDSettings(Strict):
+    """(c, d): a ReLU MLP on a pooled CIFAR-10 subset, trained by full-batch GD and by SGD."""
+
+    n_per_class: int = Field(gt=0)
+    test_per_class: int = Field(gt=0)
+    pool: int = Field(4, gt=0)
+    width: int = Field(gt=0)
+    depth: int = Field(2, ge=1, le=4)
+    factor: float = Field(0.1, gt=0, lt=1)
+    gd_lr: float = Field(gt=0)
+    gd_steps: int = Field(gt=1)
+    gd_decay_at: list[int] = Field(min_length=1, description="GD steps of the (single) decay, one run each")
+    gd_eval_every: int = Field(gt=0)
+    sgd_lr: float = Field(gt=0)
+    sgd_epochs: int = Field(gt=1)
+    sgd_batch: int = Field(gt=0)
+    sgd_decay_at: list[int] = Field(min_length=1, description="SGD epochs of the decay, one run each")
+    top_k: int = Field(10, gt=0, description="Hessian eigenvalues of each GD-trained net")
+    gd_tol: float = Field(0.01, gt=0, description="'no benefit': decayed GD beats constant GD by < this")
+
+    @model_validator(mode="after")
+    def _check(self) -> GDSGDSettings:
+        if 32 % self.pool:
+            raise ValueError(f"pool must divide 32, got {self.pool}")
+        return self
+
+
+class TransferSettings(Strict):
+    """Source: CIFAR-10 classes ``source_classes`` (pooled); targets: the other classes and PS10."""
+
+    source_classes: list[int] = Field(min_length=2)
+    n_per_class: int = Field(gt=0)
+    test_per_class: int = Field(gt=0)
+    pool: int = Field(4, gt=0)
+    width: int = Field(gt=0)
+    lrs: list[float] = Field(min_length=3, description="the stage rates, e.g. 0.1, 0.01, 0.001")
+    epochs: list[int] = Field(min_length=3, description="epochs of each stage")
+    batch_size: int = Field(gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    ps10: PS10Config
+    finetune_epochs: int = Field(gt=0)
+    finetune_lr: float = Field(gt=0)
+    probe_epochs: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> TransferSettings:
+        c = self.source_classes
+        if len(set(c)) != len(c) or not all(0 <= k < 10 for k in c):
+            raise ValueError(f"transfer.source_classes must be distinct classes in 0..9, got {c}")
+        if len(c) > 8:
+            raise ValueError("transfer.source_classes must leave at least 2 CIFAR-10 classes for the target")
+        if 32 % self.pool:
+            raise ValueError(f"pool must divide 32, got {self.pool}")
+        if len(self.lrs) != len(self.epochs):
+            raise ValueError(f"transfer.lrs has {len(self.lrs)} stages but transfer.epochs {len(self.epochs)}")
+        if self.ps10.channels != 3 or self.ps10.image_size * self.pool != 32:
+            raise ValueError("transfer.ps10 must be 3-channel images of size 32/pool so that its inputs "
+                             f"match the pooled CIFAR-10 source (3×{32 // self.pool}×{32 // self.pool}), got "
+                             f"{self.ps10.channels}×{self.ps10.image_size}×{self.ps10.image_size}")
+        return self
+
+
+class AutoDecaySettings(Strict):
+    """AutoDecay against a grid of step decays on PS10 (same net, data and epoch budget)."""
+
+    data: PS10Config
+    width: int = Field(gt=0)
+    epochs: int = Field(gt=1, description="the budget; step decays use all of it")
+    batch_size: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    factor: float = Field(0.1, gt=0, lt=1)
+    step_grid: list[list[int]] = Field(min_length=1, description="milestone epochs of each step decay")
+    beta: float = Field(0.9, gt=0, lt=1)
+    window: int = Field(5, ge=2)
+    tol: float = Field(0.02, gt=0)
+    drop: float = Field(0.9, gt=0, le=1)
+    max_decays: int | None = Field(None, ge=0)
+    stage_start: Literal["plateau", "first"] = "plateau"
+    acc_tol: float = Field(0.005, gt=0, description="'within 0.5 points' of the tuned step decay")
+    epoch_saving: float = Field(0.1, ge=0, lt=1, description="at least this share of epochs saved")
+
+
+class Settings(Strict):
+    patterns: PatternSettings
+    noise: NoiseSettings
+    gdsgd: GDSGDSettings
+    transfer: TransferSettings
+    autodecay: AutoDecaySettings
+
+
+class Config(Strict):
+    """The claim config (configs/you2019/*.yaml): ``execution`` and the claim's ``claim`` section.
+    Every part runs every seed of ``execution.seeds``."""
+
+    execution: Execution
+    claim: Settings
+
+    @model_validator(mode="after")
+    def _seeds(self) -> Config:
+        if len(self.execution.seeds) < 2:
+            raise ValueError(f"execution.seeds needs at least 2 seeds for an interval, got {self.execution.seeds}")
+        return self
+
+
+# ------------------------------------------------------------------------------------ member names
+def pattern_names(p: PatternSettings) -> list[str]:
+    """Members of a PS10 population (a) or (b): the step decay, then a constant run per stage rate."""
+    return ["decay"] + [f"constant {lr:g}" for lr in p.stage_lrs()]
+
+
+def gd_names(g: GDSGDSettings) -> list[str]:
+    """The GD runs: constant, then one decayed at each step of ``gd_decay_at``."""
+    return ["constant"] + [f"decay@{s}" for s in g.gd_decay_at]
+
+
+def sgd_names(g: GDSGDSettings) -> list[str]:
+    """The SGD runs: constant, then one decayed at each epoch of ``sgd_decay_at``."""
+    return ["constant"] + [f"decay@{e}" for e in g.sgd_decay_at]
+
+
+def autodecay_names(a: AutoDecaySettings) -> list[str]:
+    """The step decays of the grid, then AutoDecay (last)."""
+    return ["step@" + "-".join(map(str, ms)) for ms in a.step_grid] + ["autodecay"]

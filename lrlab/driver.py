@@ -1,0 +1,283 @@
+"""One driver for every claim: jobs → executor → stored tables → judge → report.
+
+``verify`` runs the jobs of each claim that are not stored yet (a job is stored once its
+``done.json`` is written, after all its tables), then judges and reports from the stored
+tables. ``report`` only re-judges and redraws from what is stored. The output folder::
+
+    OUT/verdicts.json, OUT/report.md          every claim stored under OUT
+    OUT/<claim>/config.yaml                   the resolved claim config the jobs ran with
+    OUT/<claim>/claim.json                    scale and the command-line options
+    OUT/<claim>/jobs/<job>/<table>.parquet    each job's tidy tables, and done.json
+    OUT/<claim>/work/<job>/                   a job's scratch space (checkpoints) while it runs
+    OUT/<claim>/verdicts.json, figures/       the claim's verdicts and figures
+
+A job whose ``done.json`` holds a different fingerprint (the config changed) runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+import yaml
+
+from . import claims as _claims
+from .claims.protocol import Job, JobContext, default_workers
+from .config import ConfigError, apply_overrides, config_dir, read_yaml, to_yaml, validate
+from .exec.local import run_tasks
+from .report import verdict_bars, write_report
+from .stats import Verdict, verdict_from_dict
+from .store import StoreError, code_version, read_parquet, write_atomic, write_parquet
+from .threads import set_threads
+
+SCALES = ("quick", "paper")
+Log = Callable[[str], None]
+
+
+def _claim(name: str):
+    if name not in _claims.CLAIMS:
+        raise ConfigError(f"unknown claim {name!r}; known claims: {', '.join(_claims.CLAIMS)}")
+    return _claims.CLAIMS[name]
+
+
+def claim_config_path(name: str, scale: str) -> Path:
+    """configs/<claim>/<scale>.yaml (``$LRLAB_CONFIGS`` replaces configs/)."""
+    _claim(name)
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; expected one of {list(SCALES)}")
+    return config_dir() / name / f"{scale}.yaml"
+
+
+def _set_every(node: Any, key: str, value: Any) -> None:
+    """Set ``key`` to ``value`` in every mapping of a nested config that has it."""
+    if isinstance(node, dict):
+        for k in list(node):
+            if k == key:
+                node[k] = value
+            else:
+                _set_every(node[k], key, value)
+    elif isinstance(node, list):
+        for item in node:
+            _set_every(item, key, value)
+
+
+def load_claim_config(name: str, scale: str, seeds: int | None = None, overrides: Sequence[str] = (),
+                      device: str | None = None, threads: int | None = None, workers: int | None = None):
+    """A claim's typed config for ``scale`` with the execution options applied to every part:
+    ``seeds`` replaces every seed list by 0..N−1 (and lifts every part's ``seed_limit``),
+    ``device``/``threads``/``workers`` set the ``execution`` section all jobs read."""
+    path = claim_config_path(name, scale)
+    raw = read_yaml(path)
+    ex = raw.setdefault("execution", {})
+    if not isinstance(ex, dict):
+        raise ConfigError(f"{path}: execution must be a section")
+    if seeds is not None:
+        if seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+        _set_every(raw, "seeds", list(range(seeds)))
+        _set_every(raw, "seed_limit", None)
+        ex["seeds"] = list(range(seeds))
+    for key, value in (("device", device), ("threads", threads), ("workers", workers)):
+        if value is not None:
+            ex[key] = value
+    raw = apply_overrides(raw, list(overrides))
+    return validate(_claim(name).Config, raw, source=str(path))
+
+
+# ------------------------------------------------------------------------------------ the store
+def claim_dir(out: Path, name: str) -> Path:
+    return Path(out) / name
+
+
+def fingerprint(cfg: Any, job: Job) -> str:
+    """What makes a stored job reusable: the resolved config (less the worker count) and the job."""
+    data = cfg.model_dump(mode="json")
+    data.get("execution", {}).pop("workers", None)
+    text = json.dumps({"config": data, "key": job.key, "part": job.part, "params": job.params},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def job_dir(out: Path, name: str, job: Job) -> Path:
+    return claim_dir(out, name) / "jobs" / job.key
+
+
+def is_done(out: Path, name: str, cfg: Any, job: Job) -> bool:
+    """Whether ``job`` is stored with this config's fingerprint."""
+    p = job_dir(out, name, job) / "done.json"
+    if not p.is_file():
+        return False
+    try:
+        return json.loads(p.read_text()).get("fingerprint") == fingerprint(cfg, job)
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+
+
+def store_job(out: Path, name: str, cfg: Any, job: Job, tables: dict[str, pd.DataFrame],
+              wall: float) -> None:
+    """Write a job's tables into a fresh folder, then swap it in: a crash leaves either the old
+    job or none, never a mixture."""
+    final = job_dir(out, name, job)
+    tmp = final.parent / f".{job.key}.incoming"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for tname, df in tables.items():
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"{name} job {job.key}: table {tname!r} is a {type(df).__name__}, not a DataFrame")
+        write_parquet(tmp / f"{tname}.parquet", df)
+    write_atomic(tmp / "done.json", json.dumps({
+        "fingerprint": fingerprint(cfg, job), "job": job.key, "part": job.part, "params": job.params,
+        "tables": sorted(tables), "wall_time_s": round(wall, 3), "code": code_version()},
+        indent=2, default=str))
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def load_tables(out: Path, name: str, cfg: Any, jobs: Sequence[Job]) -> dict[str, pd.DataFrame]:
+    """Every stored table of ``jobs``, concatenated over jobs with a ``job`` column first."""
+    parts: dict[str, list[pd.DataFrame]] = {}
+    for job in jobs:
+        d = job_dir(out, name, job)
+        if not is_done(out, name, cfg, job):
+            raise StoreError(f"{d}: job {job.key} of {name} is not stored for this config "
+                             f"(run `lrlab verify {name} --out {out}` to compute it)")
+        done = json.loads((d / "done.json").read_text())
+        for tname in done["tables"]:
+            df = read_parquet(d / f"{tname}.parquet")
+            df.insert(0, "job", job.key)
+            parts.setdefault(tname, []).append(df)
+    return {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
+
+
+def _job_walls(out: Path, name: str, jobs: Sequence[Job]) -> float:
+    return sum(float(json.loads((job_dir(out, name, j) / "done.json").read_text()).get("wall_time_s", 0))
+               for j in jobs)
+
+
+# ------------------------------------------------------------------------------------ running jobs
+def run_one(name: str, cfg_data: dict, job: Job, out: str, progress: bool = False) -> float:
+    """Run one job and store its tables (in this process or a worker); returns its wall time."""
+    mod = _claim(name)
+    cfg = mod.Config.model_validate(cfg_data)
+    ex = cfg.execution
+    work = claim_dir(Path(out), name) / "work" / job.key
+    work.mkdir(parents=True, exist_ok=True)
+    before = set_threads(ex.threads)
+    t0 = time.perf_counter()
+    try:
+        tables = mod.run_job(cfg, job, JobContext(ex.device, ex.threads, work, progress))
+    finally:
+        set_threads(before)
+    wall = time.perf_counter() - t0
+    store_job(Path(out), name, cfg, job, tables, wall)
+    shutil.rmtree(work, ignore_errors=True)
+    return wall
+
+
+def _write_claim_files(out: Path, name: str, cfg: Any, scale: str, options: dict) -> None:
+    d = claim_dir(out, name)
+    d.mkdir(parents=True, exist_ok=True)
+    write_atomic(d / "config.yaml", to_yaml(cfg))
+    write_atomic(d / "claim.json", json.dumps({"claim": name, "scale": scale, **options}, indent=2))
+
+
+def verify(names: Sequence[str], scale: str, out: Path, seeds: int | None = None,
+           overrides: Sequence[str] = (), progress: bool = False, log: Log = print,
+           workers: int | None = None, device: str | None = None,
+           threads: int | None = None) -> list[Verdict]:
+    """Run the named claims (default: all) into ``out``: jobs not stored yet, then judge and
+    report every claim stored under ``out``. Returns the verdicts of the named claims."""
+    names = list(names) or list(_claims.CLAIMS)
+    cfgs = {n: load_claim_config(n, scale, seeds, overrides, device, threads, workers) for n in names}
+    for n in names:  # everything is validated before anything runs
+        _claim(n).preflight(cfgs[n])
+    out = Path(out)
+    options = {"seeds": seeds, "overrides": list(overrides), "device": device, "threads": threads}
+    for n in names:
+        mod, cfg = _claim(n), cfgs[n]
+        _write_claim_files(out, n, cfg, scale, options)
+        jobs = mod.jobs(cfg)
+        todo = [j for j in jobs if not is_done(out, n, cfg, j)]
+        nw = cfg.execution.workers or default_workers(len(todo))
+        log(f"[{n}] {len(jobs)} jobs, {len(jobs) - len(todo)} already stored; running {len(todo)} "
+            f"on {nw} worker(s), device {cfg.execution.device}, {cfg.execution.threads} thread(s) each")
+        data = cfg.model_dump(mode="json")
+        run_tasks(run_one, [(n, data, j, str(out)) for j in todo], nw, log=log,
+                  label=lambda t: f"{t[0]} {t[2].key}", progress=progress)
+    judged = report(out, log=log)
+    return [v for v in judged if v.claim in names]
+
+
+# ------------------------------------------------------------------------------------ judging
+def stored_claims(out: Path) -> list[str]:
+    """The claims stored under ``out``, in the registry's order."""
+    return [n for n in _claims.CLAIMS if (claim_dir(out, n) / "config.yaml").is_file()]
+
+
+def _stored_config(out: Path, name: str):
+    path = claim_dir(out, name) / "config.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise StoreError(f"{path}: not a readable config ({type(e).__name__})") from None
+    return validate(_claim(name).Config, raw, source=str(path))
+
+
+def judge_claim(out: Path, name: str) -> tuple[Any, list[Verdict], str, float, str]:
+    """Re-judge one stored claim: (config, verdicts, report section, job wall time, scale)."""
+    mod, cfg = _claim(name), _stored_config(out, name)
+    jobs = mod.jobs(cfg)
+    tables = load_tables(out, name, cfg, jobs)
+    verdicts = mod.judge(cfg, tables)
+    figdir = claim_dir(out, name) / "figures"
+    figdir.mkdir(exist_ok=True)
+    section = mod.report(cfg, tables, verdicts, figdir, Path(name) / "figures")
+    rows = [(f"{v.regime}: {v.id}", v.interval.mean, v.interval.low, v.interval.high, v.status)
+            for v in verdicts if v.kind == "accuracy"]
+    if rows:
+        bars = verdict_bars(rows, figdir / f"{name}-effects.png", title=f"{name}: accuracy effects")
+        section += f"\n![accuracy effects]({Path(name) / 'figures' / bars.name})\n"
+    meta = json.loads((claim_dir(out, name) / "claim.json").read_text())
+    return cfg, verdicts, section, _job_walls(out, name, jobs), meta.get("scale", "?")
+
+
+def _dump(verdicts: Sequence[Verdict], **head: Any) -> str:
+    return json.dumps({**head, "verdicts": [v.to_dict() for v in verdicts]}, indent=2)
+
+
+def report(out: Path, names: Sequence[str] | None = None, log: Log = print) -> list[Verdict]:
+    """Judge and report every claim stored under ``out`` (or ``names``) from its stored tables:
+    writes ``<claim>/verdicts.json``, the figures, and OUT/verdicts.json and OUT/report.md."""
+    out = Path(out)
+    names = list(names) if names else stored_claims(out)
+    if not names:
+        raise StoreError(f"{out}: no stored claims (run `lrlab verify --out {out}` first)")
+    verdicts: list[Verdict] = []
+    sections, scales, wall = [], set(), 0.0
+    for n in names:
+        _, vs, section, w, scale = judge_claim(out, n)
+        write_atomic(claim_dir(out, n) / "verdicts.json", _dump(vs, claim=n, scale=scale,
+                                                               job_wall_time_s=round(w, 1)))
+        verdicts += vs
+        sections.append(section)
+        scales.add(scale)
+        wall += w
+    scale = "/".join(sorted(scales))
+    write_atomic(out / "verdicts.json", _dump(verdicts, scale=scale, claims=names, job_wall_time_s=round(wall, 1)))
+    intro = (f"Claims {', '.join(f'`{n}`' for n in names)} at scale `{scale}`; the jobs took "
+             f"{wall:.0f} s of compute (summed over jobs). Regenerate with `lrlab report {out}`.")
+    write_report(out / "report.md", "lrlab verification report", intro, verdicts, sections)
+    log(f"judged {len(verdicts)} verdicts of {len(names)} claim(s) from the tables under {out}")
+    return verdicts
+
+
+def read_verdicts(path: Path) -> list[Verdict]:
+    """Verdicts from a verdicts.json written by :func:`report`."""
+    return [verdict_from_dict(d) for d in json.loads(Path(path).read_text())["verdicts"]]
