@@ -24,6 +24,8 @@ from .config import ConfigError, load_config
 from .exec.local import TaskError
 from .phase import phase_diagram
 from .report import plot_phase_diagram
+from .report.results import publish as publish_claim
+from .report.results import update_readme
 from .store import list_runs, load_run, write_atomic
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -123,11 +125,13 @@ def _verdict_table(vs) -> Table:
     t.add_column("effect: mean [95% CI]", no_wrap=True)
     t.add_column("n")
     t.add_column("verdict", no_wrap=True)
-    colour = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow"}
+    t.add_column("Holm", no_wrap=True)
+    colour = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "": "white"}
     for v in vs:
         ci = v.interval
+        n = str(ci.n) + (f"+{v.failed_seeds}✗" if v.failed_seeds else "")
         t.add_row(v.claim, v.regime, v.id, f"{_fmt(ci.mean, True)} [{_fmt(ci.low)}, {_fmt(ci.high)}]",
-                  str(ci.n), f"[{colour[v.status]}]{v.status}[/]")
+                  n, f"[{colour[v.status]}]{v.status}[/]", f"[{colour[v.status_holm]}]{v.status_holm}[/]")
     return t
 
 
@@ -181,6 +185,27 @@ def report(
         vs = driver.report(out, claims or None, log=_log)
         console.print(_verdict_table(vs))
         console.print(f"wrote {out / 'verdicts.json'} and {out / 'report.md'}")
+
+    _guard(go)
+
+
+@app.command()
+def publish(
+    out: Path = typer.Argument(..., help="A folder written by `lrlab verify --out`."),
+    claims: List[str] = typer.Option([], "--claim", help="Only these claims (default: every claim stored there)."),
+    results: Path = typer.Option(Path("docs/results"), "--results", help="Where committed results live."),
+    figures: Optional[Path] = typer.Option(Path("docs/figures"), "--figures", help="Where the README's figures live."),
+    readme: Path = typer.Option(Path("README.md"), "--readme", help="README whose results blocks to regenerate."),
+) -> None:
+    """Copy verified claims into docs/results/ and regenerate the README's results blocks from them."""
+    def go():
+        names = list(claims) or driver.stored_claims(out)
+        if not names:
+            raise FileNotFoundError(f"no stored claims under {out}")
+        for n in names:
+            console.print(f"published {publish_claim(out, n, results, figures)}")
+        changed = update_readme(readme, results, names)
+        console.print(f"{readme}: regenerated {', '.join(changed) or 'nothing (already up to date)'}")
 
     _guard(go)
 

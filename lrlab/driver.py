@@ -31,8 +31,8 @@ from .claims.protocol import Job, JobContext, default_workers
 from .config import ConfigError, apply_overrides, config_dir, read_yaml, to_yaml, validate
 from .exec.local import run_tasks
 from .report import verdict_bars, write_report
-from .stats import Verdict, verdict_from_dict
-from .store import StoreError, code_version, read_parquet, write_atomic, write_parquet
+from .stats import Verdict, holm, verdict_from_dict
+from .store import StoreError, code_version, now, read_parquet, write_atomic, write_parquet
 from .threads import set_threads
 
 SCALES = ("quick", "paper")
@@ -94,13 +94,23 @@ def claim_dir(out: Path, name: str) -> Path:
     return Path(out) / name
 
 
-def fingerprint(cfg: Any, job: Job) -> str:
-    """What makes a stored job reusable: the resolved config (less the worker count) and the job."""
+def fingerprint(cfg: Any, job: Job, jobs_version: int | None = None) -> str:
+    """What makes a stored job reusable: the resolved config, the job, and the claim's
+    ``JOBS_VERSION`` when it declares one (bumped when its jobs' tables change). Left out: the
+    worker count and the ``verdicts`` section (thresholds only the judge reads), so changing a
+    threshold re-judges without training."""
     data = cfg.model_dump(mode="json")
     data.get("execution", {}).pop("workers", None)
-    text = json.dumps({"config": data, "key": job.key, "part": job.part, "params": job.params},
-                      sort_keys=True, default=str)
+    data.pop("verdicts", None)
+    ident = {"config": data, "key": job.key, "part": job.part, "params": job.params}
+    if jobs_version is not None:
+        ident["jobs_version"] = jobs_version
+    text = json.dumps(ident, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _jobs_version(name: str) -> int | None:
+    return getattr(_claim(name), "JOBS_VERSION", None)
 
 
 def job_dir(out: Path, name: str, job: Job) -> Path:
@@ -113,7 +123,7 @@ def is_done(out: Path, name: str, cfg: Any, job: Job) -> bool:
     if not p.is_file():
         return False
     try:
-        return json.loads(p.read_text()).get("fingerprint") == fingerprint(cfg, job)
+        return json.loads(p.read_text()).get("fingerprint") == fingerprint(cfg, job, _jobs_version(name))
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return False
 
@@ -132,7 +142,8 @@ def store_job(out: Path, name: str, cfg: Any, job: Job, tables: dict[str, pd.Dat
             raise TypeError(f"{name} job {job.key}: table {tname!r} is a {type(df).__name__}, not a DataFrame")
         write_parquet(tmp / f"{tname}.parquet", df)
     write_atomic(tmp / "done.json", json.dumps({
-        "fingerprint": fingerprint(cfg, job), "job": job.key, "part": job.part, "params": job.params,
+        "fingerprint": fingerprint(cfg, job, _jobs_version(name)), "job": job.key, "part": job.part,
+        "params": job.params,
         "tables": sorted(tables), "wall_time_s": round(wall, 3), "code": code_version()},
         indent=2, default=str))
     if final.exists():
@@ -185,7 +196,23 @@ def _write_claim_files(out: Path, name: str, cfg: Any, scale: str, options: dict
     d = claim_dir(out, name)
     d.mkdir(parents=True, exist_ok=True)
     write_atomic(d / "config.yaml", to_yaml(cfg))
-    write_atomic(d / "claim.json", json.dumps({"claim": name, "scale": scale, **options}, indent=2))
+    sessions = []
+    if (d / "claim.json").is_file():
+        try:
+            sessions = json.loads((d / "claim.json").read_text()).get("sessions", [])
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            sessions = []
+    write_atomic(d / "claim.json", json.dumps({"claim": name, "scale": scale, **options, "sessions": sessions},
+                                              indent=2))
+
+
+def _log_session(out: Path, name: str, jobs_run: int, workers: int, wall: float) -> None:
+    """Append one verify invocation's wall time to claim.json (how long the jobs took to run)."""
+    p = claim_dir(out, name) / "claim.json"
+    meta = json.loads(p.read_text())
+    meta.setdefault("sessions", []).append({"at": now(), "jobs_run": jobs_run, "workers": workers,
+                                            "wall_s": round(wall, 1)})
+    write_atomic(p, json.dumps(meta, indent=2))
 
 
 def verify(names: Sequence[str], scale: str, out: Path, seeds: int | None = None,
@@ -209,8 +236,13 @@ def verify(names: Sequence[str], scale: str, out: Path, seeds: int | None = None
         log(f"[{n}] {len(jobs)} jobs, {len(jobs) - len(todo)} already stored; running {len(todo)} "
             f"on {nw} worker(s), device {cfg.execution.device}, {cfg.execution.threads} thread(s) each")
         data = cfg.model_dump(mode="json")
-        run_tasks(run_one, [(n, data, j, str(out)) for j in todo], nw, log=log,
-                  label=lambda t: f"{t[0]} {t[2].key}", progress=progress)
+        t0 = time.perf_counter()
+        try:
+            run_tasks(run_one, [(n, data, j, str(out)) for j in todo], nw, log=log,
+                      label=lambda t: f"{t[0]} {t[2].key}", progress=progress)
+        finally:
+            if todo:
+                _log_session(out, n, len(todo), nw, time.perf_counter() - t0)
     judged = report(out, log=log)
     return [v for v in judged if v.claim in names]
 
@@ -235,7 +267,7 @@ def judge_claim(out: Path, name: str) -> tuple[Any, list[Verdict], str, float, s
     mod, cfg = _claim(name), _stored_config(out, name)
     jobs = mod.jobs(cfg)
     tables = load_tables(out, name, cfg, jobs)
-    verdicts = mod.judge(cfg, tables)
+    verdicts = holm(mod.judge(cfg, tables))
     figdir = claim_dir(out, name) / "figures"
     figdir.mkdir(exist_ok=True)
     section = mod.report(cfg, tables, verdicts, figdir, Path(name) / "figures")

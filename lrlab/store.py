@@ -105,6 +105,11 @@ def environment() -> dict[str, Any]:
             "packages": pkgs, "torch_threads": torch.get_num_threads()}
 
 
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return _now()
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 

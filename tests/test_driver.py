@@ -168,6 +168,18 @@ def test_cli_report_rejudges_a_stored_folder_and_names_a_missing_one(tmp_path, m
     driver.verify(["lu2023"], "quick", out, workers=1, log=_quiet)
     r = CliRunner().invoke(app, ["report", str(out)])
     assert r.exit_code == 0, r.output
-    assert "a-large-oscillates" in r.output and "judged 8 verdicts of 1 claim(s)" in r.output
+    assert "judged 8 verdicts of 1 claim(s)" in r.output and "PASS" in r.output
     r = CliRunner().invoke(app, ["report", str(tmp_path / "nowhere")])
     assert r.exit_code == 2 and "no verify output at" in r.output
+
+
+def test_a_bumped_jobs_version_reruns_the_jobs(tmp_path, monkeypatch):
+    _tiny_lu(tmp_path, monkeypatch, control=False)
+    out = tmp_path / "out"
+    driver.verify(["lu2023"], "quick", out, workers=1, log=_quiet)
+    cfg = driver.load_claim_config("lu2023", "quick")
+    job = CLAIMS["lu2023"].jobs(cfg)[0]
+    assert driver.is_done(out, "lu2023", cfg, job)
+    assert driver.fingerprint(cfg, job) != driver.fingerprint(cfg, job, 2)
+    monkeypatch.setattr(CLAIMS["lu2023"], "JOBS_VERSION", 2, raising=False)
+    assert not driver.is_done(out, "lu2023", cfg, job)

@@ -12,6 +12,9 @@ A claim is a package ``lrlab/claims/<paper>/`` whose ``__init__`` exposes::
     judge(cfg, tables) -> list[Verdict]  pure: verdicts from the stored tables, no training
     report(cfg, tables, verdicts, figdir, rel) -> str  figures + the Markdown section
 
+Optionally ``JOBS_VERSION`` (an int): bump it when the jobs' code changes what they store, so
+stored jobs of the same config run again.
+
 The driver (:mod:`lrlab.driver`) runs the jobs that are not stored yet, stores each job's
 tables under ``OUT/<claim>/jobs/<job key>/``, concatenates every table over the jobs (adding
 a ``job`` column) and hands them to ``judge`` and ``report``. Because judge and report see

@@ -18,22 +18,31 @@ def _num(x: float) -> str:
 
 def verdict_table(verdicts: Sequence[Verdict]) -> str:
     """A Markdown table, one row per verdict."""
-    lines = ["| claim | regime | id | statement | effect | mean | 95% interval | n | verdict |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| claim | regime | id | statement | effect | test | mean | 95% interval | n | verdict | Holm |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for v in verdicts:
         ci = v.interval
-        lines.append(f"| {v.claim} | {v.regime} | {v.id} | {v.statement} | {v.effect} | "
-                     f"{_num(ci.mean)} | [{_num(ci.low)}, {_num(ci.high)}] | {ci.n} | **{v.status}** |")
+        test = v.test + ("" if v.test == "bound" else f" ({_num(v.min_effect)})")
+        n = f"{ci.n}" + (f" + {v.failed_seeds} failed" if v.failed_seeds else "")
+        lines.append(f"| {v.claim} | {v.regime} | {v.id} | {v.statement} | {v.effect} | {test} | "
+                     f"{_num(ci.mean)} | [{_num(ci.low)}, {_num(ci.high)}] | {n} | **{v.status}** | "
+                     f"{v.status_holm or '—'} |")
     return "\n".join(lines)
+
+
+RULE = ("How verdicts are decided: each effect is oriented so that positive is what the paper predicts; "
+        "the interval is a Student-t 95% interval over seeds. *superiority (m)*: PASS when the interval lies "
+        "above 0 and its mean reaches m, FAIL when it lies wholly below m. *bound*: the effect is "
+        "threshold − measure; PASS above 0, FAIL below 0. *equivalence (δ)*: PASS inside (−δ, δ), FAIL wholly "
+        "outside. Otherwise INCONCLUSIVE. A non-finite seed is a failed seed: any failed seed rules out PASS, "
+        "more than half FAIL. *Holm*: the same decisions with Holm's correction over the claim's verdicts.")
 
 
 def write_report(path: Path, title: str, intro: str, verdicts: Sequence[Verdict],
                  sections: Sequence[str]) -> Path:
     """Write the report atomically: title, intro, the verdict table, then claim sections."""
     text = [f"# {title}", "", intro, "", "## Verdicts", "", verdict_table(verdicts), "",
-            "PASS: the 95% interval of the effect lies above 0. FAIL: it lies below the smallest "
-            "effect that matters (min_effect), i.e. no effect or the opposite. Otherwise "
-            "INCONCLUSIVE.", ""]
+            RULE, ""]
     text += list(sections)
     write_atomic(path, "\n".join(text) + "\n")
     return path

@@ -33,11 +33,6 @@ TINY = {"execution": {"seeds": [0, 1]}, "claim": {
             "every": 10, "stability": [1.5]},
 }}
 
-IDS = ["a-lazy-lambda", "a-lazy-monotone", "b-catapult-rises", "b-catapult-converges", "b-catapult-edge",
-       "c-uv-boundary", "d-peak-grows-with-width", "d-peak-step-log-width", "e-relu-depth1-max",
-       "e-relu-depth2-max", "f-real-best-in-catapult", "eos-reaches-1p5", "eos-stays-1p5", "eos-reaches-2",
-       "eos-stays-2"]
-
 
 def _copy(d: dict) -> dict:
     return json.loads(json.dumps(d))
@@ -165,8 +160,37 @@ def test_phase_diagram_and_sharpness_trace_round_trip_exactly():
 # ------------------------------------------------------------------------------------ judge on hand-made tables
 HAND = _copy(TINY)
 HAND["execution"]["seeds"] = [0, 1, 2]
+HAND["claim"]["relu"]["grid"] = {"low": 2.0, "high": 20.0, "points": 10}  # 2, 4, ..., 20
 HAND["claim"]["real"]["seed_limit"] = 2
 HAND["claim"]["eos"].update(seed_limit=2, stability=[1.5, 2.0])
+
+# the test of every verdict (docs/claims/lewkowycz2020.md)
+TESTS = {"a-lazy-lambda": "bound", "a-lazy-monotone": "bound", "b-catapult-rises": "bound",
+         "b-catapult-converges": "bound", "b-catapult-edge": "bound", "c-uv-boundary": "equivalence",
+         "d-peak-grows-with-width": "superiority", "d-peak-step-log-width": "superiority",
+         "e-relu-depth1-max": "equivalence", "e-relu-depth2-max": "equivalence",
+         "f-real-best-in-catapult": "superiority", "eos-reaches-1p5": "bound", "eos-stays-1p5": "bound",
+         "eos-reaches-2": "bound", "eos-stays-2": "bound"}
+
+# what each verdict gives on the null tables (docs/claims/lewkowycz2020.md, "Verdicts"): a bound
+# whose measure sits at its threshold straddles 0 (INCONCLUSIVE); a bound whose null lies wholly on
+# the wrong side, and a superiority test at zero effect, FAIL; an equivalence test at zero
+# deviation PASSes
+NULL = {"a-lazy-lambda": "INCONCLUSIVE",  # λ moves by lazy_tol (± jitter)
+        "a-lazy-monotone": "INCONCLUSIVE",  # the lazy loss rises once by monotone_tol·L0 (± jitter)
+        "b-catapult-rises": "FAIL",  # the loss never rises above L0 < (1 + rise_tol)·L0
+        "b-catapult-converges": "INCONCLUSIVE",  # the loss ends at L0 (± jitter)
+        "b-catapult-edge": "FAIL",  # λ does not move: η·λ_T = catapult_c = 3 > 2
+        "c-uv-boundary": "PASS",  # c* = 4 on every seed
+        "d-peak-grows-with-width": "FAIL",  # the peak does not depend on width
+        "d-peak-step-log-width": "FAIL",  # nor does its step
+        "e-relu-depth1-max": "PASS", "e-relu-depth2-max": "PASS",  # c_max = paper_max
+        "f-real-best-in-catapult": "FAIL",  # best catapult run = best lazy run
+        "eos-reaches-1p5": "FAIL",  # no sharpening: S·η/2 stays at 1/s < 1 − band
+        "eos-stays-1p5": "FAIL",  # ... so no run arrives: every seed failed
+        "eos-reaches-2": "FAIL", "eos-stays-2": "FAIL"}
+
+IDS = list(TESTS)
 
 
 def _long(seed: int, etas, steps, values) -> pd.DataFrame:
@@ -175,45 +199,63 @@ def _long(seed: int, etas, steps, values) -> pd.DataFrame:
                          for i, s in enumerate(steps) for j, e in enumerate(etas)])
 
 
-def _hand_tables(good: bool) -> dict[str, pd.DataFrame]:
-    """Tables in the stored shape whose numbers make every statement hold (``good``) or fail."""
+def _hand_tables(kind: str = "good", broken: tuple[int, ...] = ()) -> dict[str, pd.DataFrame]:
+    """Tables in the stored shape whose numbers make every statement hold (``good``), fail (``bad``)
+    or show no effect (``null``, see NULL); on the seeds in ``broken`` the measurement of every
+    statement fails (diverged runs, no divergence in the uv grid, a ReLU boundary beyond the grid,
+    no catapult run on CIFAR-10, diverged edge-of-stability runs)."""
+    assert kind in ("good", "bad", "null")
+    good, bad = kind == "good", kind == "bad"
     parts: dict[str, list[pd.DataFrame]] = {}
 
     def put(name: str, job: str, df: pd.DataFrame) -> None:
         df.insert(0, "job", job)
         parts.setdefault(name, []).append(df)
 
+    def pick(g, b, n):
+        return g if good else b if bad else n
+
     cs = np.array([1.0, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5])
     for sd in (0, 1, 2):
-        job, lam0, j = f"core-seed{sd}", 2.0 + 0.1 * sd, 0.01 * sd
+        job, lam0, j, dead = f"core-seed{sd}", 2.0 + 0.1 * sd, 0.01 * sd, sd in broken
         etas = cs / lam0
-        first_div = 4.0 if good else 5.5
+        first_div = np.inf if dead else 5.5 if bad else 4.0
         phases = ["lazy", "catapult", "catapult"] + ["divergent" if c >= first_div else "catapult" for c in cs[3:]]
         put("uv_sweep", job, pd.DataFrame({"seed": sd, "member": range(len(cs)), "eta": etas, "eta_lam0": etas * lam0,
                                            "phase": phases, "final_loss": 0.1, "lam_final": lam0,
                                            "eta_lam_final": etas * lam0, "lam0": lam0, "curvature": "ntk"}))
-        lazy = [1, 0.8, 0.6, 0.4, 0.3] if good else [1, 1.2 + j, 0.6, 0.4, 0.3]
-        cat = [1, 3 + j, 2, 0.5, 0.1 + j] if good else [1, 0.99, 0.995, 1.0, 1.01 + j / 10]
+        lazy = pick([1, 0.8, 0.6, 0.4, 0.3], [1, 1.2 + j, 0.6, 0.4, 0.3],
+                    [1, 1 + 1e-6 + (sd - 1) * 1e-7, 0.6, 0.4, 0.3])
+        cat = pick([1, 3 + j, 2, 0.5, 0.1 + j], [1, 0.99, 0.995, 1.0, 1.01 + j / 10],
+                   [1, 0.99, 0.98, 0.99, 1 + j - 0.01])
+        lam_lazy = pick([lam0, lam0 * (1.01 + j / 10), lam0 * (1.02 + j / 10)], [lam0, lam0 * (1.2 + j), lam0 * 1.3],
+                        [lam0, lam0 * (1.05 + (sd - 1) * 0.005), lam0])
+        lam_cat = pick([lam0, lam0 * 1.5, lam0 * (0.5 + j)], [lam0, lam0 * 1.5, lam0 * (0.9 + j)], [lam0] * 3)
+        if dead:  # the lazy and the catapult run diverge (λ is NaN for diverged runs)
+            lazy, cat = [1, 0.8, np.inf, np.nan, np.nan], [1, 3, np.inf, np.nan, np.nan]
+            lam_lazy = lam_cat = [np.nan] * 3
         other = [1, 10, 100, np.inf, np.nan]
         put("uv_loss", job, _long(sd, etas, range(5), np.array([lazy, cat] + [other] * 5, dtype=float).T))
-        lam_lazy = ([lam0, lam0 * (1.01 + j / 10), lam0 * (1.02 + j / 10)] if good
-                    else [lam0, lam0 * (1.2 + j), lam0 * 1.3])
-        lam_cat = [lam0, lam0 * 1.5, lam0 * (0.5 + j)] if good else [lam0, lam0 * 1.5, lam0 * (0.9 + j)]
         put("uv_lam", job, _long(sd, etas, [0, 2, 4], np.array([lam_lazy, lam_cat] + [[np.nan] * 3] * 5).T))
         widths = np.array([64, 256, 1024])
-        put("uv_widths", job, pd.DataFrame({
-            "seed": sd, "width": widths, "peak_loss": widths ** (0.5 + j) if good else widths ** -(0.5 + j),
-            "peak_step": [3, 5 + sd, 7 + sd] if good else [7 + sd, 5, 3], "phase": "catapult"}))
-        put("relu_max", job, pd.DataFrame({"seed": sd, "depth": [1, 2],
-                                           "c_max": [12.0 + 0.5 * sd, 11.0 - 0.2 * sd] if good else [4.0, 5.0 + sd],
-                                           "lam0": 1.0}))
+        peak = pick(widths ** (0.5 + j), widths ** -(0.5 + j), np.full(3, 10.0))
+        if dead:
+            peak = np.array([8.0, np.inf, 32.0])  # the run at width 256 diverged
+        put("uv_widths", job, pd.DataFrame({"seed": sd, "width": widths, "peak_loss": peak.astype(float),
+                                            "peak_step": pick([3, 5 + sd, 7 + sd], [7 + sd, 5, 3], [5, 5, 5]),
+                                            "phase": "catapult"}))
+        c_max = [np.nan, 20.0] if dead else pick([12.0 + 0.5 * sd, 11.0 - 0.2 * sd], [4.0, 5.0 + sd], [12.0, 12.0])
+        put("relu_max", job, pd.DataFrame({"seed": sd, "depth": [1, 2], "c_max": c_max, "lam0": 1.0}))
     grid = np.array([0.5, 1.0, 3.0, 8.0])
     for sd in (0, 1):  # real and eos: the first 2 seeds only
-        job, lam0 = f"real-seed{sd}", 1.5 + sd
+        job, lam0, dead = f"real-seed{sd}", 1.5 + sd, sd in broken
         etas = grid / lam0
-        acc = [0.30, 0.32, (0.40 if good else 0.20) + 0.01 * sd, np.nan]
+        acc = [0.30, 0.32, pick(0.40 + 0.01 * sd, 0.20 + 0.01 * sd, 0.32), np.nan]
+        phases = ["lazy", "lazy", "catapult", "divergent"]
+        if dead:  # no catapult run: the rate that would catapult diverged
+            acc, phases = [0.30, 0.32, np.nan, np.nan], ["lazy", "lazy", "divergent", "divergent"]
         put("real_sweep", job, pd.DataFrame({"seed": sd, "member": range(4), "eta": etas, "eta_lam0": etas * lam0,
-                                             "phase": ["lazy", "lazy", "catapult", "divergent"], "final_loss": 0.1,
+                                             "phase": phases, "final_loss": 0.1,
                                              "lam_final": 1.0, "eta_lam_final": etas, "test_acc": acc,
                                              "lam0": lam0, "curvature": "ntk"}))
         put("real_loss", job, _long(sd, etas, [0, 10], [[1.0] * 4, [0.2, 0.1, 0.05, np.inf]]))
@@ -225,32 +267,47 @@ def _hand_tables(good: bool) -> dict[str, pd.DataFrame]:
                     2.0: [0.5, 0.7, 0.92, 0.97, 1.0 - 0.01 * sd, 1.03]}
         ratio_bad = {1.5: [1 / 1.5, 0.7, 0.72 + 0.01 * sd, 0.7, 0.69, 0.7],
                      2.0: [0.5, 0.6, 0.7, 0.72, 0.74, 0.75 + 0.01 * sd]}
-        ratio = ratio_ok if good else ratio_bad
+        ratio_null = {s: [1 / s] * 6 for s in stab}
+        ratio = pick(ratio_ok, ratio_bad, ratio_null)
         S = np.array([np.asarray(ratio[s]) * 2 / e for s, e in zip(stab, etas)]).T
         put("eos_runs", job, pd.DataFrame({"seed": sd, "member": [0, 1], "stability": stab, "eta": etas, "lam0": lam0,
-                                           "diverged": False}))
+                                           "diverged": dead}))
         put("eos_sharpness", job, _long(sd, etas, range(0, 60, 10), S))
         put("eos_loss", job, _long(sd, etas, range(0, 60, 10), np.ones((6, 2))))
     return {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
 
 
+def _judge(tables, raw: dict = HAND) -> dict:
+    return {v.id: v for v in lew.judge(validate(lew.Config, raw), tables)}
+
+
+def _status(vs: dict) -> dict:
+    return {k: (v.status, v.per_seed) for k, v in vs.items()}
+
+
 def test_judge_on_hand_made_tables_passes_when_the_paper_holds():
     cfg = validate(lew.Config, HAND)
-    vs = {v.id: v for v in lew.judge(cfg, _hand_tables(good=True))}
+    vs = _judge(_hand_tables("good"))
     assert list(vs) == IDS
-    assert all(v.status == "PASS" for v in vs.values()), {k: (v.status, v.per_seed) for k, v in vs.items()}
+    assert all(v.status == "PASS" and v.failed_seeds == 0 for v in vs.values()), _status(vs)
+    assert {k: v.test for k, v in vs.items()} == TESTS
+    t, s = cfg.verdicts, cfg.claim
+    assert {k: v.min_effect for k, v in vs.items()} == {
+        **{k: 0.0 for k, test in TESTS.items() if test == "bound"}, "c-uv-boundary": s.boundary_tol,
+        "d-peak-grows-with-width": t.peak_slope_min, "d-peak-step-log-width": t.step_slope_min,
+        "e-relu-depth1-max": s.max_tol, "e-relu-depth2-max": s.max_tol, "f-real-best-in-catapult": t.real_gap_min}
     assert [k for k, v in vs.items() if v.kind == "accuracy"] == ["f-real-best-in-catapult"]
     assert all(len(vs[k].per_seed) == 3 for k in IDS[:10]) and all(len(vs[k].per_seed) == 2 for k in IDS[10:])
     a = pytest.approx
     assert vs["a-lazy-lambda"].per_seed == a([0.05 - (0.02 + 0.001 * sd) for sd in range(3)])
     assert vs["a-lazy-monotone"].per_seed == [1e-6] * 3
-    assert vs["b-catapult-rises"].per_seed == a([2 + 0.01 * sd - 0.05 for sd in range(3)])
+    assert vs["b-catapult-rises"].per_seed == a([np.log10(3 + 0.01 * sd) - np.log10(1.05) for sd in range(3)])
     assert vs["b-catapult-converges"].per_seed == a([0.9 - 0.01 * sd for sd in range(3)])
     assert vs["b-catapult-edge"].per_seed == a([2 - 3 * (0.5 + 0.01 * sd) for sd in range(3)])
-    assert vs["c-uv-boundary"].per_seed == a([0.5] * 3)
+    assert vs["c-uv-boundary"].per_seed == a([0.0] * 3)
     assert vs["d-peak-grows-with-width"].per_seed == a([0.5 + 0.01 * sd for sd in range(3)])
-    assert vs["e-relu-depth1-max"].per_seed == a([2.0, 1.5, 1.0])
-    assert vs["e-relu-depth2-max"].per_seed == a([1.0, 0.8, 0.6])
+    assert vs["e-relu-depth1-max"].per_seed == a([0.0, 0.5, 1.0])
+    assert vs["e-relu-depth2-max"].per_seed == a([-1.0, -1.2, -1.4])
     assert vs["f-real-best-in-catapult"].per_seed == a([0.08, 0.09])
     assert vs["eos-reaches-1p5"].per_seed == a([0.12, 0.13])
     assert vs["eos-reaches-2"].per_seed == a([0.13, 0.13])
@@ -262,17 +319,88 @@ def test_judge_on_hand_made_tables_passes_when_the_paper_holds():
 
 def test_judge_on_hand_made_tables_fails_when_the_paper_is_reversed():
     cfg = validate(lew.Config, HAND)
-    tables = _hand_tables(good=False)
-    vs = {v.id: v for v in lew.judge(cfg, tables)}
+    tables = _hand_tables("bad")
+    vs = _judge(tables)
     assert list(vs) == IDS
-    assert all(v.status == "FAIL" for v in vs.values()), {k: (v.status, v.per_seed) for k, v in vs.items()}
-    assert vs["c-uv-boundary"].per_seed == pytest.approx([-1.0] * 3)
-    assert vs["eos-stays-1p5"].per_seed == [-1.0, -1.0]  # never arrived
+    assert all(v.status == "FAIL" for v in vs.values()), _status(vs)
+    assert vs["c-uv-boundary"].per_seed == pytest.approx([1.5] * 3)  # c* = 5.5: above 4 + 0.5
+    assert vs["e-relu-depth1-max"].per_seed == pytest.approx([-8.0] * 3)  # below 12 − 2
+    assert all(np.isnan(vs["eos-stays-1p5"].per_seed)) and vs["eos-stays-1p5"].failed_seeds == 2  # never arrived
+    assert vs["eos-reaches-1p5"].failed_seeds == 0  # not reaching the band is a measurement, not a failure
     assert vs["f-real-best-in-catapult"].per_seed == pytest.approx([-0.12, -0.11])
     # the verdicts read only the tables: their row order does not matter
     shuffled = {k: t.sample(frac=1.0, random_state=0) for k, t in tables.items()}
     again = lew.judge(cfg, shuffled)
-    assert [v.per_seed for v in again] == [v.per_seed for v in vs.values()]
+    for v, w in zip(again, vs.values()):
+        np.testing.assert_array_equal(v.per_seed, w.per_seed)  # NaN == NaN here
+
+
+def test_judge_on_null_tables_gives_the_documented_outcome():
+    vs = _judge(_hand_tables("null"))
+    assert list(NULL) == IDS
+    assert {k: v.status for k, v in vs.items()} == NULL, _status(vs)
+    assert vs["b-catapult-edge"].per_seed == pytest.approx([-1.0] * 3)  # 2 − 3
+    assert vs["c-uv-boundary"].per_seed == [0.0] * 3
+    assert vs["d-peak-grows-with-width"].per_seed == pytest.approx([0.0] * 3, abs=1e-12)
+    assert vs["f-real-best-in-catapult"].per_seed == [0.0, 0.0]
+    assert vs["eos-stays-2"].failed_seeds == 2
+
+
+def test_a_failed_measurement_is_a_failed_seed():
+    """One seed whose runs diverged (or whose boundary lies beyond the grid) rules out PASS for
+    every verdict; when every seed failed, every verdict FAILs."""
+    one = _judge(_hand_tables("good", broken=(0,)))
+    assert list(one) == IDS
+    for k, v in one.items():
+        assert v.failed_seeds == 1 and not np.isfinite(v.per_seed[0]), (k, v.per_seed)
+        assert np.isfinite(v.per_seed[1:]).all(), (k, v.per_seed)
+        assert v.status != "PASS" and "1 of" in v.notes, (k, v.status)
+    assert "no run of the sweep diverged" in one["c-uv-boundary"].notes
+    assert "none converged" in one["e-relu-depth1-max"].notes
+    assert "beyond it" in one["e-relu-depth2-max"].notes  # c_max = 20, the top of the grid
+    assert "diverged" in one["eos-stays-1p5"].notes
+    every = _judge(_hand_tables("good", broken=(0, 1, 2)))
+    for k, v in every.items():
+        assert v.status == "FAIL" and v.failed_seeds == len(v.per_seed), (k, v.status, v.per_seed)
+
+
+def test_every_verdict_fails_on_some_hand_made_table():
+    assert IDS == ["a-lazy-lambda", "a-lazy-monotone", "b-catapult-rises", "b-catapult-converges",
+                   "b-catapult-edge", "c-uv-boundary", "d-peak-grows-with-width", "d-peak-step-log-width",
+                   "e-relu-depth1-max", "e-relu-depth2-max", "f-real-best-in-catapult", "eos-reaches-1p5",
+                   "eos-stays-1p5", "eos-reaches-2", "eos-stays-2"]
+    fails = {name: {v.id for v in _judge(t).values() if v.status == "FAIL"}
+             for name, t in (("bad", _hand_tables("bad")), ("null", _hand_tables("null")),
+                             ("all seeds failed", _hand_tables("good", broken=(0, 1, 2))))}
+    for id_ in IDS:
+        assert any(id_ in f for f in fails.values()), id_
+    assert fails["bad"] == fails["all seeds failed"] == set(IDS)
+
+
+def test_judge_thresholds_come_from_the_verdicts_section():
+    """Every judge-only threshold is read from ``verdicts`` (and a change of one keeps the jobs'
+    fingerprint, so it re-judges the stored tables without training)."""
+    from lrlab.driver import fingerprint
+
+    raw = _copy(HAND)
+    raw["verdicts"] = {"monotone_tol": 1e-3, "edge": 1.0, "uv_boundary": 4.5, "peak_slope_min": 0.6,
+                       "step_slope_min": 5.0, "real_gap_min": 0.2, "stay_quantile": 0.5}
+    vs = _judge(_hand_tables("good"), raw)
+    a = pytest.approx
+    assert vs["a-lazy-monotone"].per_seed == [1e-3] * 3
+    assert vs["b-catapult-edge"].per_seed == a([1 - 3 * (0.5 + 0.01 * sd) for sd in range(3)])
+    assert vs["c-uv-boundary"].per_seed == a([-0.5] * 3)
+    for k, me in (("d-peak-grows-with-width", 0.6), ("d-peak-step-log-width", 5.0), ("f-real-best-in-catapult", 0.2)):
+        assert (vs[k].min_effect, vs[k].status) == (me, "FAIL"), (k, vs[k].status, vs[k].per_seed)
+    stay = [0.1 - float(pd.Series(np.abs(np.array(r) - 1)).quantile(0.5))
+            for r in ([0.95, 1.02, 0.98, 1.01], [0.95, 1.03, 0.98, 1.01])]
+    assert vs["eos-stays-1p5"].per_seed == a(stay)
+    assert "50% of probes" in vs["eos-stays-1p5"].statement
+    base, changed = validate(lew.Config, HAND), validate(lew.Config, raw)
+    assert base.verdicts != changed.verdicts
+    assert [fingerprint(base, j) for j in lew.jobs(base)] == [fingerprint(changed, j) for j in lew.jobs(changed)]
+    for scale in ("quick", "paper"):  # the shipped configs state every default
+        assert load_claim_config(lew.NAME, scale).verdicts == lew.Verdicts()
 
 
 # ------------------------------------------------------------------------------------ execution options

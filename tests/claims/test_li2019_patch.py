@@ -14,7 +14,7 @@ from lrlab.claims import li2019_patch as patch
 from lrlab.claims.protocol import JobContext
 from lrlab.config import ConfigError, validate
 from lrlab.driver import load_claim_config, report, verify
-from lrlab.stats import FAIL, PASS
+from lrlab.stats import FAIL, INCONCLUSIVE, PASS
 from lrlab.train import population
 from tests.helpers import tiny_image_run_dict, write_yaml
 
@@ -38,6 +38,21 @@ def test_shipped_configs_validate(scale):
     for rc in cfg.regimes.values():
         assert rc.population.seeds == [0, 1]
         assert rc.data.patch is not None and rc.train.unit == "epoch"
+
+
+def test_report_states_the_single_draw_of_subset_and_patch():
+    """The intervals cover seeds only: the report says which one draw of the data subset and of
+    the patch they are conditional on, from the config values."""
+    d = load_claim_config(patch.NAME, "quick").regimes["quick"].data
+    text = patch.conditioning(d)
+    assert text.startswith("The intervals are conditional on one draw of the data subset (subset_seed = 0: "
+                           "1000 training and 200 test images per class) and of the patch (patch.seed = 0: ")
+    assert "initialisation, minibatch order and the per-use patch draws (sign, patch-only uses) only" in text
+    other = d.model_copy(update={"subset_seed": 7, "patch": d.patch.model_copy(update={"seed": 3})})
+    assert "(subset_seed = 7: " in patch.conditioning(other) and "(patch.seed = 3: " in patch.conditioning(other)
+    full = patch.conditioning(load_claim_config(patch.NAME, "paper").regimes["paper"].data)
+    assert full.startswith("The intervals are conditional on one draw of the patch (patch.seed = 0: ")
+    assert "on all training and test images (no subset is drawn)" in full and "subset_seed" not in full
 
 
 def test_claim_config_checks(cifar_root):
@@ -122,15 +137,43 @@ def test_execution_options_reach_every_job(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------ judge on hand-made tables
-def _epochs(curves: dict[tuple[str, str], dict[str, list[float]]], seeds=(0, 1, 2), regime="tiny") -> dict:
+# id -> (test, min_effect): the rule each verdict is judged by (docs/claims/li2019-patch.md)
+TESTS = {"a-small-early": ("bound", 0.0), "a-large-chance-before-anneal": ("bound", 0.0),
+         "c-noise-chance-before-anneal": ("bound", 0.0), "a-large-vs-small-early": ("superiority", 0.01),
+         "c-noise-vs-small-early": ("superiority", 0.01), "b-large-clean-final": ("superiority", 0.01),
+         "c-noise-clean-final": ("superiority", 0.01), "a-large-learns-after-anneal": ("superiority", 0.01),
+         "d-gap-without-patch": ("superiority", 0.01), "d-patch-widens-gap": ("superiority", 0.01)}
+BOUNDS = {k for k, (t, _) in TESTS.items() if t == "bound"}
+
+
+def _epochs(curves: dict[tuple[str, str], dict[str, list[float]]], seeds=(0, 1, 2), regime="tiny",
+            offsets: dict[tuple[str, str], list[float]] | None = None) -> dict:
+    """The ``epochs`` table of hand-made curves: every seed gets the curve + 0.001·seed, plus
+    ``offsets[(data, schedule)][seed]`` when given."""
     rows = []
     for (data, sched), metrics in curves.items():
+        extra = (offsets or {}).get((data, sched), [0.0] * len(seeds))
         for metric, values in metrics.items():
-            for seed in seeds:
+            for i, seed in enumerate(seeds):
                 for epoch, v in enumerate(values):
                     rows.append((f"{regime}-{data}-seed{seed}", regime, data, sched, seed, epoch, metric,
-                                 v + 0.001 * seed, False))
+                                 v + 0.001 * seed + extra[i], False))
     return {"epochs": pd.DataFrame(rows, columns=["job"] + patch.EPOCH_COLUMNS)}
+
+
+def _spoil(tables: dict, seeds, from_epoch: int, value=np.nan, schedules=None, data=None) -> dict:
+    """The tables with every value of ``seeds`` (of ``schedules`` on ``data``, default all) from
+    ``from_epoch`` on replaced by ``value``, and those members marked diverged when it is NaN."""
+    t = tables["epochs"].copy()
+    member = t.seed.isin(seeds)
+    if schedules is not None:
+        member &= t.schedule.isin(schedules)
+    if data is not None:
+        member &= t.data == data
+    t.loc[member & (t.epoch >= from_epoch), "value"] = value
+    if np.isnan(value):
+        t.loc[member, "diverged"] = True
+    return {"epochs": t}
 
 
 def _cfg(root, **settings):
@@ -142,23 +185,58 @@ def _cfg(root, **settings):
     return validate(patch.Config, raw)
 
 
-def test_judge_on_the_papers_picture(cifar_root):
-    """Curves shaped like the paper's figure give PASS on every statement."""
-    cfg = _cfg(cifar_root)
-    chance = [0.1] * 4
-    tables = _epochs({
-        ("patch", "small"): {"patch_only.acc": [0.1, 0.6, 0.9, 0.9, 0.9, 0.9], "test.acc": [0.1] + [0.5] * 5},
-        ("patch", "large"): {"patch_only.acc": chance + [0.7, 0.8], "test.acc": [0.1] + [0.6] * 5},
-        ("patch", "noise"): {"patch_only.acc": chance + [0.7, 0.8], "test.acc": [0.1] + [0.58] * 5},
-        ("clean", "small"): {"test.acc": [0.1] + [0.55] * 5},
-        ("clean", "large"): {"test.acc": [0.1] + [0.6] * 5},
-    })
+def _judge(cfg, tables) -> dict:
     verdicts = patch.judge(cfg, tables)
     vs = {v.id: v for v in verdicts}
     assert set(vs) == ALL_IDS and len(verdicts) == len(ALL_IDS)
+    return vs
+
+
+CHANCE4 = [0.1] * 4
+LEARNS = [0.1, 0.6, 0.9, 0.9, 0.9, 0.9]  # small LR's patch-only accuracy in the paper's figure
+PAPER_CURVES = {
+    ("patch", "small"): {"patch_only.acc": LEARNS, "test.acc": [0.1] + [0.5] * 5},
+    ("patch", "large"): {"patch_only.acc": CHANCE4 + [0.7, 0.8], "test.acc": [0.1] + [0.6] * 5},
+    ("patch", "noise"): {"patch_only.acc": CHANCE4 + [0.7, 0.8], "test.acc": [0.1] + [0.58] * 5},
+    ("clean", "small"): {"test.acc": [0.1] + [0.55] * 5},
+    ("clean", "large"): {"test.acc": [0.1] + [0.6] * 5},
+}
+REVERSED_CURVES = {
+    ("patch", "small"): {"patch_only.acc": [0.1] * 6, "test.acc": [0.1] + [0.6] * 5},
+    ("patch", "large"): {"patch_only.acc": [0.1, 0.9, 0.9, 0.9, 0.9, 0.9], "test.acc": [0.1] + [0.5] * 5},
+    ("patch", "noise"): {"patch_only.acc": [0.1, 0.9, 0.9, 0.9, 0.9, 0.9], "test.acc": [0.1] + [0.5] * 5},
+    ("clean", "small"): {"test.acc": [0.1] + [0.55] * 5},
+    ("clean", "large"): {"test.acc": [0.1] + [0.5] * 5},
+}
+
+
+def _same_curves(po: list[float]) -> dict:
+    """The null: every schedule has the same curves, and clean data gives the same test accuracy."""
+    acc = [0.1] + [0.5] * 5
+    return {**{("patch", s): {"patch_only.acc": po, "test.acc": acc} for s in ("small", "large", "noise")},
+            **{("clean", s): {"test.acc": acc} for s in ("small", "large")}}
+
+
+def test_every_verdict_states_its_test(cifar_root):
+    vs = _judge(_cfg(cifar_root), _epochs(PAPER_CURVES))
+    assert {k: (v.test, v.min_effect) for k, v in vs.items()} == TESTS
+    assert all(v.failed_seeds == 0 for v in vs.values())
+    assert "≥ 0.01" in vs["a-large-vs-small-early"].statement
+    assert "< 20%" in vs["a-large-chance-before-anneal"].statement
+    vs = _judge(_cfg(cifar_root, min_effect=0.05), _epochs(PAPER_CURVES))  # the threshold is the config's
+    assert {v.min_effect for k, v in vs.items() if k not in BOUNDS} == {0.05}
+    with pytest.raises(ConfigError, match="min_effect"):  # 0 would let "no effect" pass a superiority test
+        _cfg(cifar_root, min_effect=0.0)
+
+
+def test_judge_on_the_papers_picture(cifar_root):
+    """Curves shaped like the paper's figure give PASS on every statement."""
+    cfg = _cfg(cifar_root)
+    tables = _epochs(PAPER_CURVES)
+    vs = _judge(cfg, tables)
     assert all(v.status == PASS for v in vs.values()), {k: v.status for k, v in vs.items()}
     assert {k for k, v in vs.items() if v.kind == "accuracy"} == ACCURACY
-    assert {v.regime for v in verdicts} == {"tiny"}
+    assert {v.regime for v in vs.values()} == {"tiny"}
     np.testing.assert_allclose(vs["a-small-early"].per_seed, [0.4, 0.401, 0.402])
     np.testing.assert_allclose(vs["a-large-chance-before-anneal"].per_seed, [0.1, 0.099, 0.098])
     np.testing.assert_allclose(vs["a-large-vs-small-early"].per_seed, [0.8] * 3)
@@ -175,33 +253,143 @@ def test_judge_on_the_papers_picture(cifar_root):
 
 def test_judge_reports_the_opposite_as_fail(cifar_root):
     cfg = _cfg(cifar_root)
-    tables = _epochs({
-        ("patch", "small"): {"patch_only.acc": [0.1] * 6, "test.acc": [0.1] + [0.6] * 5},
-        ("patch", "large"): {"patch_only.acc": [0.1, 0.9, 0.9, 0.9, 0.9, 0.9], "test.acc": [0.1] + [0.5] * 5},
-        ("patch", "noise"): {"patch_only.acc": [0.1, 0.9, 0.9, 0.9, 0.9, 0.9], "test.acc": [0.1] + [0.5] * 5},
-        ("clean", "small"): {"test.acc": [0.1] + [0.55] * 5},
-        ("clean", "large"): {"test.acc": [0.1] + [0.5] * 5},
-    })
-    verdicts = patch.judge(cfg, tables)
-    vs = {v.id: v for v in verdicts}
-    assert set(vs) == ALL_IDS
+    tables = _epochs(REVERSED_CURVES)
+    vs = _judge(cfg, tables)
     assert all(v.status == FAIL for v in vs.values()), {k: v.status for k, v in vs.items()}
     np.testing.assert_allclose(vs["a-large-learns-after-anneal"].per_seed, [0.0] * 3, atol=1e-12)
     np.testing.assert_allclose(vs["d-gap-without-patch"].per_seed, [-0.05] * 3)
     np.testing.assert_allclose(vs["d-patch-widens-gap"].per_seed, [-0.05] * 3)
     [o] = patch.outcomes(cfg, tables)
-    reading = patch.reading(o, verdicts)
+    reading = patch.reading(o, list(vs.values()))
     assert "(b) large LR + anneal ending with higher clean accuracy does not hold" in reading
     assert "did not learn the patch early" in reading and "(d) the clean-data control" in reading
     no_ctrl = _cfg(cifar_root, control=False)
     assert not any(v.id.startswith("d-") for v in patch.judge(no_ctrl, tables))
 
 
-def test_diverged_members_score_chance(cifar_root):
+def test_null_every_schedule_alike(cifar_root):
+    """Large LR and small LR + noise behave exactly like small LR (which learns the patch early),
+    with and without the patch: every comparison (superiority) FAILs, the 'stays near chance'
+    bounds FAIL (the null lies wholly on the wrong side); a-small-early does not compare
+    schedules and PASSes on small LR's curve."""
+    vs = _judge(_cfg(cifar_root), _epochs(_same_curves(LEARNS)))
+    assert {k: v.status for k, v in vs.items()} == {k: PASS if k == "a-small-early" else FAIL for k in ALL_IDS}
+    for k in ALL_IDS - BOUNDS:
+        np.testing.assert_allclose(vs[k].per_seed, [0.0] * 3, atol=1e-12)
+
+
+def test_null_nobody_learns_the_patch(cifar_root):
+    """Every schedule stays at chance on the patch: a-small-early FAILs, the chance bounds PASS
+    (trivially: the reading says the schedules cannot be told apart), every comparison FAILs."""
+    cfg = _cfg(cifar_root)
+    tables = _epochs(_same_curves([0.1] * 6))
+    vs = _judge(cfg, tables)
+    expected = {k: FAIL for k in ALL_IDS}
+    expected.update({"a-large-chance-before-anneal": PASS, "c-noise-chance-before-anneal": PASS})
+    assert {k: v.status for k, v in vs.items()} == expected
+    [o] = patch.outcomes(cfg, tables)
+    assert "cannot tell the schedules apart" in patch.reading(o, list(vs.values()))
+
+
+def test_null_at_the_bounds_is_inconclusive(cifar_root):
+    """Small LR exactly at patch_level at epoch E, large LR and noise exactly at chance +
+    chance_margin before the anneal (with 0.001·seed jitter): the bound intervals straddle 0."""
+    small = [0.1, 0.3, 0.5, 0.9, 0.9, 0.9]
+    at_bound = [0.1, 0.2, 0.2, 0.2, 0.7, 0.8]
+    curves = {**PAPER_CURVES, ("patch", "small"): {**PAPER_CURVES[("patch", "small")], "patch_only.acc": small},
+              ("patch", "large"): {**PAPER_CURVES[("patch", "large")], "patch_only.acc": at_bound},
+              ("patch", "noise"): {**PAPER_CURVES[("patch", "noise")], "patch_only.acc": at_bound}}
+    vs = _judge(_cfg(cifar_root), _epochs(curves))
+    assert {k: vs[k].status for k in BOUNDS} == {k: INCONCLUSIVE for k in BOUNDS}
+    np.testing.assert_allclose(vs["a-small-early"].per_seed, [0.0, 0.001, 0.002], atol=1e-12)
+
+
+def test_noisy_null_is_inconclusive(cifar_root):
+    """Every schedule alike on average, but large, noise and clean-data large LR scattered by
+    ±0.02 over the seeds: the comparisons across schedules straddle 0 and min_effect
+    (INCONCLUSIVE); learns-after-anneal compares large with itself (0 on every seed: FAIL)."""
+    off = {("patch", "large"): [-0.02, 0.0, 0.02], ("patch", "noise"): [-0.02, 0.0, 0.02],
+           ("clean", "large"): [0.02, 0.0, -0.02]}
+    vs = _judge(_cfg(cifar_root), _epochs(_same_curves(LEARNS), offsets=off))
+    expected = {k: INCONCLUSIVE for k in ALL_IDS - BOUNDS}
+    expected.update({"a-large-learns-after-anneal": FAIL, "a-small-early": PASS,
+                     "a-large-chance-before-anneal": FAIL, "c-noise-chance-before-anneal": FAIL})
+    assert {k: v.status for k, v in vs.items()} == expected
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_failed_seed_is_counted_not_filled(cifar_root, bad):
+    """Seed 1 has no finite value from epoch 1 on (diverged, or a broken value): every verdict
+    counts it as a failed seed, says so in its notes, and cannot PASS."""
+    vs = _judge(_cfg(cifar_root), _spoil(_epochs(PAPER_CURVES), [1], 1, bad))
+    for k, v in vs.items():
+        assert v.failed_seeds == 1, k
+        assert not np.isfinite(v.per_seed[1]) and np.isfinite(v.per_seed[0]) and np.isfinite(v.per_seed[2]), k
+        assert v.status == INCONCLUSIVE, (k, v.status)
+        assert "seed 1:" in v.notes and "1 of 3 seeds failed" in v.notes, (k, v.notes)
+    if np.isnan(bad):
+        assert "large on patch data diverged (patch_only.acc non-finite from epoch 1)" in \
+            vs["a-large-chance-before-anneal"].notes
+
+
+def test_every_seed_failing_fails(cifar_root):
+    vs = _judge(_cfg(cifar_root), _spoil(_epochs(PAPER_CURVES), [0, 1, 2], 1))
+    assert all(v.status == FAIL and v.failed_seeds == 3 for v in vs.values()), \
+        {k: (v.status, v.failed_seeds) for k, v in vs.items()}
+
+
+def test_large_lr_diverging_before_the_anneal_is_no_evidence(cifar_root):
+    """A large-LR member that diverged before the anneal has no patch-only accuracy: it is a failed
+    seed of the large-LR verdicts (formerly scored at chance, which 'stays near chance' passed),
+    and the verdicts that read only other members are untouched."""
+    cfg = _cfg(cifar_root)
+    tables = _spoil(_epochs(PAPER_CURVES), [1], 2, schedules=["large"], data="patch")
+    vs = _judge(cfg, tables)
+    large = {"a-large-chance-before-anneal", "a-large-vs-small-early", "b-large-clean-final",
+             "a-large-learns-after-anneal", "d-patch-widens-gap"}
+    assert {k for k, v in vs.items() if v.failed_seeds} == large
+    assert all(vs[k].status != PASS for k in large)
+    assert all(vs[k].status == PASS for k in ALL_IDS - large)
+    [o] = patch.outcomes(cfg, tables)
+    assert np.isnan(o.max_before("patch", "large", "patch_only.acc", 4).loc[1])
+    assert np.isnan(o.per_seed("patch", "large", "patch_only.acc").loc[1])
+    # after the anneal only: the pre-anneal statements still have their measurement
+    vs = _judge(cfg, _spoil(_epochs(PAPER_CURVES), [1], 5, schedules=["large"], data="patch"))
+    assert vs["a-large-chance-before-anneal"].failed_seeds == 0 and vs["a-large-chance-before-anneal"].status == PASS
+    assert vs["a-large-learns-after-anneal"].failed_seeds == 1
+
+
+def test_a_missing_run_is_a_failed_seed(cifar_root):
+    """Seed 2's clean-data job is absent from the tables: the control verdicts count it failed."""
+    t = _epochs(PAPER_CURVES)["epochs"]
+    tables = {"epochs": t[~((t.data == "clean") & (t.seed == 2))]}
+    vs = _judge(_cfg(cifar_root), tables)
+    assert {k for k, v in vs.items() if v.failed_seeds} == {"d-gap-without-patch", "d-patch-widens-gap"}
+    assert "seed 2: no large run on clean data; no small run on clean data" in vs["d-gap-without-patch"].notes
+    assert vs["d-gap-without-patch"].status == INCONCLUSIVE
+
+
+def test_every_verdict_can_fail(cifar_root):
+    """Each id of the claim FAILs on some hand-made table."""
+    cfg = _cfg(cifar_root)
+    failing = {
+        "a-small-early": REVERSED_CURVES, "a-large-chance-before-anneal": REVERSED_CURVES,
+        "a-large-vs-small-early": REVERSED_CURVES, "b-large-clean-final": REVERSED_CURVES,
+        "c-noise-chance-before-anneal": _same_curves(LEARNS), "c-noise-vs-small-early": _same_curves(LEARNS),
+        "c-noise-clean-final": _same_curves(LEARNS), "a-large-learns-after-anneal": _same_curves(LEARNS),
+        "d-gap-without-patch": _same_curves(LEARNS), "d-patch-widens-gap": _same_curves(LEARNS),
+    }
+    assert set(failing) == ALL_IDS == set(TESTS)
+    for id_, curves in failing.items():
+        assert _judge(cfg, _epochs(curves))[id_].status == FAIL, id_
+
+
+def test_diverged_members_are_nan_not_chance(cifar_root):
     cfg = _cfg(cifar_root)
     tables = _epochs({("patch", "small"): {"patch_only.acc": [0.1, np.nan, np.nan]}})
     [o] = patch.outcomes(cfg, tables)
-    assert o.per_seed("patch", "small", "patch_only.acc").tolist() == [0.1] * 3
+    assert np.isnan(o.per_seed("patch", "small", "patch_only.acc")).all()
+    np.testing.assert_allclose(o.per_seed("patch", "small", "patch_only.acc", 0), [0.1, 0.101, 0.102])
     assert o.jobs == ["tiny-patch-seed0", "tiny-patch-seed1", "tiny-patch-seed2"]
 
 
@@ -253,6 +441,7 @@ def test_verify_end_to_end(cifar_root, tmp_path, monkeypatch):
     assert {f"{patch.NAME}-tiny-accuracy.png", f"{patch.NAME}-tiny-control.png", f"{patch.NAME}-effects.png"} <= names
     text = (out / "report.md").read_text()
     assert "Reading of regime `tiny`" in text and "patch-only @ epoch 1" in text
+    assert "The intervals are conditional on one draw of the patch (patch.seed = 0: " in text
     assert "`tiny-clean-seed1`" in text  # the stored jobs, not the run folders (removed after each job)
     assert "Runs:" not in text and str(out / patch.NAME / "work") not in text
     jobs = sorted(p.name for p in (out / patch.NAME / "jobs").iterdir())

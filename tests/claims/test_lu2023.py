@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
+from lrlab import losses
 from lrlab.claims import lu2023 as lu
 from lrlab.config import ConfigError, TrainConfig, validate
 from lrlab.data import Dataset
 from lrlab.driver import load_claim_config, verify
 from lrlab.models import ReLU2CNN
 from lrlab.probes.oscillation import benign_probes
-from lrlab import losses
 from lrlab.train import Constant, Member, train_population
 from tests.helpers import write_yaml
 
@@ -29,6 +29,13 @@ TINY = {"execution": {"seeds": [0, 1]}, "claim": {
     "delta": 0.1, "osc_min": 0.05, "tail": 0.1, "conv_tol": 0.05, "growth": 10, "acc_gain": 0.05,
     "control": True,
 }}
+IDS = ["a-large-oscillates", "a-large-converges", "a-small-smooth", "b-large-learns-weak", "b-small-does-not",
+       "b-small-does-not-same-time", "b-large-vs-small", "c-weak-test-acc", "c-weak-test-acc-same-time", "d-window"]
+TESTS = {"a-large-oscillates": "bound", "a-large-converges": "bound", "a-small-smooth": "bound",
+         "b-large-learns-weak": "bound", "b-small-does-not": "bound", "b-small-does-not-same-time": "bound",
+         "b-large-vs-small": "superiority", "c-weak-test-acc": "superiority",
+         "c-weak-test-acc-same-time": "superiority", "d-window": "superiority"}
+CFG3 = {**TINY, "execution": {"seeds": [0, 1, 2]}}
 
 
 def _strong_point(u_norm: float = 1.0, a0: float = 0.6):
@@ -128,9 +135,8 @@ def test_tiny_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("LRLAB_CONFIGS", str(cfgdir))
     out = tmp_path / "out"
     vs = {v.id: v for v in verify([lu.NAME], "quick", out, log=lambda m: None, workers=1)}
-    assert set(vs) == {"a-large-oscillates", "a-large-converges", "a-small-smooth", "b-large-learns-weak",
-                       "b-small-does-not", "b-small-does-not-same-time", "b-large-vs-small", "c-weak-test-acc",
-                       "c-weak-test-acc-same-time", "d-window"}
+    assert set(vs) == set(IDS)
+    assert all(v.status_holm for v in vs.values())  # the driver applies Holm over the claim
     assert all(len(v.per_seed) == 2 for v in vs.values())
     figs = {p.name for p in (out / lu.NAME / "figures").iterdir()}
     assert {f"{lu.NAME}-{n}.png" for n in ("margins", "alignment", "sweep")} <= figs
@@ -139,54 +145,181 @@ def test_tiny_end_to_end(tmp_path, monkeypatch):
     assert all(again[k].per_seed == vs[k].per_seed for k in vs)  # same config and seeds: same numbers
 
 
-def _tables(paper_shaped: bool, seeds=(0, 1, 2)):
-    """Hand-made sweep and control tables. Paper-shaped: the large rate (c = 0.3) oscillates,
-    converges, grows the weak alignment 100× and wins on weak-only accuracy; the small rate
-    (c = 0.05, and its control) stays smooth and grows it 2×. Reversed: the other way round."""
+
+
+def _tables(shape: str = "paper", seeds=(0, 1, 2), diverge=()):
+    """Hand-made sweep and control tables (grid 0.05, 0.1 below the window; 0.3, 0.35 inside it).
+
+    * "paper": the large rate (c = 0.3) oscillates, converges, grows the weak alignment 100× and
+      wins on weak-only accuracy; the small rate (c = 0.05, and its control) stays smooth and
+      grows it 2×;
+    * "reversed": the other way round;
+    * "null": every rate and the control behave alike (large == small), and every measure sits on
+      its threshold ± one step per seed: oscillating share osc_min + (−0.01, 0, 0.01), tail loss
+      conv_tol + (−0.01, 0, 0.01), weak growth growth·10^(−0.1, 0, 0.1), equal accuracies.
+
+    ``diverge``: (c or "control", seed) pairs whose run diverged (curves NaN after step 0, weak_acc NaN)."""
     steps = np.arange(0, 101, 5)
     finals, curves = [], []
+    tiny = TINY["claim"]
 
-    def add(job, member, c, seed, good: bool, jitter: float):
-        osc = np.where(steps >= 50, 0.5 if good else 0.0, 0.6)
-        loss = np.full(steps.size, 0.01 if good else 0.5)
-        weak = np.linspace(0.01, 1.0 if good else 0.02, steps.size) + jitter
+    def add(job, member, c, seed, good: bool, j: int):
+        if shape == "null":
+            k = j - 1
+            osc = np.where(steps >= 50, tiny["osc_min"] + 0.01 * k, 0.6)
+            loss = np.full(steps.size, tiny["conv_tol"] + 0.01 * k)
+            weak = np.linspace(0.01, 0.01 * tiny["growth"] * 10 ** (0.1 * k), steps.size)
+            acc = 0.8 + 0.01 * k
+        else:
+            jitter = 0.001 * j
+            osc = np.where(steps >= 50, 0.5 if good else 0.0, 0.6)
+            loss = np.full(steps.size, 0.01 if good else 0.5)
+            weak = np.linspace(0.01, 1.0 if good else 0.02, steps.size) + jitter
+            acc = (0.95 if good else 0.6) + jitter
         series = {"oscillating": osc, "train.loss": loss, "train.acc": np.ones(steps.size), "align.weak": weak,
                   "align.strong": np.full(steps.size, 2.0), "noise": np.full(steps.size, 0.1)}
+        div = ("control" if job == "control" else c, seed) in diverge
         for metric, vals in series.items():
+            vals = np.where((steps > 0) & div, np.nan, vals)
             curves.extend({"job": job, "member": member, "c": c, "seed": seed, "step": int(t), "metric": metric,
                            "value": float(v)} for t, v in zip(steps, vals))
-        finals.append({"job": job, "member": member, "c": c, "seed": seed, "diverged": False,
-                       "weak_acc": (0.95 if good else 0.6) + jitter, "like_acc": 0.9})
+        finals.append({"job": job, "member": member, "c": c, "seed": seed, "diverged": div,
+                       "weak_acc": np.nan if div else acc, "like_acc": np.nan if div else 0.9})
 
     grid = (0.05, 0.1, 0.3, 0.35)
     for i, c in enumerate(grid):
         for j, sd in enumerate(seeds):
             inside = c >= 0.25
-            add("sweep", i * len(seeds) + j, c, sd, inside == paper_shaped, 0.001 * j)
+            add("sweep", i * len(seeds) + j, c, sd, inside == (shape == "paper"), j)
     for j, sd in enumerate(seeds):
-        add("control", j, 0.05, sd, not paper_shaped, 0.001 * j)
+        add("control", j, 0.05, sd, shape != "paper", j)
     return {"finals": pd.DataFrame(finals), "curves": pd.DataFrame(curves)}
 
 
-@pytest.mark.parametrize("paper_shaped, status", [(True, "PASS"), (False, "FAIL")])
-def test_judge_on_hand_made_tables(paper_shaped, status):
-    cfg = validate(lu.Config, {**TINY, "execution": {"seeds": [0, 1, 2]}})
-    vs = lu.judge(cfg, _tables(paper_shaped))
-    assert [v.id for v in vs] == ["a-large-oscillates", "a-large-converges", "a-small-smooth", "b-large-learns-weak",
-                                  "b-small-does-not", "b-small-does-not-same-time", "b-large-vs-small",
-                                  "c-weak-test-acc", "c-weak-test-acc-same-time", "d-window"]
+def _judge(tables, cfg=CFG3):
+    return {v.id: v for v in lu.judge(validate(lu.Config, cfg), tables)}
+
+
+@pytest.mark.parametrize("shape, status", [("paper", "PASS"), ("reversed", "FAIL")])
+def test_judge_on_hand_made_tables(shape, status):
+    cfg = validate(lu.Config, CFG3)
+    vs = lu.judge(cfg, _tables(shape))
+    assert [v.id for v in vs] == IDS
     assert {v.id: v.status for v in vs} == {v.id: status for v in vs}
+    assert {v.id: v.test for v in vs} == TESTS
     by = {v.id: v for v in vs}
-    if paper_shaped:
+    assert {i: by[i].min_effect for i in IDS if TESTS[i] == "superiority"} == {
+        "b-large-vs-small": 0.3, "c-weak-test-acc": 0.01, "c-weak-test-acc-same-time": 0.01, "d-window": 0.01}
+    assert all(by[i].min_effect == 0 for i in IDS if TESTS[i] == "bound")
+    assert all(v.failed_seeds == 0 for v in vs)
+    if shape == "paper":
         assert by["a-large-oscillates"].per_seed == pytest.approx([0.45] * 3)  # share 0.5 − osc_min 0.05
+        assert by["a-large-converges"].per_seed == pytest.approx([0.04] * 3)  # conv_tol 0.05 − loss 0.01
+        assert by["a-small-smooth"].per_seed == pytest.approx([0.05] * 3)  # osc_min 0.05 − share 0
         assert by["c-weak-test-acc"].per_seed == pytest.approx([0.35] * 3)
         assert by["b-large-learns-weak"].per_seed[0] == pytest.approx(np.log10(1.0 / 0.01) - 1)
+        assert by["b-small-does-not"].per_seed[0] == pytest.approx(1 - np.log10(0.02 / 0.01))
+        assert by["b-large-vs-small"].per_seed[0] == pytest.approx(np.log10(1.0 / 0.02))
+        assert by["d-window"].per_seed == pytest.approx([0.35] * 3)
     assert {v.id for v in vs if v.kind == "accuracy"} == {"c-weak-test-acc", "c-weak-test-acc-same-time", "d-window"}
 
 
+# Null (large == small, every measure on its threshold): each bound test straddles its boundary
+# (INCONCLUSIVE); each superiority test sees an effect of exactly 0, wholly below its min_effect (FAIL).
+NULL = {i: "INCONCLUSIVE" if t == "bound" else "FAIL" for i, t in TESTS.items()}
+
+
+def test_judge_on_a_null_table():
+    by = _judge(_tables("null"))
+    assert {i: v.status for i, v in by.items()} == NULL
+    assert by["a-large-oscillates"].per_seed == pytest.approx([-0.01, 0, 0.01])
+    assert by["a-small-smooth"].per_seed == pytest.approx([0.01, 0, -0.01])
+    assert by["a-large-converges"].per_seed == pytest.approx([0.01, 0, -0.01])
+    assert by["b-large-learns-weak"].per_seed == pytest.approx([-0.1, 0, 0.1])
+    assert by["b-small-does-not-same-time"].per_seed == pytest.approx([0.1, 0, -0.1])
+    for i in ("b-large-vs-small", "c-weak-test-acc", "c-weak-test-acc-same-time", "d-window"):
+        assert by[i].per_seed == pytest.approx([0, 0, 0])
+
+
+def test_thresholds_come_from_the_verdicts_section():
+    """A larger min_effect turns the paper-shaped superiority verdicts into FAILs; the bound
+    verdicts do not read the section."""
+    cfg = {**CFG3, "verdicts": {"b_log_ratio_min": 2.0, "c_acc_min": 0.4, "d_acc_min": 0.4}}
+    by = _judge(_tables("paper"), cfg)
+    assert {i: v.status for i, v in by.items()} == {i: "FAIL" if t == "superiority" else "PASS"
+                                                   for i, t in TESTS.items()}
+    assert by["b-large-vs-small"].min_effect == 2.0 and by["d-window"].min_effect == 0.4
+
+
+LARGE = {"a-large-oscillates", "a-large-converges", "b-large-learns-weak", "b-large-vs-small", "c-weak-test-acc",
+         "c-weak-test-acc-same-time"}
+
+
+@pytest.mark.parametrize("diverge, failed", [
+    ({(0.3, 0)}, LARGE),
+    ({(0.05, 0)}, {"a-small-smooth", "b-small-does-not", "b-large-vs-small", "c-weak-test-acc"}),
+    ({("control", 0)}, {"b-small-does-not-same-time", "c-weak-test-acc-same-time"}),
+    ({(0.3, 0), (0.35, 0)}, LARGE | {"d-window"}),  # every rate inside the window diverged
+    ({(0.05, 0), (0.1, 0)}, {"a-small-smooth", "b-small-does-not", "b-large-vs-small", "c-weak-test-acc",
+                             "d-window"}),
+    ({(c, 0) for c in (0.05, 0.1, 0.3, 0.35, "control")}, set(IDS)),
+])
+def test_a_diverged_seed_is_a_failed_seed(diverge, failed):
+    """A paper-shaped table where seed 0 of some runs diverged: exactly the verdicts that measure
+    those runs count one failed seed (1 of 3: INCONCLUSIVE, never PASS) and say why; the others PASS."""
+    by = _judge(_tables("paper", diverge=diverge))
+    assert {i for i, v in by.items() if v.failed_seeds} == failed
+    for i, v in by.items():
+        if i in failed:
+            assert v.failed_seeds == 1 and v.status == "INCONCLUSIVE", i
+            assert np.isnan(v.per_seed[0]) and "seed 0:" in v.notes and "1 of 3 seeds failed" in v.notes
+        else:
+            assert v.status == "PASS", i
+
+
+def _set(tables, metric, value, c=0.3, seed=0, last=True):
+    cv = tables["curves"]
+    rows = (cv.job == "sweep") & (cv.c == c) & (cv.seed == seed) & (cv.metric == metric)
+    if last:
+        rows &= cv.step == cv.step.max()
+    cv.loc[rows, "value"] = value
+    return tables
+
+
+@pytest.mark.parametrize("metric, value, c, failed", [
+    ("train.loss", np.inf, 0.3, {"a-large-converges"}),  # the loss blew up without a divergence flag: −inf
+    ("align.weak", 0.0, 0.3, {"b-large-learns-weak", "b-large-vs-small"}),  # no log of a zero alignment
+    ("align.weak", -0.5, 0.05, {"b-small-does-not", "b-large-vs-small"}),  # nor of a negative one
+])
+def test_a_non_finite_measure_is_a_failed_seed(metric, value, c, failed):
+    by = _judge(_set(_tables("paper"), metric, value, c=c))
+    assert {i for i, v in by.items() if v.failed_seeds} == failed
+    for i in failed:
+        assert by[i].failed_seeds == 1 and by[i].status != "PASS" and not np.isfinite(by[i].per_seed[0])
+    assert all(by[i].status == "PASS" for i in set(IDS) - failed)
+    if metric == "align.weak":
+        assert "weak alignment start" in by["b-large-vs-small"].notes
+
+
+def test_all_seeds_failing_is_fail():
+    by = _judge(_tables("paper", diverge={(c, sd) for c in (0.05, 0.1, 0.3, 0.35, "control") for sd in (0, 1, 2)}))
+    assert {i: v.status for i, v in by.items()} == dict.fromkeys(IDS, "FAIL")
+    assert all(v.failed_seeds == 3 for v in by.values())
+
+
+def test_every_verdict_can_fail():
+    """Each id FAILs on some hand-made table: the reversed one, and all seeds diverged."""
+    tables = [_tables("reversed"), _tables("null"),
+              _tables("paper", diverge={(c, sd) for c in (0.05, 0.1, 0.3, 0.35, "control") for sd in (0, 1)})]
+    fails = [{i for i, v in _judge(t).items() if v.status == "FAIL"} for t in tables]
+    for i in IDS:
+        assert any(i in f for f in fails), i
+    assert fails[0] == set(IDS) and fails[2] == set(IDS)  # 2 of 3 seeds failed: more than half
+
+
 def test_judge_without_the_control_leaves_out_its_verdicts():
-    cfg = validate(lu.Config, {**TINY, "execution": {"seeds": [0, 1, 2]}})
-    t = _tables(True)
+    cfg = validate(lu.Config, CFG3)
+    t = _tables("paper")
     t = {k: v[v.job == "sweep"] for k, v in t.items()}
     ids = {v.id for v in lu.judge(cfg, t)}
     assert "b-small-does-not-same-time" not in ids and "c-weak-test-acc-same-time" not in ids

@@ -5,7 +5,8 @@ Full-batch GD on the logistic loss with NTK-parameterised linear networks (``Dee
 η = c/λ0 with λ0 the top eigenvalue of the empirical NTK at initialisation. A run is a
 catapult when its loss rises above its running minimum by more than ``rise_tol`` (relative);
 it converged when it ends within ``conv_tol`` of the best loss it could reach. Verdicts, each
-over seeds with a 95% t interval:
+over seeds with a 95% t interval under lrlab.stats's rule (test type per verdict in the doc; the
+judge-only thresholds in the config's ``verdicts`` section):
 
 * (a) separable data (degenerate x = y·x̂, and Gaussian data with a margin): the loss never
   rises for any c up to the grid's largest (100);
@@ -22,12 +23,12 @@ over seeds with a 95% t interval:
 Jobs: one per (part, seed) for the parts ``real``, ``degenerate`` and ``gaussian``.
 """
 
-from .config import Config, DegenerateSettings, GaussianSettings, NetSettings, RealSettings, Settings
+from .config import Config, DegenerateSettings, GaussianSettings, NetSettings, RealSettings, Settings, Verdicts
 from .experiment import PARTS, TRACE_EVERY, catapult_rise, entropy, jobs, preflight, run_job
-from .judge import NAME, RISE_CAP, Sweep, curves_of, judge, real_of, sweep_of, width_scaling
+from .judge import EDGE, NAME, Sweep, curves_of, judge, real_of, sweep_of, width_scaling
 from .report import PAPER, flatness_figure, real_figure, report, trajectory_figure
 
-__all__ = ["Config", "DegenerateSettings", "GaussianSettings", "NAME", "NetSettings", "PAPER", "PARTS", "RISE_CAP",
-           "RealSettings", "Settings", "Sweep", "TRACE_EVERY", "catapult_rise", "curves_of", "entropy",
+__all__ = ["Config", "DegenerateSettings", "EDGE", "GaussianSettings", "NAME", "NetSettings", "PAPER", "PARTS",
+           "RealSettings", "Settings", "Sweep", "TRACE_EVERY", "Verdicts", "catapult_rise", "curves_of", "entropy",
            "flatness_figure", "jobs", "judge", "preflight", "real_figure", "real_of", "report", "run_job",
            "sweep_of", "trajectory_figure", "width_scaling"]

@@ -83,12 +83,33 @@ class Settings(Strict):
         return self
 
 
+class Verdicts(Strict):
+    """Thresholds only the judge reads (left out of the job fingerprint: changing one re-judges the
+    stored tables without training). The tolerances the jobs or the figures also read
+    (``rise_tol``, ``conv_tol``, ``boundary_tol``) stay in ``claim``."""
+
+    monotone_tol: float = Field(1e-6, ge=0, description=(
+        "(a) bound: the largest one-step loss rise (L_{t+1} − L_t)/L0 that still counts as 'the loss "
+        "never rises' (float32 rounding once the separable loss is near 0); the effect is this minus "
+        "the largest rise [ours]"))
+    min_flat_slope: float = Field(0.1, gt=0, description=(
+        "(c) superiority: the smallest −slope of log λ_H(T) against log η·λ0 that counts as 'flatter "
+        "minima' (0.1: a tenfold η lowers the final sharpness by at least 21%) [ours]"))
+    gaussian_loss_band: float = Field(0.05, gt=0, description=(
+        "(c, Gaussian) the catapult runs whose final loss is within this of the sweep's lowest finite "
+        "final loss enter the slope (runs that reached the same loss level) [ours]"))
+    min_acc_gain: float = Field(0.01, gt=0, description=(
+        "(d) superiority: the smallest test-accuracy gain over the best lazy-phase run that matters "
+        "(one point on a two-class problem) [ours]"))
+
+
 class Config(Strict):
-    """The claim config (configs/huang2020/*.yaml): ``execution`` (every part runs every seed) and
-    the claim's ``claim`` section."""
+    """The claim config (configs/huang2020/*.yaml): ``execution`` (every part runs every seed), the
+    claim's ``claim`` section and the judge's ``verdicts`` thresholds."""
 
     execution: Execution
     claim: Settings
+    verdicts: Verdicts = Verdicts()
 
     @model_validator(mode="after")
     def _seeds(self) -> Config:

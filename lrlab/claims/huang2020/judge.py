@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ...stats import Interval, Verdict, t_interval, verdict_defined
+from ...stats import Interval, Verdict, t_interval, verdict
 from ..protocol import Tables
 from .config import Config
 
 NAME = "huang2020"
 REGIME = "gd"
-RISE_CAP = 1e3  # a run whose loss blew up counts as a rise of this many L0 (keeps intervals finite)
+EDGE = 2.0  # [derived] GD's stability edge η·p(1−p)·λ < 2: the paper's bound itself, not a tolerance
 _KEYS = ["job", "seed", "sweep"]
 
 
@@ -77,28 +77,39 @@ def _log_slope(c: np.ndarray, v: np.ndarray) -> float:
     return float(np.polyfit(np.log(c[ok]), np.log(v[ok]), 1)[0])
 
 
+def _fmt(x: float, spec: str = ".3g", missing: str = "none") -> str:
+    return format(x, spec) if np.isfinite(x) else missing
+
+
 def judge(cfg: Config, tables: Tables) -> list[Verdict]:
-    """Every verdict from the stored sweeps (the package docstring lists them)."""
-    s, seeds = cfg.claim, cfg.execution.seeds
+    """Every verdict from the stored sweeps (the package docstring lists them; the thresholds are
+    ``cfg.claim``'s tolerances and ``cfg.verdicts``). A seed whose measurement failed (a blow-up on
+    separable data, no catapult onset, no converged catapult run, fewer than two runs for a slope,
+    no lazy or no catapult CIFAR-10 run) has a non-finite effect: a failed seed."""
+    s, vt, seeds = cfg.claim, cfg.verdicts, cfg.execution.seeds
     v: list[Verdict] = []
 
-    def add(id_, statement, effect, values, notes=""):
-        v.append(verdict_defined(NAME, id_, statement, effect, values, 0.0, REGIME, notes=notes, kind="other"))
+    def add(id_, statement, effect, values, test, min_effect, notes=""):
+        v.append(verdict(NAME, id_, statement, effect, values, min_effect, REGIME, notes=notes, kind="other",
+                         test=test))
 
     g = s.degenerate
     for label, name in (("degenerate", "separable"), ("gaussian", "gaussian-separable")):
         runs = [sweep_of(tables, sd, name) for sd in seeds]
-        worst = [min(float(r.table.max_step_rise.max()), RISE_CAP) for r in runs]
+        worst = [float(np.max(r.table.max_step_rise.to_numpy())) for r in runs]  # inf: a run blew up
         first = []
         for r in runs:
             tab = r.table
-            rose = tab.eta_lam0[(tab.max_step_rise > 1e-6).to_numpy()]
+            rose = tab.eta_lam0[(tab.max_step_rise > vt.monotone_tol).to_numpy()]
             first.append(f"{rose.min():g}" if len(rose) else "none")
         cmax = max(float(r.table.eta_lam0.max()) for r in runs)
-        add(f"a-separable-{label}-monotone", f"separable {label} data: the loss never rises for any η·λ0 up to "
-            f"{cmax:g} (no catapult)", "1e-6 − max over η and t of (L_{t+1} − L_t)/L0", 1e-6 - np.asarray(worst),
-            notes="largest one-step rise / L0 per seed: " + ", ".join(f"{w:.1e}" for w in worst)
-            + f" (a blow-up counts as {RISE_CAP:g}); smallest η·λ0 whose loss rose, per seed: " + ", ".join(first))
+        add(f"a-separable-{label}-monotone", f"separable {label} data: the loss never rises (no one-step rise "
+            f"above {vt.monotone_tol:g}·L0) for any η·λ0 up to {cmax:g} (no catapult)",
+            f"{vt.monotone_tol:g} − max over η and t of (L_{{t+1}} − L_t)/L0", vt.monotone_tol - np.asarray(worst),
+            "bound", 0.0,
+            notes="largest one-step rise / L0 per seed: "
+            + ", ".join("blew up" if w == math.inf else _fmt(w, ".1e", "NaN") for w in worst)
+            + "; smallest η·λ0 whose loss rose, per seed: " + ", ".join(first))
     for p in g.ps:
         key = f"p={p:g}"
         bnd, edge, slope, rows = [], [], [], []
@@ -107,49 +118,65 @@ def judge(cfg: Config, tables: Tables) -> list[Verdict]:
             cat = (tab.rise > s.rise_tol).to_numpy() & np.isfinite(tab.final_loss.to_numpy())
             conv = _converged(tab, r.best_loss, s.conv_tol)
             c_star = float(tab.eta_lam0[cat].min()) if cat.any() else math.nan
-            bnd.append(abs(c_star - r.theory) / r.theory if np.isfinite(c_star) else math.inf)
+            bnd.append(abs(c_star - r.theory) / r.theory if np.isfinite(c_star) else math.inf)  # no onset: failed
             ok = cat & conv
             pq = r.p_real * (1 - r.p_real)
-            edge.append(2 - float((tab.eta[ok] * pq * tab.lam_final[ok]).max()) if ok.any() else -math.inf)
+            edge.append(EDGE - float((tab.eta[ok] * pq * tab.lam_final[ok]).max()) if ok.any() else -math.inf)
             slope.append(_log_slope(tab.eta_lam0[ok].to_numpy(), tab.hessian_final[ok].to_numpy()))
             rows.append((c_star, r.theory, int(ok.sum())))
         add(f"b-boundary-p{p:g}", f"degenerate non-separable data, p = {p:g}: the catapult sets in at "
-            f"η·λ0 = 2/(p(1−p)) (within {s.boundary_tol:.0%})", f"{s.boundary_tol} − |c* − c_theory|/c_theory",
-            s.boundary_tol - np.asarray(bnd),
-            notes="measured c* / theory per seed: " + "; ".join(f"{a:.3g} / {b:.3g}" for a, b, _ in rows)
-            + f" (grid step {(g.boundary_span[1] - g.boundary_span[0]) / (g.boundary_points - 1):.3g}·theory)")
-        add(f"b-curvature-falls-p{p:g}", f"p = {p:g}: every converged catapult run ends with η·p(1−p)·λ_T < 2",
-            "2 − max over converged catapult runs of η·p(1−p)·λ_T", edge,
-            notes="converged catapult runs per seed: " + ", ".join(str(k) for *_, k in rows))
+            f"η·λ0 = 2/(p(1−p)) (within {s.boundary_tol:.0%})", f"{s.boundary_tol:g} − |c* − c_theory|/c_theory",
+            s.boundary_tol - np.asarray(bnd), "bound", 0.0,
+            notes="measured c* / theory per seed: " + "; ".join(f"{_fmt(a)} / {b:.3g}" for a, b, _ in rows)
+            + f" (grid step {(g.boundary_span[1] - g.boundary_span[0]) / (g.boundary_points - 1):.3g}·theory; "
+            "none: no run catapulted, a failed seed)")
+        add(f"b-curvature-falls-p{p:g}", f"p = {p:g}: every converged catapult run ends with η·p(1−p)·λ_T < {EDGE:g}",
+            f"{EDGE:g} − max over converged catapult runs of η·p(1−p)·λ_T", edge, "bound", 0.0,
+            notes="converged catapult runs per seed: " + ", ".join(str(k) for *_, k in rows)
+            + " (0: a failed seed)")
         add(f"c-flatter-p{p:g}", f"p = {p:g}: through the catapult phase the final top Hessian eigenvalue "
-            "falls as η grows", "− slope of log λ_H(T) against log η·λ0 (converged catapult runs)",
-            [-x for x in slope])
-    gslope = []
+            f"falls as η grows (log-log slope at most −{vt.min_flat_slope:g})",
+            "− slope of log λ_H(T) against log η·λ0 (converged catapult runs)", [-x for x in slope],
+            "superiority", vt.min_flat_slope,
+            notes="converged catapult runs in the slope per seed: " + ", ".join(str(k) for *_, k in rows)
+            + " (fewer than 2: a failed seed)")
+    gslope, gruns = [], []
     for sd in seeds:
         tab = sweep_of(tables, sd, "gaussian-nonseparable").table
-        ok = (tab.rise > s.rise_tol).to_numpy() & np.isfinite(tab.final_loss.to_numpy())
-        ok &= (tab.final_loss <= tab.final_loss[np.isfinite(tab.final_loss)].min() + 0.05).to_numpy()
+        fin = np.isfinite(tab.final_loss.to_numpy())
+        ok = (tab.rise > s.rise_tol).to_numpy() & fin
+        if fin.any():
+            ok &= (tab.final_loss <= tab.final_loss[fin].min() + vt.gaussian_loss_band).to_numpy()
         gslope.append(_log_slope(tab.eta_lam0[ok].to_numpy(), tab.hessian_final[ok].to_numpy()))
+        gruns.append(int(ok.sum()))
     add("c-flatter-gaussian", f"Gaussian data with {s.gaussian.flip:.0%} flipped labels: through the catapult "
-        "phase the final top Hessian eigenvalue falls as η grows",
-        "− slope of log λ_H(T) against log η·λ0 (catapult runs that reached the lowest loss ± 0.05)",
-        [-x for x in gslope])
+        f"phase the final top Hessian eigenvalue falls as η grows (log-log slope at most −{vt.min_flat_slope:g})",
+        f"− slope of log λ_H(T) against log η·λ0 (catapult runs that reached the lowest loss "
+        f"+ {vt.gaussian_loss_band:g})", [-x for x in gslope], "superiority", vt.min_flat_slope,
+        notes="catapult runs in the slope per seed: " + ", ".join(str(k) for k in gruns)
+        + " (fewer than 2: a failed seed)")
     gap, anneal, notes = [], [], []
-    for t in (real_of(tables, sd) for sd in seeds):
+    for sd in seeds:
+        t = real_of(tables, sd)
         const = t[t.name != "anneal"]
         lazy = const[(const.rise <= s.rise_tol) & ~const.diverged]
         cat = const[(const.rise > s.rise_tol) & ~const.diverged & np.isfinite(const.final_loss)]
         best_lazy = float(lazy.test_acc.max()) if len(lazy) else math.nan
-        gap.append(float(cat.test_acc.max()) - best_lazy if len(cat) and len(lazy) else math.nan)
-        anneal.append(float(t[t.name == "anneal"].test_acc.iloc[0]) - best_lazy)
-        notes.append(f"lazy best {best_lazy:.3f}, catapult best {cat.test_acc.max() if len(cat) else math.nan:.3f} "
-                     f"(c = {', '.join(f'{c:g}' for c in cat.c)}), anneal {t[t.name == 'anneal'].test_acc.iloc[0]:.3f}")
-    add("d-real-catapult-beats-lazy", f"CIFAR-10 classes {s.real.classes}: the best catapult-phase run has higher "
-        "test accuracy than the best lazy-phase run", "max test acc (catapult) − max test acc (lazy)",
-        [x if np.isfinite(x) else -1.0 for x in gap], notes="; ".join(notes) + "; no catapult or no lazy run counts −1")
+        best_cat = float(cat.test_acc.max()) if len(cat) else math.nan
+        acc_anneal = float(t[t.name == "anneal"].test_acc.iloc[0])
+        gap.append(best_cat - best_lazy if len(cat) and len(lazy) else -math.inf)  # a phase missing: failed
+        anneal.append(acc_anneal - best_lazy if len(lazy) else -math.inf)
+        notes.append(f"seed {sd}: lazy best {_fmt(best_lazy, '.3f', 'no lazy run')}, catapult best "
+                     f"{_fmt(best_cat, '.3f', 'no catapult run')} (c = {', '.join(f'{c:g}' for c in cat.c)}), "
+                     f"anneal {_fmt(acc_anneal, '.3f', 'undefined')}")
+    add("d-real-catapult-beats-lazy", f"CIFAR-10 classes {s.real.classes}: the best catapult-phase run has test "
+        f"accuracy at least {vt.min_acc_gain:g} above the best lazy-phase run",
+        "max test acc (catapult) − max test acc (lazy)", gap, "superiority", vt.min_acc_gain,
+        notes="; ".join(notes) + "; no catapult or no lazy run: a failed seed")
     add("d-real-anneal-beats-lazy", f"CIFAR-10 classes {s.real.classes}: large (η·λ0 = {s.real.anneal_from:g}) then "
-        f"annealed (to {s.real.anneal_to:g}) beats the best lazy-phase run", "test acc (anneal) − max test acc (lazy)",
-        [x if np.isfinite(x) else -1.0 for x in anneal])
+        f"annealed (to {s.real.anneal_to:g}) beats the best lazy-phase run by at least {vt.min_acc_gain:g} in "
+        "test accuracy", "test acc (anneal) − max test acc (lazy)", anneal, "superiority", vt.min_acc_gain,
+        notes="; ".join(notes) + "; no lazy run: a failed seed")
     return v
 
 

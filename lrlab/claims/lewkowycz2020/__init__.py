@@ -21,7 +21,7 @@ maximal-rate sweeps) for every seed, ``real`` (f) and ``eos`` for their ``seed_l
 seeds. Results do not depend on the number of workers.
 """
 
-from .config import Config, EoSSettings, Grid, RealSettings, ReLUSettings, Settings, UVSettings
+from .config import Config, EoSSettings, Grid, RealSettings, ReLUSettings, Settings, UVSettings, Verdicts
 from .experiment import PARTS, jobs, preflight, regression_data, run_job
 from .judge import NAME, REGIME, Measured, at, boundary, judge, measured, real_summary
 from .report import PAPER, report
@@ -30,4 +30,4 @@ from .tables import phase_from_tables, phase_tables, sharpness_from_tables, shar
 __all__ = ["Config", "EoSSettings", "Grid", "Measured", "NAME", "PAPER", "PARTS", "REGIME", "ReLUSettings",
            "RealSettings", "Settings", "UVSettings", "at", "boundary", "jobs", "judge", "measured", "phase_from_tables",
            "phase_tables", "preflight", "real_summary", "regression_data", "report", "run_job",
-           "sharpness_from_tables", "sharpness_tables"]
+           "sharpness_from_tables", "sharpness_tables", "Verdicts"]

@@ -1,4 +1,5 @@
-"""lewkowycz2020 settings: the uv and ReLU sweeps, the CIFAR-10 parts and every tolerance."""
+"""lewkowycz2020 settings: the uv and ReLU sweeps, the CIFAR-10 parts and every tolerance, and the
+judge-only thresholds (``verdicts``)."""
 
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ class EoSSettings(Strict):
 
 
 class Settings(Strict):
-    """The tolerances every verdict is judged against, and the sweep families."""
+    """The sweep families and the tolerances that predate ``Verdicts`` (where later judge-only
+    thresholds live)."""
 
     lazy_tol: float = Field(gt=0, description="largest relative change of λ that counts as lazy")
     rise_tol: float = Field(0.05, ge=0, description="a catapult's loss rises above (1 + rise_tol)·L0")
@@ -93,11 +95,42 @@ class Settings(Strict):
     eos: EoSSettings
 
 
+class Verdicts(Strict):
+    """Thresholds only the judge reads (the driver leaves this section out of the jobs'
+    fingerprint, so changing one re-judges the stored tables without training). The tolerances
+    that predate this section (``claim.lazy_tol``, ``rise_tol``, ``boundary_tol``, ``max_tol``,
+    ``eos.band``) stay where they are."""
+
+    monotone_tol: float = Field(1e-6, gt=0, description="a-lazy-monotone: a one-step rise of the lazy loss "
+                                "up to this fraction of L0 still counts as 'never rises' (float round-off "
+                                "of a converged loss) [ours]")
+    edge: float = Field(2.0, gt=0, description="b-catapult-edge: a catapult ends with η·λ_T below this; 2 is "
+                        "the edge of the lazy phase [paper]")
+    uv_boundary: float = Field(4.0, gt=0, description="c-uv-boundary: the η·λ0 at which the uv model "
+                               "diverges, 4 [paper]; the margin is claim.boundary_tol")
+    peak_slope_min: float = Field(0.25, gt=0, description="d-peak-grows-with-width: the smallest log-log slope "
+                                  "of the peak loss against width that matters, 0.25 (the peak at least "
+                                  "doubles per 16-fold width); the uv model's peak ∝ width gives ≈ 1 [ours]")
+    step_slope_min: float = Field(0.25, gt=0, description="d-peak-step-log-width: the smallest slope of the "
+                                  "peak step against ln(width) that matters, 0.25 steps (one step more per "
+                                  "e^4 ≈ 55-fold width; the peak step is an integer); the loss growing "
+                                  "(c − 1)²-fold per step up to L ~ width suggests 1/ln((c − 1)²) ≈ 0.72 "
+                                  "at c = 3 [ours]")
+    real_gap_min: float = Field(0.01, gt=0, description="f-real-best-in-catapult: the smallest test-accuracy "
+                                "gain of the best catapult run over the best lazy run that matters, one "
+                                "percentage point [ours]")
+    stay_quantile: float = Field(0.9, gt=0, le=1, description="eos-stays-*: this share of the probes after "
+                                 "arrival must lie within claim.eos.band of 2/η (the quantile of "
+                                 "|S·η/2 − 1| that is tested) [ours]")
+
+
 class Config(Strict):
-    """The claim config (configs/lewkowycz2020/*.yaml): ``execution`` and the claim's ``claim`` section."""
+    """The claim config (configs/lewkowycz2020/*.yaml): ``execution``, the claim's ``claim`` section
+    and the judge-only ``verdicts`` thresholds."""
 
     execution: Execution
     claim: Settings
+    verdicts: Verdicts = Verdicts()
 
     @model_validator(mode="after")
     def _seeds(self) -> Config:

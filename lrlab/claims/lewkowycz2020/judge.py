@@ -3,6 +3,13 @@
 Tables (each concatenated over jobs, with a ``job`` column first; see docs/claims/lewkowycz2020.md):
 ``uv_sweep``/``uv_loss``/``uv_lam`` (the uv sweep of every core job), ``uv_widths``, ``relu_max``,
 ``real_sweep``/``real_loss``/``real_test_acc`` and ``eos_runs``/``eos_sharpness``/``eos_loss``.
+
+Every verdict names its test (lrlab.stats): ``bound`` for "measure on the right side of the
+paper's threshold" (effect = the signed distance to it), ``superiority`` for a predicted effect of
+at least a stated size, ``equivalence`` for "at the paper's value within a margin". Every
+threshold comes from the config (``claim`` tolerances, ``verdicts``). A seed on which the
+measurement a statement needs failed (a diverged run, a boundary beyond the swept grid, a rate
+that never arrived) gets a non-finite effect, which the rule counts as a failed seed.
 """
 
 from __future__ import annotations
@@ -57,7 +64,32 @@ def boundary(pdg) -> float:
 
 
 def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of y against x; NaN (a failed seed) unless every value is finite."""
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return np.nan
     return float(np.polyfit(x, y, 1)[0])
+
+
+def measured_boundary(pdg: PhaseDiagram) -> float:
+    """:func:`boundary` when some run of the sweep diverged; NaN (not measured: the boundary lies
+    beyond the swept grid) when none did."""
+    return boundary(pdg) if "divergent" in pdg.phases else np.nan
+
+
+def beyond_grid(c_max: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Where the largest converged η·λ0 is the top of the grid (nearer to it than to the point
+    below), so that the maximal stable rate lies beyond the grid and is not measured."""
+    return np.asarray(c_max, dtype=float) > (grid[-1] + grid[-2]) / 2
+
+
+def stay_deviation(trace: SharpnessTrace, member: int, band: float, share: float) -> float:
+    """The ``share`` quantile of |S_t·η/2 − 1| from the arrival step on (the first probe within
+    ``band`` of 2/η; :meth:`SharpnessTrace.summary`); NaN when the run never arrived or diverged."""
+    arrival = trace.summary(band).iloc[member]["arrival"]
+    if not np.isfinite(arrival):
+        return np.nan
+    r = trace.ratio().iloc[:, member].dropna()
+    return float((r.loc[int(arrival):] - 1).abs().quantile(share))
 
 
 def real_summary(pdg: PhaseDiagram) -> dict:
@@ -81,65 +113,96 @@ def real_summary(pdg: PhaseDiagram) -> dict:
 
 
 def judge(cfg: Config, tables: Tables) -> list[Verdict]:
-    """Every verdict, (a)–(f) and the edge of stability, from the stored tables (package docstring)."""
-    s, u = cfg.claim, cfg.claim.uv
+    """Every verdict, (a)–(f) and the edge of stability, from the stored tables (module docstring)."""
+    s, u, t = cfg.claim, cfg.claim.uv, cfg.verdicts
     seeds = cfg.execution.seeds
     o = measured(tables)
     v: list[Verdict] = []
 
-    def add(id_, statement, effect, values, min_effect, notes="", kind="other"):
+    def add(id_, statement, effect, values, min_effect, test, notes="", kind="other"):
         v.append(verdict(NAME, id_, statement, effect, np.asarray(values, dtype=float), min_effect,
-                         REGIME, notes=notes, kind=kind))
+                         REGIME, notes=notes, kind=kind, test=test))
 
-    lam_change, max_rise, rise, conv, edge = [], [], [], [], []
+    lam_change, max_rise, peak, end, lam_end = [], [], [], [], []
     for seed in seeds:
         pdg = o.uv[seed]
         e_l, e_c = at(pdg, u.lazy_c), at(pdg, u.catapult_c)
-        lam = pdg.lam[e_l].dropna().to_numpy()
-        lam_change.append(float(np.abs(lam - pdg.lam0).max() / pdg.lam0))
+        lam = pdg.lam[e_l].to_numpy()  # all NaN when the lazy run diverged
+        lam_change.append(float(np.abs(lam - pdg.lam0).max() / pdg.lam0)
+                          if lam.size and np.isfinite(lam).all() else np.inf)
         L = pdg.loss[e_l].to_numpy()
-        max_rise.append(max(0.0, float(np.max(np.diff(L)) / L[0])))  # 0 when it only falls
+        max_rise.append(max(0.0, float(np.max(np.diff(L)) / L[0])) if np.isfinite(L).all() else np.inf)
         C = pdg.loss[e_c].to_numpy()
-        rise.append(float(C.max() / C[0] - 1))
-        conv.append(float((C[0] - C[-1]) / C[0]) if np.isfinite(C[-1]) else -1.0)
-        lam_T = pdg.lam[e_c].dropna().to_numpy()
-        edge.append(float(2 - e_c * lam_T[-1]) if lam_T.size else -np.inf)
+        peak.append(float(np.max(C) / C[0]))  # inf/NaN when the catapult run diverged
+        end.append(float(C[-1] / C[0]))
+        lam_T = pdg.lam[e_c].to_numpy()
+        lam_end.append(float(e_c * lam_T[-1]) if lam_T.size else np.nan)
+    lam_change, max_rise, peak, end, lam_end = map(np.asarray, (lam_change, max_rise, peak, end, lam_end))
+
+    def per_seed(label, values, fmt, why):
+        """The per-seed measure for the notes, saying why a non-finite one failed."""
+        ok = np.isfinite(values)
+        return (f"{label} per seed: " + ", ".join(fmt.format(x) if f else "not finite" for x, f in zip(values, ok))
+                + ("" if ok.all() else f" (not finite: {why})"))
+
     add("a-lazy-lambda", f"lazy phase (η·λ0 = {u.lazy_c}): λ_t changes by less than {s.lazy_tol:.0%}",
-        f"{s.lazy_tol} − max_t |λ_t − λ0|/λ0", s.lazy_tol - np.asarray(lam_change), 0.0,
-        notes="max relative change: " + ", ".join(f"{c:.2e}" for c in lam_change))
-    add("a-lazy-monotone", f"lazy phase (η·λ0 = {u.lazy_c}): the loss never rises (by more than 1e-6·L0)",
-        "1e-6 − max(0, max_t (L_{t+1} − L_t)/L0)", 1e-6 - np.asarray(max_rise), 0.0,
-        notes="largest one-step rise / L0: " + ", ".join(f"{r:.1e}" for r in max_rise))
+        f"{s.lazy_tol} − max_t |λ_t − λ0|/λ0", s.lazy_tol - lam_change, 0.0, "bound",
+        notes=per_seed("max relative change of λ", lam_change, "{:.2e}", "the lazy run diverged"))
+    add("a-lazy-monotone", f"lazy phase (η·λ0 = {u.lazy_c}): the loss never rises (by more than "
+        f"{t.monotone_tol:g}·L0)", f"{t.monotone_tol:g} − max(0, max_t (L_{{t+1}} − L_t)/L0)",
+        t.monotone_tol - max_rise, 0.0, "bound",
+        notes=per_seed("largest one-step rise / L0", max_rise, "{:.1e}", "the lazy run diverged"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_peak = np.log10(peak)
     add("b-catapult-rises", f"catapult phase (η·λ0 = {u.catapult_c}): the loss first rises above "
-        f"{1 + s.rise_tol:.2f}·L0", f"max_t L_t/L0 − 1 − {s.rise_tol}", np.asarray(rise) - s.rise_tol, 0.0)
+        f"{1 + s.rise_tol:.2f}·L0", f"log10(max_t L_t/L0) − log10(1 + {s.rise_tol})",
+        log_peak - np.log10(1 + s.rise_tol), 0.0, "bound",
+        notes=per_seed("max_t L_t/L0", peak, "{:.3g}", "the catapult run diverged"))
     add("b-catapult-converges", f"catapult phase (η·λ0 = {u.catapult_c}): the loss then converges "
-        "below L0", "(L0 − L_T)/L0", conv, 0.0)
-    add("b-catapult-edge", f"catapult phase (η·λ0 = {u.catapult_c}): η·λ_T < 2 at the end",
-        "2 − η·λ_T", edge, 0.0)
-    bnd = [boundary(o.uv[seed]) for seed in seeds]
-    add("c-uv-boundary", f"uv model: divergence sets in at η·λ0 = 4 (within ±{s.boundary_tol})",
-        f"{s.boundary_tol} − |c* − 4|, c* = smallest divergent η·λ0", s.boundary_tol - np.abs(np.asarray(bnd) - 4), 0.0,
-        notes=f"measured boundary c*: mean {np.mean(bnd):.3f}, per seed " + ", ".join(f"{b:.2f}" for b in bnd)
+        "below L0", "(L0 − L_T)/L0", np.where(np.isfinite(end), 1 - end, -np.inf), 0.0, "bound",
+        notes=per_seed("L_T/L0", end, "{:.3g}", "the catapult run diverged"))
+    add("b-catapult-edge", f"catapult phase (η·λ0 = {u.catapult_c}): η·λ_T < {t.edge:g} at the end",
+        f"{t.edge:g} − η·λ_T", np.where(np.isfinite(lam_end), t.edge - lam_end, -np.inf), 0.0, "bound",
+        notes=per_seed("η·λ_T", lam_end, "{:.3f}", "the catapult run diverged"))
+    bnd = np.array([measured_boundary(o.uv[seed]) for seed in seeds])
+    add("c-uv-boundary", f"uv model: divergence sets in at η·λ0 = {t.uv_boundary:g} (within ±{s.boundary_tol})",
+        f"c* − {t.uv_boundary:g}, c* = smallest divergent η·λ0 (equivalence margin {s.boundary_tol})",
+        bnd - t.uv_boundary, s.boundary_tol, "equivalence",
+        notes=f"measured boundary c*: mean {np.nanmean(bnd) if np.isfinite(bnd).any() else np.nan:.3f}, "
+        + per_seed("c*", bnd, "{:.2f}", "no run of the sweep diverged")
         + f" (grid step {(u.boundary.high - u.boundary.low) / (u.boundary.points - 1):.3g})")
     w = o.widths
     peak_slope, step_slope = [], []
     for seed in seeds:
         ws = w[w.seed == seed].sort_values("width")
-        peak_slope.append(_slope(np.log(ws.width.to_numpy()), np.log(ws.peak_loss.to_numpy())))
-        step_slope.append(_slope(np.log(ws.width.to_numpy()), ws.peak_step.to_numpy().astype(float)))
-    add("d-peak-grows-with-width", f"the peak loss (η·λ0 = {u.catapult_c}) grows with width",
-        "slope of log(peak L/L0) against log(width)", peak_slope, 0.0)
-    add("d-peak-step-log-width", "the step of the peak grows like log(width)",
-        "slope of the peak step against ln(width)", step_slope, 0.0,
+        lw = np.log(ws.width.to_numpy(dtype=float))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            peak_slope.append(_slope(lw, np.log(ws.peak_loss.to_numpy(dtype=float))))
+        # the step of the peak of a diverged run is no catapult peak: a failed seed, as above
+        steps = np.where(np.isfinite(ws.peak_loss.to_numpy(dtype=float)), ws.peak_step.to_numpy(dtype=float), np.nan)
+        step_slope.append(_slope(lw, steps))
+    add("d-peak-grows-with-width", f"the peak loss (η·λ0 = {u.catapult_c}) grows with width (log-log "
+        f"slope ≥ {t.peak_slope_min:g})", "slope of log(peak L/L0) against log(width)", peak_slope,
+        t.peak_slope_min, "superiority",
+        notes=per_seed("slope", peak_slope, "{:.2f}", "a width's run diverged"))
+    add("d-peak-step-log-width", f"the step of the peak grows like log(width) (slope ≥ {t.step_slope_min:g} "
+        "steps per unit ln(width))", "slope of the peak step against ln(width)", step_slope,
+        t.step_slope_min, "superiority",
         notes="steps of the peak by width (seed-mean): " + ", ".join(
-            f"{int(wd)}: {g:.1f}" for wd, g in w.groupby("width").peak_step.mean().items()))
+            f"{int(wd)}: {g:.1f}" for wd, g in w.groupby("width").peak_step.mean().items())
+        + "; " + per_seed("slope", step_slope, "{:.2f}", "a width's run diverged"))
     r = o.relu
+    grid = s.relu.grid.values()
     for depth in s.relu.depths:
-        cm = r[r.depth == depth].set_index("seed").c_max.reindex(seeds).to_numpy()
+        cm = r[r.depth == depth].set_index("seed").c_max.reindex(seeds).to_numpy(dtype=float)
+        cut = beyond_grid(cm, grid)
         add(f"e-relu-depth{depth}-max", f"ReLU net of depth {depth}: the maximal stable η·λ0 is "
-            f"≈ {s.relu.paper_max:g} (within ±{s.max_tol})", f"{s.max_tol} − |c_max − {s.relu.paper_max:g}|",
-            s.max_tol - np.abs(cm - s.relu.paper_max), 0.0,
-            notes=f"measured c_max: mean {np.nanmean(cm):.2f}, per seed " + ", ".join(f"{c:.2f}" for c in cm))
+            f"≈ {s.relu.paper_max:g} (within ±{s.max_tol})",
+            f"c_max − {s.relu.paper_max:g} (equivalence margin {s.max_tol})",
+            np.where(cut, np.nan, cm - s.relu.paper_max), s.max_tol, "equivalence",
+            notes=f"measured c_max: mean {np.nanmean(cm) if np.isfinite(cm).any() else np.nan:.2f}, per seed "
+            + ", ".join("none converged" if not np.isfinite(c) else f"{c:.2f}" + (" (the top of the grid: "
+                        "beyond it)" if k else "") for c, k in zip(cm, cut)))
     _judge_real(cfg, o, add)
     _judge_eos(cfg, o, add)
     return v
@@ -148,33 +211,39 @@ def judge(cfg: Config, tables: Tables) -> list[Verdict]:
 def _judge_real(cfg: Config, o: Measured, add: Callable) -> None:
     seeds = cfg.real_seeds()
     rows = [real_summary(o.real[sd]) for sd in seeds]
-    gap = [r["catapult"] - r["lazy"] for r in rows]
+    gap = [r["catapult"] - r["lazy"] for r in rows]  # NaN (a failed seed) when a phase has no run
     add("f-real-best-in-catapult", "CIFAR-10 subset: the best final test accuracy is in the catapult "
-        "phase (best catapult run beats best lazy run)", "max test acc (catapult) − max test acc (lazy)",
-        [g if np.isfinite(g) else -1.0 for g in gap], 0.0, kind="accuracy",
+        f"phase (best catapult run beats best lazy run by ≥ {cfg.verdicts.real_gap_min:g})",
+        "max test acc (catapult) − max test acc (lazy)", gap, cfg.verdicts.real_gap_min, "superiority",
+        kind="accuracy",
         notes="per seed — " + "; ".join(
             f"seed {sd}: best η·λ0 {r['best_c']:.3g} ({r['best_phase']}), lazy {r['lazy']:.3f} "
             f"(η·λ0 {r['lazy_c']:.3g}, train loss {r['lazy_train_loss']:.3f}), catapult "
             f"{r['catapult']:.3f} (η·λ0 {r['catapult_c']:.3g}, train loss {r['catapult_train_loss']:.3f}), "
-            f"largest converged η·λ0 {r['c_max']:.3g}" for sd, r in zip(seeds, rows)))
+            f"largest converged η·λ0 {r['c_max']:.3g}" for sd, r in zip(seeds, rows))
+        + " (nan: no run of that phase, a failed seed)")
 
 
 def _judge_eos(cfg: Config, o: Measured, add: Callable) -> None:
-    e = cfg.claim.eos
+    e, q = cfg.claim.eos, cfg.verdicts.stay_quantile
     seeds = cfg.eos_seeds()
     for i, k in enumerate(e.stability):
         sums = [o.eos[sd].summary(e.band).iloc[i] for sd in seeds]
-        reach = [float(r["max"]) - (1 - e.band) if np.isfinite(r["max"]) else -1.0 for r in sums]
-        stay = [e.band - float(r["dev_q90"]) if np.isfinite(r["dev_q90"]) else -1.0 for r in sums]
-        arr = ", ".join("never" if not np.isfinite(r["arrival"]) else f"{int(r['arrival'])}" for r in sums)
+        # a diverged run, or one without a finite sharpness, is a failed seed
+        reach = [float(r["max"]) - (1 - e.band) if np.isfinite(r["max"]) and not r["diverged"] else -np.inf
+                 for r in sums]
+        dev = [stay_deviation(o.eos[sd], i, e.band, q) for sd in seeds]  # NaN: never arrived or diverged
+        stay = [e.band - d for d in dev]
+        arr = ", ".join("diverged" if r["diverged"] else "never" if not np.isfinite(r["arrival"])
+                        else f"{int(r['arrival'])}" for r in sums)
         tag = f"{k:g}".replace(".", "p")
         add(f"eos-reaches-{tag}", f"edge of stability (η = 2/({k:g}·λ0)): the sharpness rises to within "
-            f"{e.band:.0%} of 2/η", f"max_t S_t·η/2 − {1 - e.band:g}", reach, 0.0,
+            f"{e.band:.0%} of 2/η", f"max_t S_t·η/2 − {1 - e.band:g}", reach, 0.0, "bound",
             notes=f"initial S·η/2 = {1 / k:.3f}; arrival steps per seed: {arr}; max S·η/2 per seed: "
             + ", ".join(f"{r['max']:.3f}" for r in sums))
         add(f"eos-stays-{tag}", f"edge of stability (η = 2/({k:g}·λ0)): after arriving, the sharpness "
-            f"stays within {e.band:.0%} of 2/η (90% of probes)", f"{e.band:g} − q90_t |S_t·η/2 − 1| after "
-            "arrival", stay, 0.0,
-            notes="share of probes in the band after arrival per seed: "
+            f"stays within {e.band:.0%} of 2/η ({q:.0%} of probes)", f"{e.band:g} − q{100 * q:g}_t |S_t·η/2 − 1| "
+            "after arrival", stay, 0.0, "bound",
+            notes=f"arrival steps per seed: {arr}; share of probes in the band after arrival per seed: "
             + ", ".join("—" if not np.isfinite(r["in_band"]) else f"{r['in_band']:.2f}" for r in sums)
-            + "; a run that never arrived counts −1")
+            + "; a run that never arrived (or diverged) is a failed seed")

@@ -21,15 +21,23 @@ FROM_EXECUTION = ((("population", "seeds"), "seeds"), (("train", "device"), "dev
 
 
 class Settings(Strict):
-    """Which schedules play which role, and the thresholds the verdicts use."""
+    """Which schedules play which role, and the thresholds the verdicts use.
+
+    The thresholds predate the ``verdicts`` convention and stay here (moving them would change the
+    stored jobs' fingerprints); the judge adds none of its own, so this claim has no ``verdicts``
+    section. Changing one of them makes the driver re-run the jobs."""
 
     large: str = Field("large", description="schedule name of large LR + anneal")
     small: str = Field("small", description="schedule name of the small constant LR")
     noise: str | None = Field("noise", description="schedule name of small LR + activation noise")
     early_epoch: int = Field(gt=0, description="epoch at which small LR's patch-only accuracy is judged")
-    patch_level: float = Field(gt=0, le=1, description="patch-only accuracy that counts as 'high'")
-    chance_margin: float = Field(0.1, ge=0, description="'near chance' = below chance + this")
-    min_effect: float = Field(0.01, ge=0, description="smallest accuracy gap that matters")
+    patch_level: float = Field(gt=0, le=1, description="patch-only accuracy that counts as 'high': the "
+                               "threshold of the bound verdict a-small-early")
+    chance_margin: float = Field(0.1, ge=0, description="'near chance' = below chance + this: the threshold "
+                                 "of the bound verdicts *-chance-before-anneal")
+    min_effect: float = Field(0.01, gt=0, description="smallest accuracy gap that matters (fraction of "
+                              "images): the min_effect of every superiority verdict (must be > 0, so "
+                              "that 'no effect' can FAIL)")
     control: bool = Field(True, description="also train large and small on clean images")
 
 

@@ -2,12 +2,20 @@
 
 ``epochs`` (job, regime, data, schedule, seed, epoch, metric, value, diverged) holds every
 probe of every job; one :class:`RegimeOutcome` gathers a regime's rows and judges them.
+
+Every verdict states its test (``lrlab.stats``): the "reaches" / "stays near chance" statements
+are ``bound`` tests whose threshold (``claim.patch_level``, chance + ``claim.chance_margin``) is
+inside the effect; the comparisons are ``superiority`` tests with ``claim.min_effect`` as the
+smallest accuracy gap that matters. A seed whose measurement is missing (a diverged member's
+accuracies are NaN in the tables; a run absent from the tables) gives a NaN effect: a failed
+seed, never a value filled in, and the verdict's notes say per seed what happened.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from ...config import RunConfig
@@ -16,7 +24,9 @@ from ..protocol import Tables
 from .config import Config, Settings, anneal_epoch
 
 NAME = "li2019-patch"
-CHANCE = 0.1  # 10 classes
+CHANCE = 0.1  # 10 classes: the accuracy of a guess (a fact of CIFAR-10, not a threshold)
+
+Input = tuple[str, str, str]  # (data, schedule, metric) a verdict reads
 
 
 @dataclass
@@ -29,26 +39,55 @@ class RegimeOutcome:
     jobs: list[str]
     anneal_epoch: int
 
-    def per_seed(self, data: str, schedule: str, metric: str, epoch: int | None = None) -> pd.Series:
-        """``metric`` per seed at ``epoch`` (default: the last one)."""
+    @property
+    def seeds(self) -> list[int]:
+        """The regime's seeds (the config's): every per-seed series is indexed by them."""
+        return list(self.cfg.population.seeds)
+
+    def _rows(self, data: str, schedule: str, metric: str) -> pd.DataFrame:
         t = self.table
         sub = t[(t.data == data) & (t.schedule == schedule) & (t.metric == metric)]
         if sub.empty:
             raise KeyError(f"no {metric!r} for {schedule!r} on {data!r} data")
+        return sub
+
+    def per_seed(self, data: str, schedule: str, metric: str, epoch: int | None = None) -> pd.Series:
+        """``metric`` per seed at ``epoch`` (default: the last one); NaN for a seed without a
+        value there (a diverged member, or no run)."""
+        sub = self._rows(data, schedule, metric)
         e = sub.epoch.max() if epoch is None else epoch
-        sub = sub[sub.epoch == e]
-        return _chance_if_diverged(sub.set_index("seed").value.sort_index(), metric)
+        return sub[sub.epoch == e].set_index("seed").value.astype(float).reindex(self.seeds)
 
     def max_before(self, data: str, schedule: str, metric: str, epoch: int) -> pd.Series:
-        """Per seed, the largest value of ``metric`` at probes strictly before ``epoch``."""
+        """Per seed, the largest value of ``metric`` at probes strictly before ``epoch``; NaN
+        when any of them is NaN (the member diverged before ``epoch``) or there is none."""
+        sub = self._rows(data, schedule, metric)
+        sub = sub[sub.epoch < epoch]
+        return (sub.groupby("seed").value.agg(lambda x: x.astype(float).max(skipna=False))
+                .reindex(self.seeds))
+
+    def failure(self, data: str, schedule: str, metric: str, seed: int) -> str:
+        """Why ``seed`` has no finite ``metric`` of ``schedule`` ("" when every value is finite)."""
         t = self.table
-        sub = t[(t.data == data) & (t.schedule == schedule) & (t.metric == metric) & (t.epoch < epoch)]
-        return _chance_if_diverged(sub.groupby("seed").value.max().sort_index(), metric)
+        rows = t[(t.data == data) & (t.schedule == schedule) & (t.metric == metric) & (t.seed == seed)]
+        if rows.empty:
+            return f"no {schedule} run on {data} data"
+        bad = rows[~np.isfinite(rows.value.astype(float))]
+        if bad.empty:
+            return ""
+        what = "diverged" if bool(rows.diverged.any()) else "non-finite"
+        return f"{schedule} on {data} data {what} ({metric} non-finite from epoch {int(bad.epoch.min())})"
 
 
-def _chance_if_diverged(x: pd.Series, metric: str) -> pd.Series:
-    """A diverged member's accuracy (recorded as NaN) is scored at chance."""
-    return x.fillna(CHANCE) if metric.endswith(".acc") else x
+def _failed_notes(o: RegimeOutcome, effect: pd.Series, inputs: list[Input]) -> str:
+    """Per failed seed (non-finite effect), what happened to the values the verdict reads."""
+    out = []
+    for seed, x in effect.items():
+        if np.isfinite(x):
+            continue
+        why = [w for d, s, m in inputs if (w := o.failure(d, s, m, int(seed)))]
+        out.append(f"seed {seed}: " + ("; ".join(dict.fromkeys(why)) or "no value at the epoch judged"))
+    return ". ".join(out)
 
 
 def outcomes(cfg: Config, tables: Tables) -> list[RegimeOutcome]:
@@ -63,54 +102,65 @@ def outcomes(cfg: Config, tables: Tables) -> list[RegimeOutcome]:
     return out
 
 
+def _vals(x: pd.Series) -> str:
+    return ", ".join(f"{v:.3f}" for v in x)
+
+
 def judge_regime(o: RegimeOutcome, s: Settings) -> list[Verdict]:
     """Every verdict of one regime (see the package docstring)."""
     v: list[Verdict] = []
     reg, L, S, N = o.regime, s.large, s.small, s.noise
     near = CHANCE + s.chance_margin
-    E, A = s.early_epoch, o.anneal_epoch
+    E, A, m = s.early_epoch, o.anneal_epoch, s.min_effect
     po = "patch_only.acc"
 
-    def add(id_: str, statement: str, effect: str, values: pd.Series, min_effect: float, notes: str = "",
-            kind: str = "other"):
+    def add(id_: str, statement: str, effect: str, values: pd.Series, test: str, inputs: list[Input],
+            notes: str = "", kind: str = "other"):
+        min_effect = m if test == "superiority" else 0.0
+        why = _failed_notes(o, values, inputs)
+        notes = "; ".join(x for x in (notes, why) if x)
         v.append(verdict(NAME, id_, statement, effect, values.to_numpy(dtype=float), min_effect, reg,
-                         notes=notes, kind=kind))
+                         notes=notes, kind=kind, test=test))
 
     small_early = o.per_seed("patch", S, po, E)
     add("a-small-early", f"small LR reaches ≥ {s.patch_level:.0%} patch-only accuracy by epoch {E}",
-        f"patch-only acc at epoch {E} − {s.patch_level:.2f}, {S}", small_early - s.patch_level, 0.0,
-        notes=f"{S} patch-only acc at epoch {E}: " + ", ".join(f"{x:.3f}" for x in small_early))
+        f"patch-only acc at epoch {E} − {s.patch_level:.2f}, {S}", small_early - s.patch_level, "bound",
+        [("patch", S, po)], notes=f"{S} patch-only acc at epoch {E}: {_vals(small_early)}")
     for arm in [L] + ([N] if N else []):
         who = "large LR" if arm == L else "small LR + noise"
         tag = "a" if arm == L else "c"
         pre = o.max_before("patch", arm, po, A)
         add(f"{tag}-{arm}-chance-before-anneal",
             f"{who} stays near chance (< {near:.0%}) on patch-only images until the anneal (epoch {A})",
-            f"{near:.2f} − max patch-only acc before epoch {A}, {arm}", near - pre, 0.0,
-            notes="max before the anneal: " + ", ".join(f"{x:.3f}" for x in pre))
+            f"{near:.2f} − max patch-only acc before epoch {A}, {arm}", near - pre, "bound",
+            [("patch", arm, po)], notes=f"max before the anneal: {_vals(pre)}")
         gap = small_early - o.per_seed("patch", arm, po, E)
-        add(f"{tag}-{arm}-vs-small-early", f"at epoch {E}, small LR's patch-only accuracy exceeds {who}'s",
-            f"patch-only acc at epoch {E}: {S} − {arm}", gap, s.min_effect)
+        add(f"{tag}-{arm}-vs-small-early",
+            f"at epoch {E}, small LR's patch-only accuracy exceeds {who}'s by ≥ {m:g}",
+            f"patch-only acc at epoch {E}: {S} − {arm}", gap, "superiority", [("patch", S, po), ("patch", arm, po)])
         final = o.per_seed("patch", arm, "test.acc") - o.per_seed("patch", S, "test.acc")
         add(f"{'b' if arm == L else 'c'}-{arm}-clean-final",
-            f"{who} ends with higher clean test accuracy than small LR",
-            f"final clean test acc: {arm} − {S}", final, s.min_effect, kind="accuracy")
+            f"{who} ends with higher clean test accuracy than small LR, by ≥ {m:g}",
+            f"final clean test acc: {arm} − {S}", final, "superiority",
+            [("patch", arm, "test.acc"), ("patch", S, "test.acc")], kind="accuracy")
     learn = o.per_seed("patch", L, po) - o.per_seed("patch", L, po, A)
-    add("a-large-learns-after-anneal", f"large LR learns the patch after the anneal (epoch {A})",
-        f"patch-only acc: final − at epoch {A}, {L}", learn, s.min_effect)
+    add("a-large-learns-after-anneal",
+        f"large LR learns the patch after the anneal (epoch {A}): patch-only accuracy rises by ≥ {m:g}",
+        f"patch-only acc: final − at epoch {A}, {L}", learn, "superiority", [("patch", L, po)])
     if s.control:
         gap_clean = o.per_seed("clean", L, "test.acc") - o.per_seed("clean", S, "test.acc")
         gap_patch = o.per_seed("patch", L, "test.acc") - o.per_seed("patch", S, "test.acc")
+        clean_in = [("clean", L, "test.acc"), ("clean", S, "test.acc")]
         add("d-gap-without-patch", "without the patch, large LR + anneal still ends with higher clean "
-            "test accuracy than small LR", f"final clean test acc on clean data: {L} − {S}",
-            gap_clean, s.min_effect, kind="accuracy")
-        add("d-patch-widens-gap", "the patch widens the clean-accuracy gap between large and small LR",
-            f"({L} − {S}) with patch − ({L} − {S}) without", gap_patch - gap_clean.loc[gap_patch.index],
-            s.min_effect)
+            f"test accuracy than small LR, by ≥ {m:g}", f"final clean test acc on clean data: {L} − {S}",
+            gap_clean, "superiority", clean_in, kind="accuracy")
+        add("d-patch-widens-gap", f"the patch widens the clean-accuracy gap between large and small LR by ≥ {m:g}",
+            f"({L} − {S}) with patch − ({L} − {S}) without", gap_patch - gap_clean, "superiority",
+            [("patch", L, "test.acc"), ("patch", S, "test.acc")] + clean_in)
     return v
 
 
 def judge(cfg: Config, tables: Tables) -> list[Verdict]:
     """Every verdict of every regime: (a)-(d) of the package docstring, each a paired per-seed
-    effect with a 95% t interval."""
+    effect with a 95% t interval and an explicit test (bound or superiority)."""
     return [v for o in outcomes(cfg, tables) for v in judge_regime(o, cfg.claim)]

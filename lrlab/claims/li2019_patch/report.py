@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...config import Cifar10PatchConfig
 from ...report import epoch_curves
 from ...stats import Verdict
 from ..protocol import Tables
@@ -19,6 +20,22 @@ EVAL_SERIES = (("test.acc", "clean test"), ("test_patched.acc", "patched test"),
 
 def _fmt(x: pd.Series) -> str:
     return f"{x.mean():.3f} ± {x.std(ddof=1) if len(x) > 1 else 0:.3f}"
+
+
+def conditioning(d: Cifar10PatchConfig) -> str:
+    """What the intervals are conditional on, from the regime's data config (which the claim
+    config requires to carry a patch): the data subset (``subset_seed``) and the patch
+    (``patch.seed``) are drawn once, not per seed."""
+    subset = bool(d.n_per_class or d.n_test_per_class)
+    draws = [f"the data subset (subset_seed = {d.subset_seed}: {d.n_per_class or 'all'} training and "
+             f"{d.n_test_per_class or 'all'} test images per class)"] if subset else []
+    draws.append(f"the patch (patch.seed = {d.patch.seed}: z, ζ, the patchable {d.patch.patchable_frac:.0%} "
+                 "of the training images and the patched and patch-only evaluation sets)")
+    return ("The intervals are conditional on one draw of " + " and of ".join(draws)
+            + ("" if subset else ", on all training and test images (no subset is drawn)")
+            + ", the same for every seed and member (the clean control uses the same images): they cover "
+            "initialisation, minibatch order and the per-use patch draws (sign, patch-only uses) only, "
+            "not a new draw of the data or the patch.")
 
 
 def reading(o: RegimeOutcome, verdicts: list[Verdict]) -> str:
@@ -50,7 +67,7 @@ def report(cfg: Config, tables: Tables, verdicts: list[Verdict], figdir: Path, r
              "Large LR + anneal, small LR and small LR + activation noise on CIFAR-10 (JPEG copy) "
              f"with the class-signature patch of docs/claims/{NAME}.md; large and small LR again on clean "
              "images as the control. Members with the same seed share initialisation, minibatch "
-             "order and patch draws, so every effect is a paired per-seed difference. Chance is "
+             "order and per-use patch draws, so every effect is a paired per-seed difference. Chance is "
              "10%.", ""]
     for o in outcomes(cfg, tables):
         rc = o.cfg
@@ -65,6 +82,7 @@ def report(cfg: Config, tables: Tables, verdicts: list[Verdict], figdir: Path, r
                   + "; activation noise: " + (", ".join(
                       f"`{k}` σ={n.sigma} until epoch {n.until}"
                       for k, n in rc.population.activation_noise.items()) or "none") + ".", "",
+                  conditioning(d), "",
                   "Jobs (one run each, tables stored under `jobs/<job>/`): "
                   + ", ".join(f"`{j}`" for j in o.jobs), ""]
         rows = ["| data | schedule | clean test | patched test | patch-only | "

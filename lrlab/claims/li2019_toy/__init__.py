@@ -6,17 +6,24 @@ Verdicts (each over seeds, paired by seed, 95% t interval):
   overall and on P-only test examples;
 * (b) the same against a small-LR control trained to the same Σ η_t;
 * (c) learning order: small LR fits the Q-only training group before the P-only group;
-  large LR fits P-only first, and fits Q-only only after the anneal.
+  large LR fits P-only first, and fits Q-only only after the anneal; and the first half of the
+  test-accuracy crossover: just before the anneal small LR is ahead (c-crossover-before-anneal;
+  the second half, large ahead at the end, is (a) overall).
+
+All are superiority tests: (a), (b) by at least ``claim.min_effect`` in accuracy, the learning
+order by at least ``verdicts.min_lead_steps`` training steps, the crossover by at least
+``verdicts.crossover_min_effect`` in accuracy over the last ``verdicts.crossover_window`` probes.
 
 Each config regime (e.g. ``default`` and ``mechanism``) is run and judged separately: one job
 trains the regime's schedules, another its same-Σηt control (docs/claims/li2019-toy.md).
 """
 
-from .config import Config, Settings, anneal_step, control_config, control_name
+from .config import Config, Settings, Verdicts, anneal_step, control_config, control_name
 from .experiment import RUNS, jobs, preflight, run_config, run_job, train
-from .judge import CHANCE, NAME, Regime, first_fit_step, judge, judge_regime, per_seed_final, regime_of, result_of
+from .judge import NAME, Regime, first_fit_step, judge, judge_regime, per_seed_final, regime_of, result_of, window_steps
 from .report import PAPER, report
 
-__all__ = ["CHANCE", "Config", "NAME", "PAPER", "RUNS", "Regime", "Settings", "anneal_step", "control_config",
-           "control_name", "first_fit_step", "jobs", "judge", "judge_regime", "per_seed_final", "preflight",
-           "regime_of", "report", "result_of", "run_config", "run_job", "train"]
+__all__ = ["Config", "NAME", "PAPER", "RUNS", "Regime", "Settings", "Verdicts", "anneal_step", "control_config",
+           "control_name", "first_fit_step", "jobs", "judge", "judge_regime",
+           "per_seed_final", "preflight", "regime_of", "report", "result_of", "run_config", "run_job", "train",
+           "window_steps"]

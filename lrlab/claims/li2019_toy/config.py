@@ -1,5 +1,5 @@
-"""li2019-toy settings: the claim's roles and tolerances, one run config per regime, and the
-same-Σηt control derived from a regime (docs/claims/li2019-toy.md)."""
+"""li2019-toy settings: the claim's roles and tolerances, the verdict thresholds, one run config
+per regime, and the same-Σηt control derived from a regime (docs/claims/li2019-toy.md)."""
 
 from __future__ import annotations
 
@@ -17,19 +17,48 @@ class Settings(Strict):
     large: str = Field("large", description="schedule name of the large LR + anneal member")
     small: str = Field("small", description="schedule name of the small constant LR member")
     fit_threshold: float = Field(0.9, gt=0, le=1, description="train accuracy that counts as 'fit'")
-    min_effect: float = Field(0.01, ge=0, description="smallest accuracy gap that matters")
+    min_effect: float = Field(0.01, gt=0, description=(
+        "smallest accuracy gap that matters: min_effect of the superiority verdicts a-*, b-* "
+        "(must be > 0 so that 'no gain' can FAIL)"))
     control: bool = Field(True, description="also train small LR to the same Σ η_t")
     control_max_steps: int = Field(200_000, gt=0, description="refuse controls longer than this")
 
 
+class Verdicts(Strict):
+    """Thresholds only the judge reads (left out of the job fingerprint, so changing one
+    re-judges the stored tables without training). The accuracy verdicts (a-*, b-*) use the
+    existing ``claim.min_effect`` and the fit threshold is ``claim.fit_threshold``; the crossover
+    before the anneal (c-crossover-before-anneal) uses ``crossover_*``."""
+
+    min_lead_steps: int = Field(100, gt=0, description=(
+        "smallest lead, in training steps, that counts as 'before' / 'after' in the learning-order "
+        "verdicts (c-*: superiority, min_effect = this): steps-to-fit is only known to one probe "
+        "interval (train.eval_every), so a lead below one probe cannot be told from a tie. "
+        "One probe of the claim configs: 100 (quick) or 200 (paper)"))
+    crossover_window: int = Field(5, gt=0, description=(
+        "the Li–Wei–Ma crossover before the anneal (c-crossover-before-anneal): the number of probes "
+        "averaged, the last ones at steps 0 < step ≤ the anneal step (a probe at step t follows t "
+        "updates, so the probe at the anneal step is the last one trained wholly at the large rate). "
+        "5 = the last quarter of the 20 probes before the anneal in both claim configs (quick: steps "
+        "1600–2000, paper: 3200–4000), enough to average out probe-to-probe SGD noise while staying "
+        "'just before' the anneal. Fixed before any result was looked at. A run with fewer probes "
+        "before the anneal uses all of them (the statement names the steps)"))
+    crossover_min_effect: float = Field(0.01, gt=0, description=(
+        "smallest test-accuracy lead of small LR over large LR before the anneal that matters "
+        "(c-crossover-before-anneal: superiority, min_effect = this); the same 0.01 as the final "
+        "accuracy gain of claim.min_effect"))
+
+
 class Config(Strict):
     """The claim config (configs/li2019-toy/{quick,paper}.yaml): ``execution``, the claim's
-    ``claim`` settings and one run config per regime. Every regime runs ``execution.seeds``:
-    its ``population.seeds`` are filled from there (a stated list must be the same)."""
+    ``claim`` settings, one run config per regime and the judge's ``verdicts`` thresholds. Every
+    regime runs ``execution.seeds``: its ``population.seeds`` are filled from there (a stated
+    list must be the same)."""
 
     execution: Execution
     claim: Settings
     regimes: dict[str, RunConfig] = Field(min_length=1)
+    verdicts: Verdicts = Verdicts()
 
     @model_validator(mode="before")
     @classmethod

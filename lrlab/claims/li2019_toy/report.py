@@ -30,7 +30,10 @@ def _reading(regime: str, verdicts: list[Verdict]) -> str:
         parts.append(f"against small LR trained to the same Σηt it {say(['b-overall', 'b-P-only'])}")
     parts.append(f"small LR fitting Q-only before P-only {say(['c-small-order'])}; large LR fitting "
                  f"P-only first and Q-only only after the anneal "
-                 f"{say(['c-large-order', 'c-large-after-anneal'])}.")
+                 f"{say(['c-large-order', 'c-large-after-anneal'])}")
+    parts.append(f"the crossover of test accuracy {say(['c-crossover-before-anneal', 'a-overall'])} "
+                 f"(small LR ahead just before the anneal: {say(['c-crossover-before-anneal'])}; large LR "
+                 f"ahead at the end: {say(['a-overall'])}).")
     return "; ".join(parts)
 
 

@@ -46,11 +46,29 @@ class Settings(Strict):
         return self
 
 
+class Verdicts(Strict):
+    """Thresholds only the judge reads (left out of the job fingerprint: changing one re-judges
+    without training). The (a) and (b) growth verdicts are bound tests against ``claim.osc_min``,
+    ``claim.conv_tol`` and ``claim.growth``; the values here are the smallest effects that matter
+    for the superiority verdicts."""
+
+    b_log_ratio_min: float = Field(0.3, gt=0, description="b-large-vs-small: the smallest log10(alignment T, "
+                                   "large / alignment T, small) that matters; 0.3 ≈ a 2× larger weak-feature "
+                                   "alignment, well below the paper's contrast (learns against does not)")
+    c_acc_min: float = Field(0.01, gt=0, description="c-weak-test-acc(-same-time): the smallest weak-only test "
+                             "accuracy gain, large − small, that matters (1 point; the paper reports 5.6: "
+                             "99.38% against 93.75%)")
+    d_acc_min: float = Field(0.01, gt=0, description="d-window: the smallest gain of the best weak-only test "
+                             "accuracy inside the window over the best below it that matters (1 point)")
+
+
 class Config(Strict):
-    """The claim config (configs/lu2023/*.yaml): ``execution`` and the claim's ``claim`` section."""
+    """The claim config (configs/lu2023/*.yaml): ``execution``, the claim's ``claim`` section and
+    the judge's ``verdicts`` thresholds."""
 
     execution: Execution
     claim: Settings
+    verdicts: Verdicts = Verdicts()
 
     @model_validator(mode="after")
     def _seeds(self) -> Config:

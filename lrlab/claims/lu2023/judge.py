@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ...stats import Verdict, t_interval, verdict_defined
+from ...stats import Verdict, t_interval, verdict
 from ..protocol import Tables
 from .config import Config, Settings
 
@@ -93,15 +93,47 @@ def effect_window(r: Run, s: Settings) -> tuple[float, float]:
     return (float(gain.c.min()) if len(gain) else math.nan, float(div.c.min()) if len(div) else math.nan)
 
 
+def _log10(x) -> np.ndarray:
+    """log10 of a positive quantity; NaN (a failed seed) where it is not positive or not defined."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.full(x.shape, np.nan)
+    ok = np.isfinite(x) & (x > 0)
+    out[ok] = np.log10(x[ok])
+    return out
+
+
+def _failures(**runs: pd.DataFrame) -> str:
+    """Per seed, why a measurement failed: a diverged run, or a weak alignment that is not positive
+    (no log growth or log ratio); '' when none did. ``runs`` maps a label to a :func:`measures` table."""
+    out = []
+    for label, m in runs.items():
+        for r in m.itertuples():
+            if r.diverged:
+                out.append(f"seed {r.seed}: {label} diverged")
+            elif not (r.weak0 > 0 and r.weakT > 0):
+                out.append(f"seed {r.seed}: {label} weak alignment start {r.weak0:.3g}, end {r.weakT:.3g} (not > 0)")
+    return "; ".join(out)
+
+
 def judge(cfg: Config, tables: Tables) -> list[Verdict]:
     """(a) oscillation and convergence, (b) weak-feature learning, (c) weak-only accuracy, (d) the
-    window — each a per-seed effect with a 95% t interval."""
-    s, seeds = cfg.claim, cfg.execution.seeds
+    window — each a per-seed effect with a 95% t interval. (a) and the (b) growth verdicts are
+    bound tests (the effect is threshold − measure or measure − threshold, thresholds in ``claim``);
+    b-large-vs-small, (c) and (d) are superiority tests with min_effect from ``verdicts``. A diverged
+    run, or a weak alignment that is not positive where its log is taken, gives a NaN effect: a
+    failed seed."""
+    s, vt, seeds = cfg.claim, cfg.verdicts, cfg.execution.seeds
     v: list[Verdict] = []
 
-    def add(id_, statement, effect, values, notes="", min_effect=0.0, kind="other"):
-        v.append(verdict_defined(NAME, id_, statement, effect, values, min_effect, REGIME, notes=notes,
-                                 kind=kind))
+    def add(id_, statement, effect, values, test, min_effect=0.0, notes="", failed="", kind="other"):
+        if failed:
+            notes += f"{'; ' if notes else ''}failed: {failed}"
+        v.append(verdict(NAME, id_, statement, effect, np.asarray(values, dtype=np.float64), min_effect, REGIME,
+                         notes=notes, kind=kind, test=test))
+
+    def diverged(**runs: pd.DataFrame) -> str:
+        return "; ".join(f"seed {r.seed}: {label} diverged" for label, m in runs.items()
+                         for r in m.itertuples() if r.diverged)
 
     sw, ctrl = run_of(tables, "sweep"), run_of(tables, "control")
     L, S = measures(sw, s.large, s, seeds), measures(sw, s.small, s, seeds)
@@ -110,54 +142,63 @@ def judge(cfg: Config, tables: Tables) -> list[Verdict]:
     sm = f"small rate (c = {s.small:g})"
     add("a-large-oscillates", f"{lg}: strong points oscillate (|y·f − 1| ≥ {s.delta:g}) through the second half "
         f"of training, in more than {s.osc_min:.0%} of (probe, point) pairs",
-        f"share of oscillating pairs in steps ≥ T/2 − {s.osc_min:g}", (L.osc_second - s.osc_min).to_numpy(),
+        f"share of oscillating pairs in steps ≥ T/2 − {s.osc_min:g}", (L.osc_second - s.osc_min).to_numpy(), "bound",
         notes="share in the first / second half per seed: " + ", ".join(
-            f"{a:.2f} / {b:.2f}" for a, b in zip(L.osc_first, L.osc_second)))
+            f"{a:.2f} / {b:.2f}" for a, b in zip(L.osc_first, L.osc_second)), failed=diverged(large=L))
     add("a-large-converges", f"{lg}: training still converges — the training loss averaged over the last "
         f"{s.tail:.0%} of the steps is below {s.conv_tol:g}", f"{s.conv_tol:g} − tail-mean training loss",
-        (s.conv_tol - L.tail_loss).to_numpy(),
+        (s.conv_tol - L.tail_loss).to_numpy(), "bound",
         notes="tail-mean loss per seed: " + ", ".join(f"{x:.2g}" for x in L.tail_loss)
-        + "; final training accuracy: " + ", ".join(f"{x:.2f}" for x in L.train_acc))
-    add("a-small-smooth", f"{sm}: strong points do not oscillate in the second half",
-        f"{s.osc_min:g} − share of oscillating pairs in steps ≥ T/2", (s.osc_min - S.osc_second).to_numpy(),
-        notes="share per seed: " + ", ".join(f"{x:.3f}" for x in S.osc_second))
+        + "; final training accuracy: " + ", ".join(f"{x:.2f}" for x in L.train_acc), failed=diverged(large=L))
+    add("a-small-smooth", f"{sm}: strong points do not oscillate in the second half (at most {s.osc_min:.0%} of "
+        "(probe, point) pairs)", f"{s.osc_min:g} − share of oscillating pairs in steps ≥ T/2",
+        (s.osc_min - S.osc_second).to_numpy(), "bound",
+        notes="share per seed: " + ", ".join(f"{x:.3f}" for x in S.osc_second), failed=diverged(small=S))
     lf = math.log10(s.growth)
     add("b-large-learns-weak", f"{lg}: the weak-feature alignment max_r ⟨w, v⟩/‖v‖ grows by more than "
         f"{s.growth:g}×", f"log10(alignment T / alignment 0) − log10({s.growth:g})",
-        (np.log10(L.growth) - lf).to_numpy(),
-        notes="alignment start → end per seed: " + ", ".join(f"{a:.3f} → {b:.2f}" for a, b in zip(L.weak0, L.weakT)))
+        _log10(L.weakT) - _log10(L.weak0) - lf, "bound",
+        notes="alignment start → end per seed: " + ", ".join(f"{a:.3f} → {b:.2f}" for a, b in zip(L.weak0, L.weakT)),
+        failed=_failures(large=L))
     for label, M, when in (("b-small-does-not", S, "at equal steps"),
                            ("b-small-does-not-same-time", C, "at the large rate's Σ η_t")):
         if M is None:
             continue
         add(label, f"{sm} {when}: the weak-feature alignment grows by less than {s.growth:g}×",
-            f"log10({s.growth:g}) − log10(alignment T / alignment 0)", (lf - np.log10(M.growth)).to_numpy(),
-            notes="alignment start → end per seed: " + ", ".join(
+            f"log10({s.growth:g}) − log10(alignment T / alignment 0)", lf - (_log10(M.weakT) - _log10(M.weak0)),
+            "bound", notes="alignment start → end per seed: " + ", ".join(
                 f"{a:.3f} → {b:.2f}" for a, b in zip(M.weak0, M.weakT))
-            + "; strong-feature alignment at the end: " + ", ".join(f"{x:.2f}" for x in M.strongT))
-    add("b-large-vs-small", f"the {lg} ends with a larger weak-feature alignment than the {sm} (equal steps)",
-        "log10(alignment T, large / alignment T, small)", (np.log10(L.weakT) - np.log10(S.weakT)).to_numpy(),
-        notes="strong-feature alignment at the end, large / small: " + ", ".join(
-            f"{a:.2f} / {b:.2f}" for a, b in zip(L.strongT, S.strongT)))
+            + "; strong-feature alignment at the end: " + ", ".join(f"{x:.2f}" for x in M.strongT),
+            failed=_failures(small=M))
+    add("b-large-vs-small", f"the {lg} ends with a larger weak-feature alignment than the {sm} (equal steps), "
+        f"by at least 10^{vt.b_log_ratio_min:g} ≈ {10 ** vt.b_log_ratio_min:.2g}×",
+        "log10(alignment T, large / alignment T, small)", _log10(L.weakT) - _log10(S.weakT), "superiority",
+        vt.b_log_ratio_min, notes="strong-feature alignment at the end, large / small: " + ", ".join(
+            f"{a:.2f} / {b:.2f}" for a, b in zip(L.strongT, S.strongT)),
+        failed="; ".join(x for x in (_failures(large=L), _failures(small=S)) if x))
     for label, M, when in (("c-weak-test-acc", S, "the small rate at equal steps"),
                            ("c-weak-test-acc-same-time", C, "the small rate at the large rate's Σ η_t")):
         if M is None:
             continue
-        add(label, f"weak-only test accuracy: the {lg} beats {when} (paper: 99.38% against 93.75%)",
-            "weak-only test accuracy (large − small)", (L.weak_acc - M.weak_acc).to_numpy(),
-            notes=f"large {L.weak_acc.mean():.4f}, small {M.weak_acc.mean():.4f} (seed means)", min_effect=0.01,
-            kind="accuracy")
+        add(label, f"weak-only test accuracy: the {lg} beats {when} by at least {vt.c_acc_min:g} "
+            "(paper: 99.38% against 93.75%)", "weak-only test accuracy (large − small)",
+            (L.weak_acc - M.weak_acc).to_numpy(), "superiority", vt.c_acc_min,
+            notes=f"large {L.weak_acc.mean():.4f}, small {M.weak_acc.mean():.4f} (seed means)",
+            failed=diverged(large=L, small=M), kind="accuracy")
     lo, hi = s.window
     t = sw.finals
-    inside, below = [], []
+    inside, below, none = [], [], []
     for sd in seeds:
         g = t[t.seed == sd]
-        inside.append(float(g[(g.c >= lo) & (g.c <= hi)].weak_acc.max()))
-        below.append(float(g[g.c < lo].weak_acc.max()))
+        win, low = g[(g.c >= lo) & (g.c <= hi)].weak_acc, g[g.c < lo].weak_acc
+        inside.append(float(win.max()))  # NaN (a failed seed) when every rate on that side diverged
+        below.append(float(low.max()))
+        none += [f"seed {sd}: every rate {side} the window diverged"
+                 for side, a in (("inside", win), ("below", low)) if a.isna().all()]
     onset, div = effect_window(sw, s)
     add("d-window", f"across the sweep the best weak-only accuracy inside the window [{lo:g}, {hi:g}]·m/‖u‖² beats "
-        "the best below it", "max acc (c in window) − max acc (c below window)",
-        np.asarray(inside) - np.asarray(below), min_effect=0.01, kind="accuracy",
+        f"the best below it by at least {vt.d_acc_min:g}", "max acc (c in window) − max acc (c below window)",
+        np.asarray(inside) - np.asarray(below), "superiority", vt.d_acc_min, kind="accuracy",
         notes=f"the gain of ≥ {s.acc_gain:g} sets in at c = {onset:g} and the first divergence is at c = {div:g} "
-        f"(paper's window {lo:g}–{hi:g})")
+        f"(paper's window {lo:g}–{hi:g})", failed="; ".join(none))
     return v

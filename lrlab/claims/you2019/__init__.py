@@ -16,6 +16,9 @@ Five experiments, each judged over seeds (paired per seed, 95% t interval):
 * AutoDecay against the best of a grid of step decays on PS10: final test accuracy within
   ``acc_tol`` while spending at least ``epoch_saving`` fewer epochs.
 
+Each statement is a superiority, bound or equivalence test (``lrlab.stats``) with its threshold
+in the config (``verdicts``, or ``claim`` for ``gd_tol``, ``acc_tol`` and ``epoch_saving``).
+
 Every (part, seed) is an independent job (patterns, noise, gdsgd, transfer, autodecay), so
 results do not depend on the number of workers.
 """
@@ -28,6 +31,7 @@ from .config import (
     PatternSettings,
     Settings,
     TransferSettings,
+    Verdicts,
     autodecay_names,
     gd_names,
     pattern_names,
@@ -38,6 +42,6 @@ from .judge import NAME, REGIME, judge, judge_results, results
 from .report import PAPER, report
 
 __all__ = ["AutoDecaySettings", "Config", "GDSGDSettings", "NAME", "NoiseSettings", "PAPER", "PARTS",
-           "PatternSettings", "REGIME", "Settings", "TransferSettings", "autodecay_names", "gd_names", "jobs",
-           "judge", "judge_results", "pattern_names", "preflight", "report", "results", "run_job", "sgd_names",
-           "transfer_net"]
+           "PatternSettings", "REGIME", "Settings", "TransferSettings", "Verdicts", "autodecay_names", "gd_names",
+           "jobs", "judge", "judge_results", "pattern_names", "preflight", "report", "results", "run_job",
+           "sgd_names", "transfer_net"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ...stats import Verdict, verdict_defined
+from ...stats import Verdict, verdict
 from ..protocol import Tables
 from .config import Config, autodecay_names, gd_names, pattern_names, sgd_names
 
@@ -67,9 +67,20 @@ def results(cfg: Config, tables: Tables) -> Results:
 
 
 def _at(curve: pd.Series, epoch: float) -> float:
-    """The value at the probe nearest to ``epoch``."""
-    c = curve.dropna()
-    return float(c.iloc[int(np.argmin(np.abs(c.index.to_numpy() - epoch)))])
+    """The value at the probe nearest to ``epoch``; NaN when that probe is NaN (e.g. a diverged
+    run), which makes the seed's effect a failed seed instead of reading an earlier probe."""
+    idx = curve.index.to_numpy(dtype=np.float64)
+    return float(curve.iloc[int(np.argmin(np.abs(idx - epoch)))])
+
+
+def _failed(seeds: list[int], values, why: str) -> str:
+    """A note naming the seeds whose effect is not finite, and why ("" when there are none)."""
+    bad = [sd for sd, x in zip(seeds, np.asarray(values, dtype=np.float64)) if not np.isfinite(x)]
+    return f"failed seeds {bad}: {why}" if bad else ""
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
 
 
 def judge(cfg: Config, tables: Tables) -> list[Verdict]:
@@ -78,14 +89,17 @@ def judge(cfg: Config, tables: Tables) -> list[Verdict]:
 
 
 def judge_results(cfg: Config, res: Results) -> list[Verdict]:
-    """Every verdict from the rebuilt measurements."""
-    s = cfg.claim
+    """Every verdict from the rebuilt measurements. Every threshold comes from the config:
+    ``verdicts`` (judge-only) or, for the margins that were there first, ``claim``."""
+    s, t = cfg.claim, cfg.verdicts
     seeds = cfg.execution.seeds
     v: list[Verdict] = []
+    diverged = "a run's accuracy is not finite at the probe read (e.g. the run diverged)"
 
-    def add(id_, statement, effect, values, notes="", kind="other"):  # e.g. transferability is undefined
-        # when a stage leaves the source accuracy unchanged: such seeds are left out
-        v.append(verdict_defined(NAME, id_, statement, effect, values, 0.0, REGIME, notes=notes, kind=kind))
+    def add(id_, statement, effect, values, test, min_effect, notes="", kind="other", why=diverged):
+        values = np.asarray(values, dtype=np.float64)
+        v.append(verdict(NAME, id_, statement, effect, values, min_effect, REGIME,
+                         notes=_join(notes, _failed(seeds, values, why)), kind=kind, test=test))
 
     p = s.patterns
     R = [res[("patterns", sd)]["curves"] for sd in seeds]
@@ -93,89 +107,110 @@ def judge_results(cfg: Config, res: Results) -> list[Verdict]:
     simp = [c["test.simple.acc"]["decay"] for c in R]
     comp = [c["test.complex.acc"]["decay"] for c in R]
     add("a-simple-in-stage1", "PS10, step decay: simple patterns are learned in the first stage (by the "
-        "first decay the simple test accuracy is within 0.05 of its final value)",
-        "0.05 − (simple acc at the end − simple acc at the first decay)",
-        [0.05 - (_at(c, T) - _at(c, E1)) for c in simp],
+        f"first decay the simple test accuracy is within {t.simple_tol:g} of its final value)",
+        f"{t.simple_tol:g} − (simple acc at the end − simple acc at the first decay)",
+        [t.simple_tol - (_at(c, T) - _at(c, E1)) for c in simp], "bound", 0.0,
         notes="simple acc at the first decay / at the end: " + "; ".join(
             f"{_at(c, E1):.3f} / {_at(c, T):.3f}" for c in simp))
     c0 = f"constant {p.lr:g}"
     jump = [(_at(c["test.complex.acc"]["decay"], E1 + w) - _at(c["test.complex.acc"]["decay"], E1))
             - (_at(c["test.complex.acc"][c0], E1 + w) - _at(c["test.complex.acc"][c0], E1)) for c in R]
     add("a-complex-jump-after-decay", f"PS10: complex accuracy jumps in the {w} epochs after the first decay "
-        f"(gain beyond the same window of the constant-{p.lr:g} control)",
+        f"(gain beyond the same window of the constant-{p.lr:g} control, at least {t.complex_jump_min:g})",
         "Δ complex acc (decay) − Δ complex acc (constant at the first stage's rate)", jump,
+        "superiority", t.complex_jump_min,
         notes="complex acc of the decayed run at the first decay / end: " + "; ".join(
             f"{_at(c, E1):.3f} / {_at(c, T):.3f}" for c in comp))
     for lr in p.stage_lrs():
         name = f"constant {lr:g}"
         vals = [_at(c["test.complex.acc"]["decay"], T) - _at(c["test.complex.acc"][name], T) for c in R]
         add(f"a-complex-beats-constant-{lr:g}", f"PS10: step decay ends above the constant LR {lr:g} on "
-            "complex patterns", f"final complex test acc (decay) − (constant {lr:g})", vals, kind="accuracy")
+            f"complex patterns (by at least {t.complex_gain_min:g})",
+            f"final complex test acc (decay) − (constant {lr:g})", vals, "superiority", t.complex_gain_min,
+            kind="accuracy")
     q = s.noise
     N = [res[("noise", sd)]["curves"] for sd in seeds]
     small = f"constant {q.small_lr:g}"
     add("b-noise-complex", f"PS10 with {q.data.noise_frac:.0%} noisy labels: large LR + decay beats the small "
-        f"constant LR {q.small_lr:g} on complex test patterns",
+        f"constant LR {q.small_lr:g} on complex test patterns (by at least {t.noise_complex_gain_min:g})",
         f"final complex test acc (decay) − (constant {q.small_lr:g})",
         [_at(c["test.complex.acc"]["decay"], q.epochs) - _at(c["test.complex.acc"][small], q.epochs) for c in N],
-        kind="accuracy")
+        "superiority", t.noise_complex_gain_min, kind="accuracy")
     mem_d = [_at(c["train.noise.acc"]["decay"], q.epochs) for c in N]
     mem_s = [_at(c["train.noise.acc"][small], q.epochs) for c in N]
     mem_e1 = [_at(c["train.noise.acc"]["decay"], q.milestones[0]) for c in N]
     add("b-noise-memorizes-less", f"PS10 with noisy labels: large LR + decay memorises less of the noise than "
-        f"the small constant LR {q.small_lr:g}", "noise-subset train acc (small) − (decay), at the end",
-        np.asarray(mem_s) - np.asarray(mem_d),
+        f"the small constant LR {q.small_lr:g} (by at least {t.memorization_gap_min:g})",
+        "noise-subset train acc (small) − (decay), at the end",
+        np.asarray(mem_s) - np.asarray(mem_d), "superiority", t.memorization_gap_min,
         notes="noise memorised (acc on the noise subset against its random labels) — decay before its first "
         "decay / at the end, small constant at the end: " + "; ".join(
             f"{a:.3f} / {b:.3f}, {c:.3f}" for a, b, c in zip(mem_e1, mem_d, mem_s)))
     g = s.gdsgd
     G = [res[("gdsgd", sd)] for sd in seeds]
-    gd_gain = [max(float(r["gd"]["test.acc"][n].iloc[-1]) for n in r["gd"]["test.acc"].columns if n != "constant")
-               - float(r["gd"]["test.acc"]["constant"].iloc[-1]) for r in G]
+
+    def best_decayed(acc: pd.DataFrame) -> float:  # NaN if any decayed run's final value is NaN
+        return float(np.max([float(acc[n].iloc[-1]) for n in acc.columns if n != "constant"]))
+
+    gd_gain = [best_decayed(r["gd"]["test.acc"]) - float(r["gd"]["test.acc"]["constant"].iloc[-1]) for r in G]
     add("c-gd-decay-no-benefit", f"full-batch GD on CIFAR-10: decaying (at steps {g.gd_decay_at}) brings no "
-        f"benefit over the constant LR (best decayed run beats it by < {g.gd_tol})",
-        f"{g.gd_tol} − (best final test acc of the decayed GD runs − constant GD)",
-        g.gd_tol - np.asarray(gd_gain),
+        f"benefit over the constant LR (the best decayed run ends within ±{g.gd_tol:g} of it)",
+        "best final test acc of the decayed GD runs − constant GD", gd_gain, "equivalence", g.gd_tol,
         notes="final test acc per GD run (per seed): " + "; ".join(
             ", ".join(f"{n} {float(r['gd']['test.acc'][n].iloc[-1]):.3f}" for n in r["gd"]["test.acc"].columns)
             for r in G))
-    sgd_jump = [max(float(r["sgd"]["test.acc"][n].iloc[-1]) for n in r["sgd"]["test.acc"].columns if n != "constant")
-                - float(r["sgd"]["test.acc"]["constant"].max()) for r in G]
-    add("c-sgd-decay-jump", "SGD on CIFAR-10: decay reaches a test accuracy the constant LR never reaches",
-        "best final test acc of the decayed SGD runs − the constant run's best test acc at any epoch", sgd_jump)
-    edge = [2 - r["gd_final_lr"]["constant"] * float(r["eigs"].loc["constant"].iloc[0]) for r in G]
+    sgd_jump = [best_decayed(r["sgd"]["test.acc"]) - float(r["sgd"]["test.acc"]["constant"].to_numpy().max())
+                for r in G]
+    add("c-sgd-decay-jump", "SGD on CIFAR-10: decay reaches a test accuracy the constant LR never reaches "
+        f"(by at least {t.sgd_jump_min:g})",
+        "best final test acc of the decayed SGD runs − the constant run's best test acc at any epoch", sgd_jump,
+        "superiority", t.sgd_jump_min)
+    lam1 = np.array([float(r["eigs"].loc["constant"].iloc[0]) for r in G])
+    eta = np.array([r["gd_final_lr"]["constant"] for r in G])
+    with np.errstate(divide="ignore", invalid="ignore"):  # λ1 ≤ 0 or not finite: a failed seed
+        edge = np.log10(2.0) - np.log10(eta * lam1)
     add("d-gd-stable-interval", f"full-batch GD: the constant run's rate η = {g.gd_lr:g} lies in the stable "
-        "interval (0, 2/λ1) of its final top Hessian eigenvalue", "2 − η·λ1", edge,
+        "interval (0, 2/λ1) of its final top Hessian eigenvalue", "log10(2 / (η·λ1))", edge, "bound", 0.0,
         notes="top eigenvalues λ1…λ3 of the constant GD run per seed: " + "; ".join(
             ", ".join(f"{x:.2f}" for x in r["eigs"].loc["constant"].iloc[:3]) for r in G)
-        + f"; 2/η = {2 / g.gd_lr:.2f}")
+        + f"; 2/η = {2 / g.gd_lr:.2f}",
+        why="λ1 of the constant GD run is not a finite positive number, so (0, 2/λ1) is not an interval")
     tab = transfer_table(res, seeds)
     stages = sorted(tab.stage.unique())
+    last, prev = stages[-1], stages[-2]
     for (target, method), sub in tab.groupby(["target", "method"]):
         piv = sub.pivot(index="seed", columns="stage", values="transferability").reindex(seeds)
-        diff = (piv[stages[-2]] - piv[stages[-1]]).to_numpy()
-        add(f"transfer-{target}-{method}", f"transferability to {target} ({method}): stage {stages[-1]} transfers "
-            f"worse than stage {stages[-2]}", f"T{stages[-2]} − T{stages[-1]}",
-            diff,
-            notes="mean transferability per stage: " + ", ".join(
+        diff = (piv[prev] - piv[last]).to_numpy()
+        add(f"transfer-{target}-{method}", f"transferability to {target} ({method}): stage {last} transfers "
+            f"worse than stage {prev} (by at least {t.transfer_drop_min:g})", f"T{prev} − T{last}",
+            diff, "superiority", t.transfer_drop_min,
+            notes="mean transferability per stage (over the seeds where it is defined): " + ", ".join(
                 f"T{st} {piv[st].mean():.3f}" for st in stages[1:]) + "; mean source / target acc per stage: "
                 + ", ".join(f"{sub[sub.stage == st].acc.mean():.3f} / {sub[sub.stage == st].tacc.mean():.3f}"
-                            for st in stages))
+                            for st in stages),
+            why=f"T{prev} or T{last} is undefined (NaN: the stage left the source accuracy unchanged, so "
+                "Δtacc/Δacc has no value), which counts as a failed seed")
     a = s.autodecay
     A = [res[("autodecay", sd)] for sd in seeds]
     steps = [n for n in A[0]["final"] if n != "autodecay"]
-    tuned = max(steps, key=lambda n: np.mean([r["final"][n] for r in A]))
-    gap = [a.acc_tol - (r["final"][tuned] - r["final"]["autodecay"]) for r in A]
+
+    def mean_final(n: str) -> float:  # a step decay with a non-finite final accuracy is never the tuned one
+        m = float(np.mean([r["final"][n] for r in A]))
+        return m if np.isfinite(m) else -np.inf
+
+    tuned = max(steps, key=mean_final)
+    gap = [r["final"]["autodecay"] - r["final"][tuned] for r in A]
     add("autodecay-accuracy", f"AutoDecay ends within {a.acc_tol * 100:g} points of the tuned step decay "
         f"({tuned}, the best of the grid by mean final test accuracy)",
-        f"{a.acc_tol} − (final test acc of {tuned} − AutoDecay)", gap,
+        f"final test acc of AutoDecay − {tuned}", gap, "equivalence", a.acc_tol,
         notes="final test acc, tuned step / AutoDecay per seed: " + "; ".join(
             f"{r['final'][tuned]:.3f} / {r['final']['autodecay']:.3f}" for r in A))
-    save = [1 - r["epochs_used"] / r["budget"] - a.epoch_saving for r in A]
+    save = [1 - r["epochs_used"] / r["budget"] for r in A]
     add("autodecay-epochs", f"AutoDecay spends at least {a.epoch_saving:.0%} fewer epochs than the step decay "
-        f"({a.epochs} epochs)", f"1 − epochs(AutoDecay)/{a.epochs} − {a.epoch_saving}", save,
+        f"({a.epochs} epochs)", f"1 − epochs(AutoDecay)/{a.epochs}", save, "superiority", a.epoch_saving,
         notes="epochs AutoDecay used per seed: " + ", ".join(f"{r['epochs_used']:g}" for r in A)
-        + "; decays: " + ", ".join(str(int((r["decisions"].action == "decay").sum())) for r in A))
+        + "; decays: " + ", ".join(str(int((r["decisions"].action == "decay").sum())) for r in A),
+        why="the number of epochs AutoDecay used is not finite")
     return v
 
 

@@ -1,0 +1,75 @@
+"""The README's results are generated: every block between results markers equals what
+`lrlab publish` writes from the committed docs/results/ files."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lrlab.report.results import END, MARK, results_block, summary_block, update_readme
+from lrlab.stats import verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+RESULTS = ROOT / "docs" / "results"
+
+
+def test_readme_results_blocks_match_the_committed_results():
+    claims = re.findall(r"<!-- results:([\w.-]+) -->", README.read_text())
+    assert "summary" in claims and len(claims) >= 7
+    for claim in claims:
+        if claim != "summary":
+            assert (RESULTS / claim / "verdicts.json").is_file(), f"no committed results for {claim}"
+    assert update_readme(README, RESULTS, check=True) == [], (
+        "README results differ from docs/results: run `lrlab publish OUT` (or regenerate the blocks)")
+
+
+def test_every_committed_result_has_provenance():
+    for d in sorted(p for p in RESULTS.iterdir() if p.is_dir()):
+        prov = json.loads((d / "provenance.json").read_text())
+        assert prov["claim"] == d.name and prov["scale"] in ("quick", "paper")
+        assert prov["jobs"] > 0 and prov["jobs_ran_at_commits"] and prov["machine"]["cpus"]
+        assert (d / "config.yaml").is_file()
+
+
+def _fake_results(tmp_path: Path) -> Path:
+    res = tmp_path / "results" / "toy"
+    res.mkdir(parents=True)
+    vs = [verdict("toy", "a", "large beats small", "acc diff", [0.1, 0.12, 0.11], 0.01),
+          verdict("toy", "b", "never rises", "tol − rise", [-0.2, -0.21, -0.19], 0.0, test="bound")]
+    (res / "verdicts.json").write_text(json.dumps({"verdicts": [v.to_dict() for v in vs]}))
+    (res / "provenance.json").write_text(json.dumps({
+        "claim": "toy", "scale": "quick", "options": {"seeds": None}, "sessions": [{"wall_s": 120.0}], "jobs": 2,
+        "job_compute_s": 90.0, "jobs_ran_at_commits": ["abc"], "judged_at_commit": "def",
+        "machine": {"cpus": 2}}))
+    return res.parent
+
+
+def test_update_readme_rewrites_only_the_blocks(tmp_path):
+    results = _fake_results(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{MARK.format(claim='toy')}\nold 0.99\n{END.format(claim='toy')}\noutro\n")
+    assert update_readme(readme, results, check=True) == ["toy"]
+    assert "old 0.99" in readme.read_text()  # check writes nothing
+    assert update_readme(readme, results) == ["toy"]
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old 0.99" not in text
+    assert "| `a` | large beats small | superiority (0.01) | 0.11 [" in text
+    assert "**1 hold** (`a`)" in text and "**1 fail** (`b`)" in text
+    assert update_readme(readme, results) == []  # idempotent
+    assert results_block(results, "toy") in text
+
+
+def test_summary_and_missing_end_marker(tmp_path):
+    results = _fake_results(tmp_path)
+    s = summary_block(results)
+    assert "| `toy` | quick | 2 | 1 / 1 / 0 |" in s and "| 1.5 | 2.0 |" in s
+    readme = tmp_path / "R.md"
+    readme.write_text(f"{MARK.format(claim='toy')}\nno end\n")
+    with pytest.raises(ValueError, match="no end marker"):
+        update_readme(readme, results)
+    shutil.rmtree(results / "toy")
