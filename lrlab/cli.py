@@ -25,7 +25,7 @@ from .exec.local import TaskError
 from .phase import phase_diagram
 from .report import plot_phase_diagram
 from .report.results import publish as publish_claim
-from .report.results import update_readme
+from .report.results import readme_figures, update_readme
 from .store import list_runs, load_run, write_atomic
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -202,8 +202,9 @@ def publish(
         names = list(claims) or driver.stored_claims(out)
         if not names:
             raise FileNotFoundError(f"no stored claims under {out}")
+        shown = readme_figures(readme) if readme.is_file() else None
         for n in names:
-            console.print(f"published {publish_claim(out, n, results, figures)}")
+            console.print(f"published {publish_claim(out, n, results, figures, shown)}")
         changed = update_readme(readme, results, names)
         console.print(f"{readme}: regenerated {', '.join(changed) or 'nothing (already up to date)'}")
 

@@ -30,10 +30,11 @@ def _num(x: float | None) -> str:
     return f"{x:.3g}"
 
 
-def publish(out: Path, claim: str, results: Path, figures: Path | None = None) -> Path:
+def publish(out: Path, claim: str, results: Path, figures: Path | None = None,
+            only: Sequence[str] | None = None) -> Path:
     """Copy one claim of a finished verify folder into ``results/<claim>/``: verdicts.json, the
-    resolved config, the claim's report section, and provenance.json (job code commits, scale,
-    seeds, machine, compute time). Figures go to ``figures`` when given."""
+    resolved config and provenance.json (job code commits, scale, seeds, machine, compute time).
+    Figures go to ``figures`` when given (only those named in ``only``, e.g. the README's)."""
     src = Path(out) / claim
     if not (src / "verdicts.json").is_file():
         raise StoreError(f"{src}: no verdicts.json (run `lrlab verify {claim} --out {out}` first)")
@@ -62,8 +63,14 @@ def publish(out: Path, claim: str, results: Path, figures: Path | None = None) -
     if figures is not None:
         Path(figures).mkdir(parents=True, exist_ok=True)
         for png in sorted((src / "figures").glob("*.png")):
-            shutil.copyfile(png, Path(figures) / png.name)
+            if only is None or png.name in only:
+                shutil.copyfile(png, Path(figures) / png.name)
     return dst
+
+
+def readme_figures(readme: Path) -> set[str]:
+    """The PNG file names a README shows."""
+    return set(re.findall(r"\(docs/figures/([\w.-]+\.png)\)", Path(readme).read_text()))
 
 
 def load_results(results: Path, claim: str) -> tuple[list[Verdict], dict[str, Any], dict[str, Any]]:
@@ -127,7 +134,7 @@ def update_readme(readme: Path, results: Path, claims: Sequence[str] | None = No
     found = re.findall(r"<!-- results:([\w.-]+) -->", text)
     changed = []
     for claim in found:
-        if claims and claim not in claims:
+        if claims and claim not in claims and claim != "summary":
             continue
         pat = re.compile(re.escape(MARK.format(claim=claim)) + r".*?" + re.escape(END.format(claim=claim)), re.S)
         if not pat.search(text):
