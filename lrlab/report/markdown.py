@@ -16,6 +16,11 @@ def _num(x: float) -> str:
     return f"{x:.4g}"
 
 
+def table_cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def verdict_table(verdicts: Sequence[Verdict]) -> str:
     """A Markdown table, one row per verdict."""
     lines = ["| claim | regime | id | statement | effect | test | mean | 95% interval | n | verdict | Holm |",
@@ -24,7 +29,7 @@ def verdict_table(verdicts: Sequence[Verdict]) -> str:
         ci = v.interval
         test = v.test + ("" if v.test == "bound" else f" ({_num(v.min_effect)})")
         n = f"{ci.n}" + (f" + {v.failed_seeds} failed" if v.failed_seeds else "")
-        lines.append(f"| {v.claim} | {v.regime} | {v.id} | {v.statement} | {v.effect} | {test} | "
+        lines.append(f"| {v.claim} | {v.regime} | {v.id} | {table_cell(v.statement)} | {table_cell(v.effect)} | {test} | "
                      f"{_num(ci.mean)} | [{_num(ci.low)}, {_num(ci.high)}] | {n} | **{v.status}** | "
                      f"{v.status_holm or '—'} |")
     return "\n".join(lines)

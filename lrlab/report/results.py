@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from ..stats import FAIL, INCONCLUSIVE, PASS, Verdict, verdict_from_dict
 from ..store import StoreError, code_version, write_atomic
+from .markdown import table_cell
 
 MARK = "<!-- results:{claim} -->"
 END = "<!-- /results:{claim} -->"
@@ -92,15 +93,18 @@ def results_block(results: Path, claim: str) -> str:
              + f", judged at `{prov['judged_at_commit'][:10]}`. Files: `docs/results/{claim}/`.", "",
              "| id | statement | test | effect: mean [95% interval] | seeds | verdict | Holm |",
              "|---|---|---|---|---|---|---|"]
+    several = len({v.regime for v in vs}) > 1  # name the regime only where a claim has several
+
+    def name(v: Verdict) -> str:
+        return f"`{v.id}`" + (f" [{v.regime}]" if several else "")
+
     for v in vs:
         ci = v.interval
         test = v.test + ("" if v.test == "bound" else f" ({_num(v.min_effect)})")
         n = f"{ci.n}" + (f" + {v.failed_seeds} failed" if v.failed_seeds else "")
-        reg = "" if v.regime in ("default", "gd") else f" [{v.regime}]"
-        lines.append(f"| `{v.id}`{reg} | {v.statement} | {test} | {_num(ci.mean)} [{_num(ci.low)}, "
+        lines.append(f"| {name(v)} | {table_cell(v.statement)} | {test} | {_num(ci.mean)} [{_num(ci.low)}, "
                      f"{_num(ci.high)}] | {n} | {v.status} | {v.status_holm or '—'} |")
-    by = {s: [f"`{v.id}`" + ("" if v.regime in ("default", "gd") else f" [{v.regime}]") for v in vs
-              if (v.status_holm or v.status) == s] for s in (PASS, FAIL, INCONCLUSIVE)}
+    by = {s: [name(v) for v in vs if (v.status_holm or v.status) == s] for s in (PASS, FAIL, INCONCLUSIVE)}
     lines += ["", f"After Holm's correction, **{len(by[PASS])} hold** ({', '.join(by[PASS]) or 'none'}), "
               f"**{len(by[FAIL])} fail** ({', '.join(by[FAIL]) or 'none'}) and **{len(by[INCONCLUSIVE])} stay "
               f"open** ({', '.join(by[INCONCLUSIVE]) or 'none'}).", END.format(claim=claim)]
