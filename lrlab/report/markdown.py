@@ -29,7 +29,8 @@ def verdict_table(verdicts: Sequence[Verdict]) -> str:
         ci = v.interval
         test = v.test + ("" if v.test == "bound" else f" ({_num(v.min_effect)})")
         n = f"{ci.n}" + (f" + {v.failed_seeds} failed" if v.failed_seeds else "")
-        lines.append(f"| {v.claim} | {v.regime} | {v.id} | {table_cell(v.statement)} | {table_cell(v.effect)} | {test} | "
+        lines.append(f"| {v.claim} | {v.regime} | {v.id} | {table_cell(v.statement)} | {table_cell(v.effect)} | "
+                     f"{test} | "
                      f"{_num(ci.mean)} | [{_num(ci.low)}, {_num(ci.high)}] | {n} | **{v.status}** | "
                      f"{v.status_holm or '—'} |")
     return "\n".join(lines)
