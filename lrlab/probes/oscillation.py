@@ -62,14 +62,71 @@ def noise_memorisation(W: Tensor, noise: Tensor, y: Tensor) -> Tensor:
     return own.mean(-1)
 
 
-def benign_probes(model, data: Sequence, data_index: Sequence[int], delta: float) -> dict[str, Callable]:
+def strong_components(W: Tensor, feature: Tensor) -> Tensor:
+    """a_{j,r} = ⟨w_{j,r}, f⟩/‖f‖ of every filter for ``feature`` f ([d] or [K, d]): [K, 2, m]."""
+    f = feature if feature.dim() == 2 else feature.expand(W.shape[0], -1)
+    return torch.einsum("kjrd,kd->kjr", W, f / f.norm(dim=-1, keepdim=True))
+
+
+def weight_reversals(prev: Tensor, mid: Tensor, nxt: Tensor, rel: float) -> Tensor:
+    """Share of filters whose component reverses its motion at ``mid``: components at three
+    consecutive probes [K, ...filters] -> [K]. A filter counts when Δ_prev = mid − prev and
+    Δ_next = nxt − mid have opposite signs (Δ_prev·Δ_next < 0) and both moves are at least
+    ``rel``·|mid| (a drift does not reverse; SGD jitter well below the filter's size is not
+    counted). NaN for a member with a non-finite component."""
+    if not rel >= 0:
+        raise ValueError(f"rel must be non-negative, got {rel!r}")
+    d1, d2 = mid - prev, nxt - mid
+    hit = (d1 * d2 < 0) & (torch.minimum(d1.abs(), d2.abs()) >= rel * mid.abs())
+    share = hit.flatten(1).double().mean(-1)
+    ok = torch.stack([prev, mid, nxt]).flatten(2).isfinite().all(-1).all(0)
+    return torch.where(ok, share, torch.nan)
+
+
+def weight_oscillation_fraction(trace: Tensor, rel: float, start: int = 0) -> Tensor:
+    """Offline :func:`weight_reversals` over a component trace [T, K, ...filters]: the share of
+    (filter, probe) pairs that reverse, counting the probes t with ``start`` ≤ t, 1 ≤ t ≤ T − 2
+    (the middle probe of each triple); NaN for a member with a non-finite component there."""
+    if trace.dim() < 3:
+        raise ValueError(f"a component trace is [probes, members, filters...], got shape {tuple(trace.shape)}")
+    mids = range(max(1, start), trace.shape[0] - 1)
+    if not mids:
+        raise ValueError(f"no probe triple from row {start} of a trace of {trace.shape[0]} probes")
+    return torch.stack([weight_reversals(trace[t - 1], trace[t], trace[t + 1], rel) for t in mids]).mean(0)
+
+
+class WeightOscillation:
+    """Stateful probe: the strong-feature components a_{j,r} of every filter at each call (one
+    call per probe, in step order) and the share of filters whose motion reversed at the
+    previous probe (:func:`weight_reversals` over the last three calls). NaN for the first two
+    calls. Between probes ``eval_every`` steps apart, a period-2 oscillation of the iterates is
+    seen only when ``eval_every`` is odd (an even cadence samples one phase: Δ = 0)."""
+
+    def __init__(self, feature: Tensor, rel: float):
+        self.feature, self.rel = feature, rel
+        self.history: list[Tensor] = []
+
+    def __call__(self, model, params: dict[str, Tensor]) -> Tensor:
+        W = params["W"]
+        a = strong_components(W.detach(), self.feature.to(W.device))
+        self.history = (self.history + [a])[-3:]
+        if len(self.history) < 3:
+            return torch.full((W.shape[0],), torch.nan, dtype=torch.float64, device=W.device)
+        return weight_reversals(*self.history, self.rel)
+
+
+def benign_probes(model, data: Sequence, data_index: Sequence[int], delta: float,
+                  w_rel: float = 0.02) -> dict[str, Callable]:
     """Per-member probes for ``train_population(..., probes=...)`` on feature-noise data.
 
     ``data`` holds one :class:`~lrlab.data.FeatureNoiseData` per training set and member k
     trains on ``data[data_index[k]]``. The probes: ``yf.strong`` (mean y·f over the strong
     training points), ``yf.strong.first`` (y·f of the first one), ``oscillating`` (share of
     strong points with |y·f − 1| ≥ δ), ``align.weak`` and ``align.strong`` (feature alignment,
-    mean of the two classes) and ``noise`` (noise memorisation).
+    mean of the two classes), ``noise`` (noise memorisation) and ``osc.weights`` (the share of
+    filters whose strong-feature component ⟨w, u⟩/‖u‖ reversed its motion at the previous probe,
+    moves of at least ``w_rel`` of its size: :class:`WeightOscillation`, stateful — build fresh
+    probes for every training run).
     """
     idx = list(data_index)
     strong = [d.train.group_mask("strong") for d in data]
@@ -92,4 +149,5 @@ def benign_probes(model, data: Sequence, data_index: Sequence[int], delta: float
         "align.strong": lambda model_, params: feature_alignment(params["W"], u.to(params["W"].device)).mean(-1),
         "noise": lambda model_, params: noise_memorisation(params["W"], xi.to(params["W"].device),
                                                            y.to(params["W"].device)),
+        "osc.weights": WeightOscillation(u, w_rel),
     }

@@ -24,14 +24,15 @@ from tests.helpers import write_yaml
 TINY = {"execution": {"seeds": [0, 1]}, "claim": {
     "degenerate": {"n": 16, "d": 3, "width": 32, "depth": 2, "steps": 60, "separable_grid": [1, 10, 100],
                    "ps": [0.5], "boundary_span": [0.5, 1.5], "boundary_points": 5, "flat_grid": [1.5, 2, 4],
-                   "widths": [16, 32, 64], "divergence_grid": [2, 8, 32]},
+                   "widths": [16, 32, 64], "divergence_grid": [2, 8, 32], "depths": [2, 3]},
     "gaussian": {"n": 16, "d": 3, "margin": 0.1, "flip": 0.2, "width": 32, "steps": 40, "grid": [1, 8, 64]},
     "real": {"classes": [3, 5], "n_per_class": 5, "test_per_class": 3, "pool": 8, "width": 16, "steps": 20,
              "grid": [1, 8, 64], "anneal_from": 8, "anneal_to": 1, "anneal_at": 10},
 }}
 IDS = {"a-separable-degenerate-monotone", "a-separable-gaussian-monotone", "b-boundary-p0.5",
        "b-curvature-falls-p0.5", "c-flatter-p0.5", "c-flatter-gaussian", "d-real-catapult-beats-lazy",
-       "d-real-anneal-beats-lazy"}
+       "d-real-anneal-beats-lazy", "b-boundary-depth2", "b-boundary-depth3"}
+DEPTHS = [2, 3]
 
 
 def _tiny(**execution) -> dict:
@@ -91,13 +92,15 @@ TESTS = {"a-separable-degenerate-monotone": ("bound", 0.0), "a-separable-gaussia
          "b-boundary-p0.5": ("bound", 0.0), "b-curvature-falls-p0.5": ("bound", 0.0),
          "c-flatter-p0.5": ("superiority", V.min_flat_slope), "c-flatter-gaussian": ("superiority", V.min_flat_slope),
          "d-real-catapult-beats-lazy": ("superiority", V.min_acc_gain),
-         "d-real-anneal-beats-lazy": ("superiority", V.min_acc_gain)}
+         "d-real-anneal-beats-lazy": ("superiority", V.min_acc_gain),
+         "b-boundary-depth2": ("bound", 0.0), "b-boundary-depth3": ("bound", 0.0)}
 # the documented outcome on the null table (docs/claims/huang2020.md): a bound whose measure sits on
 # the paper's boundary straddles 0 (INCONCLUSIVE); a curvature that does not fall after the catapult
 # (λ_T = λ0) lies wholly above the edge (FAIL); no flattening and no accuracy gain FAIL the superiority
 NULL = {"a-separable-degenerate-monotone": INCONCLUSIVE, "a-separable-gaussian-monotone": INCONCLUSIVE,
         "b-boundary-p0.5": INCONCLUSIVE, "b-curvature-falls-p0.5": FAIL, "c-flatter-p0.5": FAIL,
-        "c-flatter-gaussian": FAIL, "d-real-catapult-beats-lazy": FAIL, "d-real-anneal-beats-lazy": FAIL}
+        "c-flatter-gaussian": FAIL, "d-real-catapult-beats-lazy": FAIL, "d-real-anneal-beats-lazy": FAIL,
+        "b-boundary-depth2": INCONCLUSIVE, "b-boundary-depth3": INCONCLUSIVE}  # c* sits boundary_tol off
 
 
 def _runs(seed: int, sweep: str, lam0: float, **cols) -> pd.DataFrame:
@@ -117,7 +120,7 @@ def _hand_tables(mode: str) -> dict[str, pd.DataFrame]:
     (``reversed``) or show no effect (``null``, outcomes in NULL)."""
     assert mode in ("paper", "reversed", "null")
     paper, null = mode == "paper", mode == "null"
-    sweeps, runs, real = [], [], []
+    sweeps, runs, real, depths = [], [], [], []
     for sd in SEEDS:
         e = 0.01 * sd  # a little spread between seeds
         z = sd - 1  # a spread centred on 0 (the null tables)
@@ -159,8 +162,14 @@ def _hand_tables(mode: str) -> dict[str, pd.DataFrame]:
                                   "c": [1.0, 8.0, 64.0, 8.0], "rise": [0.0, 0.5, math.inf, 0.5],
                                   "final_loss": [0.6, 0.5, math.nan, 0.4], "test_acc": acc,
                                   "diverged": [False, False, True, False], "lam0": 3.0}))
+        # (b, depth): the measured onset c* per depth against c_theory = 8 (depth L adds 0.1·(L − 2))
+        for L in DEPTHS:
+            cs = {"paper": 8.2 + e + 0.1 * (L - 2), "reversed": 12.0 + e + 0.1 * (L - 2),
+                  "null": 8 * (1.1 + 0.01 * z)}[mode]
+            depths.append({"job": f"depth{L}-seed{sd}", "seed": sd, "depth": L, "p": 0.5, "p_real": 0.5,
+                           "lam0": float(L), "c_theory": 8.0, "c_star": cs, "c_rise": cs, "grid_step": 0.4})
     return {"sweeps": pd.DataFrame(sweeps), "runs": pd.concat(runs, ignore_index=True),
-            "real": pd.concat(real, ignore_index=True)}
+            "real": pd.concat(real, ignore_index=True), "depths": pd.DataFrame(depths)}
 
 
 def _hand_cfg():
@@ -187,6 +196,11 @@ def test_judge_passes_when_the_paper_holds():
     close("c-flatter-gaussian", 0.5 + 10 * e)
     close("d-real-catapult-beats-lazy", 0.1 + e)
     close("d-real-anneal-beats-lazy", 0.15 + e)
+    close("b-boundary-depth2", 0.1 - (0.2 + e) / 8)
+    close("b-boundary-depth3", 0.1 - (0.3 + e) / 8)
+    assert "measured c* / theory per seed: 8.3 / 8; 8.31 / 8; 8.32 / 8; λ0 per seed: 3, 3, 3" in \
+        vs["b-boundary-depth3"].notes
+    assert "depth 3" in vs["b-boundary-depth3"].statement and "(within 10%)" in vs["b-boundary-depth3"].statement
     assert "smallest η·λ0 whose loss rose, per seed: none, none, none" in vs["a-separable-degenerate-monotone"].notes
     assert "measured c* / theory per seed: 8.2 / 8; 8.21 / 8; 8.22 / 8" in vs["b-boundary-p0.5"].notes
     assert "converged catapult runs per seed: 3, 3, 3" in vs["b-curvature-falls-p0.5"].notes
@@ -211,6 +225,8 @@ def test_judge_fails_when_the_paper_is_reversed():
     close("c-flatter-gaussian", -(0.5 + 10 * e))
     close("d-real-catapult-beats-lazy", -0.2 + e)
     close("d-real-anneal-beats-lazy", -0.3 + e)
+    close("b-boundary-depth2", 0.1 - (4 + e) / 8)
+    close("b-boundary-depth3", 0.1 - (4.1 + e) / 8)
     assert "smallest η·λ0 whose loss rose, per seed: 1, 1, 1" in vs["a-separable-degenerate-monotone"].notes
 
 
@@ -227,12 +243,14 @@ def test_judge_on_the_null_tables():
     close("c-flatter-gaussian", -0.01 * z)
     close("d-real-catapult-beats-lazy", 0.002 * z)  # no accuracy gain
     close("d-real-anneal-beats-lazy", -0.002 * z)
+    close("b-boundary-depth2", -0.01 * z)  # c* sits boundary_tol off the formula at every depth
+    close("b-boundary-depth3", -0.01 * z)
 
 
 def test_every_verdict_can_fail():
     ids = ["a-separable-degenerate-monotone", "a-separable-gaussian-monotone", "b-boundary-p0.5",
            "b-curvature-falls-p0.5", "c-flatter-p0.5", "c-flatter-gaussian", "d-real-catapult-beats-lazy",
-           "d-real-anneal-beats-lazy"]
+           "d-real-anneal-beats-lazy", "b-boundary-depth2", "b-boundary-depth3"]
     assert set(ids) == IDS
     fails = {m: {k for k, v in _judge(_hand_tables(m)).items() if v.status == FAIL} for m in ("reversed", "null")}
     for id_ in ids:
@@ -286,6 +304,14 @@ def _no_lazy_real(t, sd):  # the CIFAR-10 run at c = 1 rose: no lazy-phase run
     t["real"].loc[_on(t["real"], sd, name="c=1"), "rise"] = 0.5
 
 
+def _no_depth_onset(depth: int):
+    def brk(t, sd):  # no run at this depth both catapulted and converged: c* is NaN
+        d = t["depths"]
+        d.loc[(d.seed == sd) & (d.depth == depth), "c_star"] = math.nan
+    brk.__name__ = f"no_onset_depth{depth}"
+    return brk
+
+
 def _anneal_nan(t, sd):  # the annealed run's test accuracy is NaN
     t["real"].loc[_on(t["real"], sd, name="anneal"), "test_acc"] = math.nan
 
@@ -298,7 +324,8 @@ BREAKS = [("a-separable-degenerate-monotone", _blow_up("separable", math.inf)),
           ("b-curvature-falls-p0.5", _no_converged_catapult), ("c-flatter-p0.5", _no_converged_catapult),
           ("c-flatter-p0.5", _one_converged_catapult), ("c-flatter-gaussian", _one_gaussian_run_in_band),
           ("d-real-catapult-beats-lazy", _no_catapult_real), ("d-real-catapult-beats-lazy", _no_lazy_real),
-          ("d-real-anneal-beats-lazy", _no_lazy_real), ("d-real-anneal-beats-lazy", _anneal_nan)]
+          ("d-real-anneal-beats-lazy", _no_lazy_real), ("d-real-anneal-beats-lazy", _anneal_nan),
+          ("b-boundary-depth2", _no_depth_onset(2)), ("b-boundary-depth3", _no_depth_onset(3))]
 
 
 def test_every_verdict_has_a_failed_seed_case():
@@ -373,7 +400,8 @@ def test_execution_options_reach_every_job(monkeypatch):
     assert cfg.execution.seeds == [0, 1] and cfg.execution.threads == 2 and cfg.execution.device == "cuda:3"
     jobs = hu.jobs(cfg)
     assert [(j.part, j.params["seed"]) for j in jobs] == [(p, sd) for p in ("real", "degenerate", "gaussian")
-                                                          for sd in (0, 1)]
+                                                          for sd in (0, 1)] + [("depth", sd) for _ in (2, 3, 4)
+                                                                               for sd in (0, 1)]
     seen: dict[str, list[tuple[str, str]]] = {}
     key = [""]
 
@@ -438,13 +466,13 @@ def test_tiny_end_to_end(tmp_path, monkeypatch, cifar_root):
     assert all(len(v.per_seed) == 2 for v in vs.values())  # an undefined effect is a failed seed, not dropped
     assert {v.id: (v.test, v.min_effect) for v in vs.values()} == TESTS
     figs = {p.name for p in (out / hu.NAME / "figures").iterdir()}
-    assert {f"{hu.NAME}-{n}.png" for n in ("trajectories", "flatness", "real-accuracy")} <= figs
+    assert {f"{hu.NAME}-{n}.png" for n in ("trajectories", "flatness", "real-accuracy", "depth-boundary")} <= figs
     text = (out / "report.md").read_text()
     assert "(e) divergence boundary" in text and np.isfinite(vs["b-curvature-falls-p0.5"].interval.mean)
     # the stored tables are tidy, and the η keys of runs, loss and lam are the same float64 values
     cfg = validate(hu.Config, TINY)
     tables = driver.load_tables(out, hu.NAME, cfg, hu.jobs(cfg))
-    assert set(tables) == {"sweeps", "runs", "loss", "lam", "widths", "real", "real_loss"}
+    assert set(tables) == {"sweeps", "runs", "loss", "lam", "widths", "real", "real_loss", "depths", "depth_runs"}
     for name, t in tables.items():
         assert list(t.columns)[0] == "job" and all(isinstance(c, str) for c in t.columns), name
         assert isinstance(t.index, pd.RangeIndex), name
@@ -457,6 +485,28 @@ def test_tiny_end_to_end(tmp_path, monkeypatch, cifar_root):
             if not sweep.startswith("gaussian"):
                 assert set(lam[(lam.seed == sd) & (lam.sweep == sweep)].eta) == etas
     assert len(tables["widths"]) == 2 * 3 and len(tables["real"]) == 2 * 4
+    dep = tables["depths"]
+    assert len(dep) == 2 * 2 and set(dep.depth) == {2, 3}
+    assert (dep.lam0 > 0).all() and np.allclose(dep.c_theory, 8.0)  # p = 1/2 exactly on n = 16
+    assert len(tables["depth_runs"]) == 2 * 2 * 5  # boundary_points runs per (depth, seed)
+    assert "(b, depth) catapult onset against depth" in text and "depth-boundary" in " ".join(figs)
     before = (out / "verdicts.json").read_bytes()
     driver.report(out, log=lambda m: None)  # re-judged from the stored tables alone
     assert (out / "verdicts.json").read_bytes() == before
+
+
+def test_depth_sweep_adds_jobs_and_keeps_the_others():
+    cfg = validate(hu.Config, _tiny())
+    keys = [j.key for j in hu.jobs(cfg)]
+    old = [f"{p}-seed{sd}" for p in hu.PARTS for sd in (0, 1)]
+    assert keys[:len(old)] == old  # the existing jobs keep their keys and order
+    assert keys[len(old):] == [f"depth{L}-seed{sd}" for L in (2, 3) for sd in (0, 1)]
+    j = hu.jobs(cfg)[-1]
+    assert j.part == hu.DEPTH_PART and j.params == {"seed": 1, "depth": 3}
+    assert hu.JOBS_VERSION == 2
+    np.testing.assert_allclose(hu.boundary_grid(cfg.claim, 8.0), [4, 6, 8, 10, 12])
+    for bad in ([1, 2], [2, 2]):
+        raw = _tiny()
+        raw["claim"]["degenerate"]["depths"] = bad
+        with pytest.raises(ConfigError, match="degenerate.depths must be distinct integers >= 2"):
+            validate(hu.Config, raw)

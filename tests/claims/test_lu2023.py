@@ -29,13 +29,16 @@ TINY = {"execution": {"seeds": [0, 1]}, "claim": {
     "delta": 0.1, "osc_min": 0.05, "tail": 0.1, "conv_tol": 0.05, "growth": 10, "acc_gain": 0.05,
     "control": True,
 }}
-IDS = ["a-large-oscillates", "a-large-converges", "a-small-smooth", "b-large-learns-weak", "b-small-does-not",
-       "b-small-does-not-same-time", "b-large-vs-small", "c-weak-test-acc", "c-weak-test-acc-same-time", "d-window"]
+IDS = ["a-large-oscillates", "a-large-converges", "a-small-smooth", "a-large-oscillates-weights",
+       "a-small-smooth-weights", "b-large-learns-weak", "b-small-does-not", "b-small-does-not-same-time",
+       "b-large-vs-small", "c-weak-test-acc", "c-weak-test-acc-same-time", "d-window"]
 TESTS = {"a-large-oscillates": "bound", "a-large-converges": "bound", "a-small-smooth": "bound",
+         "a-large-oscillates-weights": "bound", "a-small-smooth-weights": "bound",
          "b-large-learns-weak": "bound", "b-small-does-not": "bound", "b-small-does-not-same-time": "bound",
          "b-large-vs-small": "superiority", "c-weak-test-acc": "superiority",
          "c-weak-test-acc-same-time": "superiority", "d-window": "superiority"}
 CFG3 = {**TINY, "execution": {"seeds": [0, 1, 2]}}
+W_OSC_MIN = 0.05  # the default verdicts.w_osc_min
 
 
 def _strong_point(u_norm: float = 1.0, a0: float = 0.6):
@@ -104,6 +107,25 @@ def test_benign_probes_run_inside_the_trainer():
     assert res.curve("align.strong")[0].iloc[0] == pytest.approx(0.3)  # (0.6 + 0)/2: class − has no filter on u
 
 
+@pytest.mark.parametrize("c, every, share", [(0.3, 1, 0.5), (0.3, 3, 0.5), (0.3, 2, 0.0), (0.1, 1, 0.0)])
+def test_weight_space_oscillation_inside_the_trainer(c, every, share):
+    """One strong point visited every step: at c = 0.3 the iterates settle on a period-2 orbit, so the
+    class-+ filter's component along u reverses at every probe of an odd cadence (1 of the 2 filters:
+    share 0.5; the class-− filter never moves) and never at an even one, which samples one phase.
+    At c = 0.1 the fit converges without reversing."""
+    model, data, u = _strong_point()
+    from lrlab.data import FeatureNoiseData
+
+    fn = FeatureNoiseData(data, data, data, u, torch.tensor([0.0, 1.0, 0.0]))
+    probes = benign_probes(model, [fn], [0], delta=0.1, w_rel=0.02)
+    res = train_population(model, [Member("m", 0, Constant(c))], data, None,
+                           TrainConfig(loss="margin_squared", steps=60, batch_size=1, eval_every=every),
+                           probes=probes)
+    w = res.curve("osc.weights")[0]
+    assert w.iloc[:2].isna().all()  # the first two probes have no triple yet
+    assert w.iloc[-8:].eq(share).all()
+
+
 def test_shipped_configs_validate():
     for scale in ("quick", "paper"):
         cfg = load_claim_config(lu.NAME, scale, seeds=5)
@@ -151,12 +173,13 @@ def _tables(shape: str = "paper", seeds=(0, 1, 2), diverge=()):
     """Hand-made sweep and control tables (grid 0.05, 0.1 below the window; 0.3, 0.35 inside it).
 
     * "paper": the large rate (c = 0.3) oscillates, converges, grows the weak alignment 100× and
-      wins on weak-only accuracy; the small rate (c = 0.05, and its control) stays smooth and
-      grows it 2×;
+      wins on weak-only accuracy, and 30% of its (filter, probe) pairs reverse in weight space; the
+      small rate (c = 0.05, and its control) stays smooth (1% reverse) and grows it 2×;
     * "reversed": the other way round;
     * "null": every rate and the control behave alike (large == small), and every measure sits on
       its threshold ± one step per seed: oscillating share osc_min + (−0.01, 0, 0.01), tail loss
-      conv_tol + (−0.01, 0, 0.01), weak growth growth·10^(−0.1, 0, 0.1), equal accuracies.
+      conv_tol + (−0.01, 0, 0.01), weak-space reversing share w_osc_min + (−0.01, 0, 0.01), weak growth
+      growth·10^(−0.1, 0, 0.1), equal accuracies.
 
     ``diverge``: (c or "control", seed) pairs whose run diverged (curves NaN after step 0, weak_acc NaN)."""
     steps = np.arange(0, 101, 5)
@@ -168,16 +191,19 @@ def _tables(shape: str = "paper", seeds=(0, 1, 2), diverge=()):
             k = j - 1
             osc = np.where(steps >= 50, tiny["osc_min"] + 0.01 * k, 0.6)
             loss = np.full(steps.size, tiny["conv_tol"] + 0.01 * k)
+            oscw = np.where(steps >= 50, W_OSC_MIN + 0.01 * k, 0.6)
             weak = np.linspace(0.01, 0.01 * tiny["growth"] * 10 ** (0.1 * k), steps.size)
             acc = 0.8 + 0.01 * k
         else:
             jitter = 0.001 * j
             osc = np.where(steps >= 50, 0.5 if good else 0.0, 0.6)
+            oscw = np.where(steps >= 50, 0.3 if good else 0.01, 0.4)
             loss = np.full(steps.size, 0.01 if good else 0.5)
             weak = np.linspace(0.01, 1.0 if good else 0.02, steps.size) + jitter
             acc = (0.95 if good else 0.6) + jitter
-        series = {"oscillating": osc, "train.loss": loss, "train.acc": np.ones(steps.size), "align.weak": weak,
-                  "align.strong": np.full(steps.size, 2.0), "noise": np.full(steps.size, 0.1)}
+        oscw = np.where(steps >= 10, oscw, np.nan)  # the first two probes have no triple
+        series = {"oscillating": osc, "osc.weights": oscw, "train.loss": loss, "train.acc": np.ones(steps.size),
+                  "align.weak": weak, "align.strong": np.full(steps.size, 2.0), "noise": np.full(steps.size, 0.1)}
         div = ("control" if job == "control" else c, seed) in diverge
         for metric, vals in series.items():
             vals = np.where((steps > 0) & div, np.nan, vals)
@@ -216,6 +242,9 @@ def test_judge_on_hand_made_tables(shape, status):
         assert by["a-large-oscillates"].per_seed == pytest.approx([0.45] * 3)  # share 0.5 − osc_min 0.05
         assert by["a-large-converges"].per_seed == pytest.approx([0.04] * 3)  # conv_tol 0.05 − loss 0.01
         assert by["a-small-smooth"].per_seed == pytest.approx([0.05] * 3)  # osc_min 0.05 − share 0
+        assert by["a-large-oscillates-weights"].per_seed == pytest.approx([0.25] * 3)  # 0.3 − w_osc_min 0.05
+        assert by["a-small-smooth-weights"].per_seed == pytest.approx([0.04] * 3)  # w_osc_min 0.05 − 0.01
+        assert "0.40 / 0.30" in by["a-large-oscillates-weights"].notes  # first / second half
         assert by["c-weak-test-acc"].per_seed == pytest.approx([0.35] * 3)
         assert by["b-large-learns-weak"].per_seed[0] == pytest.approx(np.log10(1.0 / 0.01) - 1)
         assert by["b-small-does-not"].per_seed[0] == pytest.approx(1 - np.log10(0.02 / 0.01))
@@ -234,6 +263,8 @@ def test_judge_on_a_null_table():
     assert {i: v.status for i, v in by.items()} == NULL
     assert by["a-large-oscillates"].per_seed == pytest.approx([-0.01, 0, 0.01])
     assert by["a-small-smooth"].per_seed == pytest.approx([0.01, 0, -0.01])
+    assert by["a-large-oscillates-weights"].per_seed == pytest.approx([-0.01, 0, 0.01])
+    assert by["a-small-smooth-weights"].per_seed == pytest.approx([0.01, 0, -0.01])
     assert by["a-large-converges"].per_seed == pytest.approx([0.01, 0, -0.01])
     assert by["b-large-learns-weak"].per_seed == pytest.approx([-0.1, 0, 0.1])
     assert by["b-small-does-not-same-time"].per_seed == pytest.approx([0.1, 0, -0.1])
@@ -251,17 +282,18 @@ def test_thresholds_come_from_the_verdicts_section():
     assert by["b-large-vs-small"].min_effect == 2.0 and by["d-window"].min_effect == 0.4
 
 
-LARGE = {"a-large-oscillates", "a-large-converges", "b-large-learns-weak", "b-large-vs-small", "c-weak-test-acc",
-         "c-weak-test-acc-same-time"}
+LARGE = {"a-large-oscillates", "a-large-converges", "a-large-oscillates-weights", "b-large-learns-weak",
+         "b-large-vs-small", "c-weak-test-acc", "c-weak-test-acc-same-time"}
 
 
 @pytest.mark.parametrize("diverge, failed", [
     ({(0.3, 0)}, LARGE),
-    ({(0.05, 0)}, {"a-small-smooth", "b-small-does-not", "b-large-vs-small", "c-weak-test-acc"}),
+    ({(0.05, 0)}, {"a-small-smooth", "a-small-smooth-weights", "b-small-does-not", "b-large-vs-small",
+                   "c-weak-test-acc"}),
     ({("control", 0)}, {"b-small-does-not-same-time", "c-weak-test-acc-same-time"}),
     ({(0.3, 0), (0.35, 0)}, LARGE | {"d-window"}),  # every rate inside the window diverged
-    ({(0.05, 0), (0.1, 0)}, {"a-small-smooth", "b-small-does-not", "b-large-vs-small", "c-weak-test-acc",
-                             "d-window"}),
+    ({(0.05, 0), (0.1, 0)}, {"a-small-smooth", "a-small-smooth-weights", "b-small-does-not", "b-large-vs-small",
+                             "c-weak-test-acc", "d-window"}),
     ({(c, 0) for c in (0.05, 0.1, 0.3, 0.35, "control")}, set(IDS)),
 ])
 def test_a_diverged_seed_is_a_failed_seed(diverge, failed):
@@ -290,15 +322,39 @@ def _set(tables, metric, value, c=0.3, seed=0, last=True):
     ("train.loss", np.inf, 0.3, {"a-large-converges"}),  # the loss blew up without a divergence flag: −inf
     ("align.weak", 0.0, 0.3, {"b-large-learns-weak", "b-large-vs-small"}),  # no log of a zero alignment
     ("align.weak", -0.5, 0.05, {"b-small-does-not", "b-large-vs-small"}),  # nor of a negative one
+    ("osc.weights", np.nan, 0.3, {"a-large-oscillates-weights"}),  # no weight-space share in the second half
+    ("osc.weights", np.nan, 0.05, {"a-small-smooth-weights"}),
 ])
 def test_a_non_finite_measure_is_a_failed_seed(metric, value, c, failed):
-    by = _judge(_set(_tables("paper"), metric, value, c=c))
+    by = _judge(_set(_tables("paper"), metric, value, c=c, last=metric != "osc.weights"))
     assert {i for i, v in by.items() if v.failed_seeds} == failed
     for i in failed:
         assert by[i].failed_seeds == 1 and by[i].status != "PASS" and not np.isfinite(by[i].per_seed[0])
     assert all(by[i].status == "PASS" for i in set(IDS) - failed)
     if metric == "align.weak":
         assert "weak alignment start" in by["b-large-vs-small"].notes
+    if metric == "osc.weights":
+        assert "has no weight-space share" in by[next(iter(failed))].notes
+
+
+def test_tables_without_the_weight_space_curve_fail_its_verdicts_only():
+    """Stored before JOBS_VERSION 2 (no 'osc.weights'): the two weight-space verdicts have only failed
+    seeds (FAIL, saying why); every other verdict is judged as before."""
+    t = _tables("paper")
+    t["curves"] = t["curves"][t["curves"].metric != "osc.weights"]
+    by = _judge(t)
+    for i in ("a-large-oscillates-weights", "a-small-smooth-weights"):
+        assert by[i].status == "FAIL" and by[i].failed_seeds == 3 and "no weight-space share" in by[i].notes
+    assert all(v.status == "PASS" for i, v in by.items() if "weights" not in i)
+
+
+@pytest.mark.parametrize("w_osc_min, status", [(0.005, ("PASS", "FAIL")), (0.5, ("FAIL", "PASS"))])
+def test_the_weight_space_threshold_comes_from_the_verdicts_section(w_osc_min, status):
+    """Paper-shaped shares 0.3 (large) and 0.01 (small): below both, the large rate still oscillates
+    but the small rate no longer counts as smooth; above both, the reverse."""
+    by = _judge(_tables("paper"), {**CFG3, "verdicts": {"w_osc_min": w_osc_min}})
+    assert (by["a-large-oscillates-weights"].status, by["a-small-smooth-weights"].status) == status
+    assert f"more than {100 * w_osc_min:.3g}%" in by["a-large-oscillates-weights"].statement
 
 
 def test_all_seeds_failing_is_fail():

@@ -36,7 +36,8 @@ TINY = {"execution": {"seeds": [0, 1]}, "claim": {
 }}
 IDS = {"a-simple-in-stage1", "a-complex-jump-after-decay", "a-complex-beats-constant-0.1",
        "a-complex-beats-constant-0.01", "a-complex-beats-constant-0.001", "b-noise-complex",
-       "b-noise-memorizes-less", "c-gd-decay-no-benefit", "c-sgd-decay-jump", "d-gd-stable-interval",
+       "b-noise-memorizes-less", "b-noise-memorisation-above-chance-small", "b-noise-memorisation-less",
+       "c-gd-decay-no-benefit", "c-sgd-decay-jump", "d-gd-stable-interval",
        "autodecay-accuracy", "autodecay-epochs"} | {
     f"transfer-{t}-{m}" for t in ("cifar10-other-classes", "ps10") for m in ("fix", "finetune")}
 ACCURACY = {"a-complex-beats-constant-0.1", "a-complex-beats-constant-0.01", "a-complex-beats-constant-0.001",
@@ -122,14 +123,16 @@ def _effects(shape: str, seeds=(0, 1, 2)) -> dict[str, list[float]]:
     if shape == "null":
         return at({}, 0.0)
     paper = {"a-simple-in-stage1": 0.03, "a-complex-jump-after-decay": 0.3, "b-noise-complex": 0.2,
-             "b-noise-memorizes-less": 0.5, "c-gd-decay-no-benefit": 0.001, "c-sgd-decay-jump": 0.1,
+             "b-noise-memorizes-less": 0.5, "b-noise-memorisation-above-chance-small": 0.3,
+             "b-noise-memorisation-less": 0.2, "c-gd-decay-no-benefit": 0.001, "c-sgd-decay-jump": 0.1,
              "d-gd-stable-interval": 0.3, "autodecay-accuracy": 0.0, "autodecay-epochs": 0.35}
     paper |= {k: 0.4 for k in TRANSFER_IDS | ACCURACY - {"b-noise-complex"}}
     if shape == "paper":
         return at(paper, 0.0)
     assert shape == "reversed"
     rev = {k: -x for k, x in paper.items()}
-    rev |= {"c-gd-decay-no-benefit": 0.1, "autodecay-accuracy": -0.05, "autodecay-epochs": 0.01}
+    rev |= {"c-gd-decay-no-benefit": 0.1, "autodecay-accuracy": -0.05, "autodecay-epochs": 0.01,
+            "b-noise-memorisation-above-chance-small": -0.05}  # a rate below chance (it stays in [0, 1])
     return at(rev, 0.0)
 
 
@@ -141,10 +144,12 @@ def _curve_rows(part, seed, curves: dict[str, dict[str, list[float]]], epochs) -
 def _tables(cfg: you.Config, eff: dict[str, list[float]]) -> dict[str, pd.DataFrame]:
     """Tables in the stored shape from which the judge reads exactly the per-seed effects ``eff``
     (id → one value per seed). Each id's value sits in a cell no other id reads, so a non-finite
-    value fails that id's seed only."""
+    value fails that id's seed only — except the small constant LR's noisy-label rate, which
+    b-noise-memorisation-less reads too (:data:`COUPLED`)."""
     s = cfg.claim
     tol = cfg.verdicts.simple_tol
-    curves, eigs, lrs, transfer, finals, ad, decisions, check = [], [], [], [], [], [], [], []
+    curves, eigs, lrs, transfer, finals, ad, decisions, check, memo = [], [], [], [], [], [], [], [], []
+    chance = 1 / (s.noise.data.n_classes - 1)
     for i, sd in enumerate(cfg.execution.seeds):
         x = {k: vals[i] for k, vals in eff.items()}
         ep = range(7)  # TINY: 6 epochs, first decay at 2, jump window 1
@@ -165,6 +170,14 @@ def _tables(cfg: you.Config, eff: dict[str, list[float]]) -> dict[str, pd.DataFr
                 noise[small] = [0.1] * 6 + [0.2 + x["b-noise-memorizes-less"]]
             data = {"test.simple.acc": {n: simple for n in names}, "test.complex.acc": cx, "train.noise.acc": noise}
             curves += _curve_rows(part, sd, data, ep)
+        # noisy-label rate = n_noisy_label / n_not_true: small constant chance + effect, decay below it
+        r_small = chance + x["b-noise-memorisation-above-chance-small"]
+        rates = {(f"constant {s.noise.small_lr:g}", "end"): r_small,
+                 ("decay", "end"): r_small - x["b-noise-memorisation-less"]}
+        for n in you.pattern_names(s.noise):
+            for when, epoch in (("first_decay", 2.0), ("end", 6.0)):
+                memo.append({"seed": sd, "name": n, "when": when, "epoch": epoch, "n_noisy": 100,
+                             "n_not_true": 90.0, "n_noisy_label": 90.0 * rates.get((n, when), chance)})
         gd = {"constant": [0.1, 0.4, 0.5], "decay@3": [0.1, 0.4, 0.5 + x["c-gd-decay-no-benefit"]]}
         curves += _curve_rows("gd", sd, {"test.acc": gd}, [0, 3, 6])
         sgd = {"constant": [0.1, 0.5, 0.45], "decay@2": [0.1, 0.45, 0.5 + x["c-sgd-decay-jump"]]}
@@ -191,7 +204,7 @@ def _tables(cfg: you.Config, eff: dict[str, list[float]]) -> dict[str, pd.DataFr
         check.append({"seed": sd, "entropy_simple": 3.2, "entropy_complex": 6.1, "reference_simple": 3.32,
                       "reference_complex": 6.64, "noise_frac": 0.1})
     out = {"curves": curves, "eigs": eigs, "gd_final_lr": lrs, "transfer": transfer, "autodecay_final": finals,
-           "autodecay": ad, "decisions": decisions, "ps10_check": check}
+           "autodecay": ad, "decisions": decisions, "ps10_check": check, "memorisation": memo}
     tables = {}
     for k, rows in out.items():
         df = pd.DataFrame(rows)
@@ -211,6 +224,8 @@ def test_tests_and_thresholds_come_from_the_config():
     want = {"a-simple-in-stage1": ("bound", 0.0), "a-complex-jump-after-decay": ("superiority", 0.02),
             "b-noise-complex": ("superiority", t.noise_complex_gain_min),
             "b-noise-memorizes-less": ("superiority", t.memorization_gap_min),
+            "b-noise-memorisation-above-chance-small": ("superiority", t.memorisation_excess_min),
+            "b-noise-memorisation-less": ("superiority", t.memorisation_rate_gap_min),
             "c-gd-decay-no-benefit": ("equivalence", c.gdsgd.gd_tol),
             "c-sgd-decay-jump": ("superiority", t.sgd_jump_min), "d-gd-stable-interval": ("bound", 0.0),
             "autodecay-accuracy": ("equivalence", c.autodecay.acc_tol),
@@ -252,7 +267,8 @@ def test_judge_on_hand_made_tables(shape):
 def test_every_id_can_fail():
     ids = ["a-simple-in-stage1", "a-complex-jump-after-decay", "a-complex-beats-constant-0.1",
            "a-complex-beats-constant-0.01", "a-complex-beats-constant-0.001", "b-noise-complex",
-           "b-noise-memorizes-less", "c-gd-decay-no-benefit", "c-sgd-decay-jump", "d-gd-stable-interval",
+           "b-noise-memorizes-less", "b-noise-memorisation-above-chance-small", "b-noise-memorisation-less",
+           "c-gd-decay-no-benefit", "c-sgd-decay-jump", "d-gd-stable-interval",
            "transfer-cifar10-other-classes-fix", "transfer-cifar10-other-classes-finetune", "transfer-ps10-fix",
            "transfer-ps10-finetune", "autodecay-accuracy", "autodecay-epochs"]
     assert set(ids) == IDS
@@ -274,6 +290,10 @@ def test_equivalence_fails_on_either_side():
         assert vs["c-gd-decay-no-benefit"].status == vs["autodecay-accuracy"].status == "FAIL"
 
 
+COUPLED = {"b-noise-memorisation-above-chance-small": {"b-noise-memorisation-less"}}
+"""Ids whose effect shares a cell with another's: a non-finite small-constant rate fails both."""
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("id_", sorted(IDS))
 def test_a_non_finite_seed_is_a_failed_seed(id_, bad):
@@ -285,7 +305,59 @@ def test_a_non_finite_seed_is_a_failed_seed(id_, bad):
     assert v.failed_seeds == 1 and not np.isfinite(v.per_seed[1]), v.per_seed
     assert v.status != "PASS"
     assert "failed seeds [1]" in v.notes and "1 of 3 seeds failed" in v.notes
-    assert all(w.status == "PASS" and w.failed_seeds == 0 for k, w in vs.items() if k != id_)
+    assert all(w.status == "PASS" and w.failed_seeds == 0 for k, w in vs.items()
+               if k != id_ and k not in COUPLED.get(id_, ()))
+
+
+def test_memorisation_rate_against_chance_and_undefined_rate():
+    """The rate is n_noisy_label / n_not_true against 1/(C−1); a seed where no noisy point is
+    predicted off its true class has no rate (failed seed); a missing table fails every seed."""
+    cfg = _cfg3()
+    t = _tables(cfg, _effects("paper"))
+    vs = {v.id: v for v in you.judge(cfg, t)}
+    v = vs["b-noise-memorisation-above-chance-small"]
+    assert v.per_seed == pytest.approx([0.299, 0.3, 0.301]) and "1/(C−1) = 0.111" in v.statement
+    # decay at the first decay (chance) / at the end, small constant at the end; seed 0
+    assert "0.111 / 0.211, 0.410" in vs["b-noise-memorisation-less"].notes
+    m = t["memorisation"]
+    m.loc[(m.seed == 1) & (m.when == "end") & (m.name == "decay"), ["n_not_true", "n_noisy_label"]] = 0.0
+    vs = {v.id: v for v in you.judge(cfg, t)}
+    v = vs["b-noise-memorisation-less"]
+    assert v.failed_seeds == 1 and np.isnan(v.per_seed[1]) and v.status == "INCONCLUSIVE"
+    assert "failed seeds [1]: the rate is undefined" in v.notes
+    assert vs["b-noise-memorisation-above-chance-small"].status == "PASS"
+    del t["memorisation"]
+    vs = {v.id: v for v in you.judge(cfg, t)}
+    for k in ("b-noise-memorisation-above-chance-small", "b-noise-memorisation-less"):
+        assert (vs[k].status, vs[k].failed_seeds) == ("FAIL", 3)
+    assert vs["b-noise-memorizes-less"].status == "PASS"  # the old id is untouched
+
+
+def test_memorisation_probes_count_predictions():
+    """The probes count, per member, noisy points off their true class and on their noisy label."""
+    import torch
+
+    from lrlab.data.ps10 import ps10_arrays
+
+    cfg = _tiny()
+    draw = ps10_arrays(cfg.claim.noise.data, 0)
+    probes = experiment.memorisation_probes(draw.train)
+    m = draw.train.noise
+    true, noisy = draw.train.true_class[m], draw.train.y[m]
+    C = cfg.claim.noise.data.n_classes
+    targets = torch.stack([true, noisy, (true + noisy) % C])  # member 0: all true, 1: all noisy
+
+    class Fixed:  # a 'model' whose member k predicts targets[k] on the noisy points
+        def forward(self, params, x, train=False):
+            return torch.nn.functional.one_hot(targets, C).double()
+
+    params = {"w": torch.zeros(3, 1)}
+    nt, nl = probes[experiment.NOT_TRUE](Fixed(), params), probes[experiment.NOISY_LABEL](Fixed(), params)
+    n = int(m.sum())
+    assert n == 20 and bool((noisy != true).all())
+    third = targets[2]
+    assert nt.tolist() == [0, n, float((third != true).sum())]
+    assert nl.tolist() == [0, n, float((third == noisy).sum())]
 
 
 def test_transfer_undefined_seed_is_a_failed_seed():
@@ -319,6 +391,7 @@ def test_report_from_hand_made_tables(tmp_path):
     tables = _tables(cfg, _effects("paper", cfg.execution.seeds))
     text = you.report(cfg, tables, you.judge(cfg, tables), tmp_path, tmp_path.relative_to(tmp_path))
     assert "PS10 check (noisy variant, seed 0)" in text and "AutoDecay" in text
+    assert "decay 0.111 at the first decay / 0.211 at the end" in text and "1/(C−1) is 0.111" in text
     assert {p.name for p in tmp_path.iterdir()} == {f"{you.NAME}-{n}.png" for n in (
         "patterns", "noise", "gd-sgd", "eigenvalues", "transfer", "autodecay")}
 
@@ -381,7 +454,10 @@ def test_tiny_end_to_end(tmp_path, monkeypatch, cifar_root):
                                               "autodecay", "effects")} <= figs
     assert "AutoDecay" in (out / "report.md").read_text()
     tables = set(p.stem for p in (out / you.NAME / "jobs" / "noise-seed0").glob("*.parquet"))
-    assert tables == {"curves", "ps10_check"}
+    assert tables == {"curves", "ps10_check", "memorisation"}
+    memo = pd.read_parquet(out / you.NAME / "jobs" / "noise-seed0" / "memorisation.parquet")
+    assert len(memo) == 2 * len(you.pattern_names(_tiny().claim.noise))
+    assert (memo.n_noisy == 20).all() and (memo.n_noisy_label <= memo.n_not_true).all()
     before = (out / "verdicts.json").read_bytes()
     again = {v.id: v for v in driver.report(out, log=lambda m: None)}
     assert (out / "verdicts.json").read_bytes() == before

@@ -18,17 +18,34 @@ judge-only thresholds in the config's ``verdicts`` section):
   non-separable data;
 * (d) two CIFAR-10 classes (non-separable by a linear map at this size): the best catapult-phase
   run, and a large-then-annealed run, against the best lazy-phase run in test accuracy;
+* (b, depth) the same onset for deep linear networks of every depth L in ``degenerate.depths``
+  (p = ps[0]): in units of η·λ0, with λ0 the depth-L NTK at init, it stays at 2/(p(1−p));
 * (e) the divergence boundary c_div against width (reported with its log-log slope).
 
-Jobs: one per (part, seed) for the parts ``real``, ``degenerate`` and ``gaussian``.
+Jobs: one per (part, seed) for the parts ``real``, ``degenerate`` and ``gaussian``, and one per
+(depth, seed) for the onset sweep over depth (part ``depth``, key ``depth<L>-seed<s>``).
 """
 
 from .config import Config, DegenerateSettings, GaussianSettings, NetSettings, RealSettings, Settings, Verdicts
-from .experiment import PARTS, TRACE_EVERY, catapult_rise, entropy, jobs, preflight, run_job
-from .judge import EDGE, NAME, Sweep, curves_of, judge, real_of, sweep_of, width_scaling
-from .report import PAPER, flatness_figure, real_figure, report, trajectory_figure
+from .experiment import (
+                         DEPTH_PART,
+                         PARTS,
+                         TRACE_EVERY,
+                         boundary_grid,
+                         catapult_rise,
+                         depth_job,
+                         entropy,
+                         jobs,
+                         preflight,
+                         run_job,
+)
+from .judge import EDGE, NAME, Sweep, curves_of, depths_of, judge, real_of, sweep_of, width_scaling
+from .report import PAPER, depth_figure, flatness_figure, real_figure, report, trajectory_figure
 
-__all__ = ["Config", "DegenerateSettings", "EDGE", "GaussianSettings", "NAME", "NetSettings", "PAPER", "PARTS",
-           "RealSettings", "Settings", "Sweep", "TRACE_EVERY", "Verdicts", "catapult_rise", "curves_of", "entropy",
+JOBS_VERSION = 2  # 2: the onset sweep over depth (jobs depth<L>-seed<s>, tables depths and depth_runs)
+
+__all__ = ["Config", "DEPTH_PART", "DegenerateSettings", "EDGE", "GaussianSettings", "JOBS_VERSION", "NAME",
+           "NetSettings", "PAPER", "PARTS", "RealSettings", "Settings", "Sweep", "TRACE_EVERY", "Verdicts",
+           "boundary_grid", "catapult_rise", "curves_of", "depth_figure", "depth_job", "depths_of", "entropy",
            "flatness_figure", "jobs", "judge", "preflight", "real_figure", "real_of", "report", "run_job",
            "sweep_of", "trajectory_figure", "width_scaling"]

@@ -30,6 +30,8 @@ class DegenerateSettings(NetSettings):
     flat_grid: list[float] = Field(min_length=3, description="(c) c values in units of c_theory")
     widths: list[int] = Field(min_length=3, description="(e) widths of the divergence sweep (p = ps[0])")
     divergence_grid: list[float] = Field(min_length=3, description="(e) c values in units of c_theory")
+    depths: list[int] = Field(min_length=1, description="(b, depth) depths L of the onset sweep (p = ps[0], "
+                              "the boundary grid; every other setting as above)")
 
 
 class GaussianSettings(NetSettings):
@@ -75,6 +77,9 @@ class Settings(Strict):
     def _check(self) -> Settings:
         if not all(0 < p < 1 for p in self.degenerate.ps):
             raise ValueError(f"degenerate.ps must lie in (0, 1), got {self.degenerate.ps}")
+        depths = self.degenerate.depths
+        if any(L < 2 for L in depths) or len(set(depths)) != len(depths):
+            raise ValueError(f"degenerate.depths must be distinct integers >= 2, got {depths}")
         lo, hi = self.degenerate.boundary_span
         if not 0 < lo < 1 < hi:
             raise ValueError(f"degenerate.boundary_span must bracket 1, got {[lo, hi]}")

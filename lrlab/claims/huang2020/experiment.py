@@ -18,17 +18,27 @@ from ...models.linear import DeepLinear
 from ...phase import initial_curvature, phase_diagram
 from ...seeding import seeded
 from ...train import Constant, Member, StepDecay, train_population
-from ..protocol import Job, JobContext, seed_job
+from ..protocol import Job, JobContext, Resources, seed_job
 from .config import Config, NetSettings, Settings
 
 PARTS = ("real", "degenerate", "gaussian")
 TRACE_EVERY = 2  # steps between λ_t probes in the degenerate sweeps (their figure)
-MEMORY_GB = {"real": 2.0, "degenerate": 1.0, "gaussian": 0.5}  # rough, at paper scale
+DEPTH_PART = "depth"  # the onset sweep over depth: one job per (depth, seed), keyed depth<L>-seed<s>
+MEMORY_GB = {"real": 2.0, "degenerate": 1.0, "gaussian": 0.5, DEPTH_PART: 0.5}  # rough, at paper scale
+
+
+def depth_job(depth: int, seed: int) -> Job:
+    """The catapult-onset sweep at depth ``depth`` for ``seed``."""
+    return Job(f"{DEPTH_PART}{depth}-seed{seed}", DEPTH_PART, {"seed": seed, "depth": depth},
+               Resources(cpus=1, memory_gb=MEMORY_GB[DEPTH_PART]))
 
 
 def jobs(cfg: Config) -> list[Job]:
-    """One job per (part, seed): the CIFAR-10 runs, the degenerate sweeps, the Gaussian sweeps."""
-    return [seed_job(part, sd, cpus=1, memory_gb=MEMORY_GB[part]) for part in PARTS for sd in cfg.execution.seeds]
+    """One job per (part, seed): the CIFAR-10 runs, the degenerate sweeps, the Gaussian sweeps; then one
+    per (depth, seed) for the onset sweep over depth (added after the others, so their keys stay)."""
+    seeds = cfg.execution.seeds
+    return ([seed_job(part, sd, cpus=1, memory_gb=MEMORY_GB[part]) for part in PARTS for sd in seeds]
+            + [depth_job(L, sd) for L in cfg.claim.degenerate.depths for sd in seeds])
 
 
 def preflight(cfg: Config) -> None:
@@ -140,6 +150,41 @@ def _degenerate_job(s: Settings, seed: int, device: str) -> dict[str, pd.DataFra
     return {**out.tables(), "widths": pd.DataFrame(widths)}
 
 
+def boundary_grid(s: Settings, theory: float) -> np.ndarray:
+    """The (b) boundary grid of η·λ0: boundary_points values from boundary_span[0] to [1] × theory."""
+    lo, hi = s.degenerate.boundary_span
+    return np.unique(np.round(np.linspace(lo, hi, s.degenerate.boundary_points) * theory, 9))
+
+
+def _depth_job(s: Settings, seed: int, depth: int, device: str) -> dict[str, pd.DataFrame]:
+    """(b, depth): the degenerate non-separable sweep (p = ps[0]) over the boundary grid at depth ``depth``;
+    c* is the smallest η·λ0 whose loss rises by more than rise_tol above its running minimum and still ends
+    within conv_tol of the binary entropy (NaN when no run does)."""
+    g = s.degenerate
+    p = g.ps[0]
+    data = degenerate_nonseparable(g.n, g.d, p, seed).train
+    p_real = float((data.y > 0).double().mean())
+    theory = 2 / (p_real * (1 - p_real))
+    net = g.model_copy(update={"depth": depth})
+    pdg = phase_diagram(_factory(data.x.shape[1], net), data.x.to(device), data.y.to(device), "logistic",
+                        scaled_etas=boundary_grid(s, theory), steps=g.steps, seed=seed, curvature="ntk",
+                        device=device)
+    tab = pdg.table()
+    rise = np.array([catapult_rise(pdg.loss[e].to_numpy()) for e in pdg.etas])
+    fin = np.isfinite(tab.final_loss.to_numpy())
+    cat = (rise > s.rise_tol) & fin
+    conv = (tab.final_loss - entropy(p_real) < s.conv_tol).to_numpy()
+    c = tab.eta_lam0.to_numpy()
+    runs = pd.DataFrame({"seed": seed, "depth": depth, "eta": tab.eta.to_numpy(), "eta_lam0": c, "rise": rise,
+                         "final_loss": tab.final_loss.to_numpy(), "lam_final": tab.lam_final.to_numpy(),
+                         "converged": conv})
+    row = {"seed": seed, "depth": depth, "p": float(p), "p_real": p_real, "lam0": float(pdg.lam0),
+           "c_theory": theory, "c_star": float(c[cat & conv].min()) if (cat & conv).any() else math.nan,
+           "c_rise": float(c[cat].min()) if cat.any() else math.nan,
+           "grid_step": float(np.diff(c).min()) if len(c) > 1 else math.nan}
+    return {"depths": pd.DataFrame([row]), "depth_runs": runs}
+
+
 def _gaussian_job(s: Settings, seed: int, device: str) -> dict[str, pd.DataFrame]:
     """(a) separable and (c) non-separable Gaussian data."""
     g = s.gaussian
@@ -173,5 +218,7 @@ def _real_job(s: Settings, seed: int, device: str) -> dict[str, pd.DataFrame]:
 
 
 def run_job(cfg: Config, job: Job, ctx: JobContext) -> dict[str, pd.DataFrame]:
+    if job.part == DEPTH_PART:
+        return _depth_job(cfg.claim, int(job.params["seed"]), int(job.params["depth"]), ctx.device)
     part = {"degenerate": _degenerate_job, "gaussian": _gaussian_job, "real": _real_job}[job.part]
     return part(cfg.claim, int(job.params["seed"]), ctx.device)

@@ -5,7 +5,10 @@ Tables (each with the driver's ``job`` column first; docs/claims/huang2020.md):
 ``runs`` (seed, sweep, eta, eta_lam0, phase, final_loss, lam_final, eta_lam_final, hessian_final,
 rise, max_step_rise) one row per η of a sweep; ``loss`` and ``lam`` (seed, sweep, eta, step, value)
 the curves; ``widths`` (seed, width, c_div, c_theory); ``real`` (seed, name, c, rise, final_loss,
-test_acc, diverged, lam0) and ``real_loss`` (seed, name, step, value) for the CIFAR-10 part.
+test_acc, diverged, lam0) and ``real_loss`` (seed, name, step, value) for the CIFAR-10 part;
+``depths`` (seed, depth, p, p_real, lam0, c_theory, c_star, c_rise, grid_step) one row per (depth, seed)
+and ``depth_runs`` (seed, depth, eta, eta_lam0, rise, final_loss, lam_final, converged) for the onset
+sweep over depth.
 """
 
 from __future__ import annotations
@@ -64,6 +67,19 @@ def real_of(tables: Tables, seed: int) -> pd.DataFrame:
     """The CIFAR-10 runs of ``seed``: name, c, rise, final_loss, test_acc, diverged (and lam0)."""
     t = tables["real"]
     return t[t.seed == seed].drop(columns=["job", "seed"]).reset_index(drop=True)
+
+
+def depths_of(cfg: Config, tables: Tables) -> pd.DataFrame:
+    """The ``depths`` rows of the config's depths × seeds, one each (KeyError when one is missing or doubled)."""
+    t = tables["depths"]
+    rows = []
+    for L in cfg.claim.degenerate.depths:
+        for sd in cfg.execution.seeds:
+            r = t[(t.depth == L) & (t.seed == sd)]
+            if len(r) != 1:
+                raise KeyError(f"{NAME}: {len(r)} stored depth rows for depth {L}, seed {sd} (expected 1)")
+            rows.append(r)
+    return pd.concat(rows, ignore_index=True).drop(columns="job", errors="ignore")
 
 
 def _converged(tab: pd.DataFrame, best: float, tol: float) -> np.ndarray:
@@ -140,6 +156,19 @@ def judge(cfg: Config, tables: Tables) -> list[Verdict]:
             "superiority", vt.min_flat_slope,
             notes="converged catapult runs in the slope per seed: " + ", ".join(str(k) for *_, k in rows)
             + " (fewer than 2: a failed seed)")
+    dep = depths_of(cfg, tables)
+    for L in g.depths:
+        d = dep[dep.depth == L]
+        cs, th = d.c_star.to_numpy(dtype=float), d.c_theory.to_numpy(dtype=float)
+        err = np.where(np.isfinite(cs), np.abs(cs - th) / th, math.inf)  # no onset: a failed seed
+        add(f"b-boundary-depth{L}", f"deep linear network of depth {L}, degenerate non-separable data, "
+            f"p = {g.ps[0]:g}: the catapult (a rise above rise_tol that still converges) sets in at "
+            f"η·λ0 = 2/(p(1−p)) with λ0 the depth-{L} NTK at init (within {s.boundary_tol:.0%})",
+            f"{s.boundary_tol:g} − |c* − c_theory|/c_theory", s.boundary_tol - err, "bound", 0.0,
+            notes="measured c* / theory per seed: " + "; ".join(f"{_fmt(a)} / {b:.3g}" for a, b in zip(cs, th))
+            + "; λ0 per seed: " + ", ".join(f"{x:.3g}" for x in d.lam0)
+            + f" (grid step {(g.boundary_span[1] - g.boundary_span[0]) / (g.boundary_points - 1):.3g}·theory; "
+            "none: no run both catapulted and converged, a failed seed)")
     gslope, gruns = [], []
     for sd in seeds:
         tab = sweep_of(tables, sd, "gaussian-nonseparable").table

@@ -11,7 +11,7 @@ from ...report.figures import PHASE_COLORS, save, subplots
 from ...stats import Verdict
 from ..protocol import Tables
 from .config import Config
-from .judge import NAME, curves_of, real_of, sweep_of, width_scaling
+from .judge import NAME, curves_of, depths_of, real_of, sweep_of, width_scaling
 
 PAPER = "Huang, Du, Xu & Liu 2020 — deep linear networks in the large learning rate phase"
 FLOAT32_FLOOR = 1e-7  # relative resolution of a float32 loss (the trajectory figure's floor above L*)
@@ -39,13 +39,69 @@ def report(cfg: Config, tables: Tables, verdicts: list[Verdict], figdir: Path, r
              f"{g.ps[0]:g}) by width (seed mean): " + ", ".join(
                  f"{int(k)}: {v:.3g}" for k, v in w.groupby("width").c_div.mean().items())
              + (f"; log-log slope {ci.mean:.3f} [{ci.low:.3f}, {ci.high:.3f}]" if ci else "; slope undefined"), ""]
+    lines += depth_table(cfg, tables)
     figs = [(trajectory_figure(cfg, tables), "trajectories", "loss and λ_t across η"),
             (flatness_figure(cfg, tables), "flatness", "final sharpness against η"),
-            (real_figure(cfg, tables), "real-accuracy", "test accuracy against η")]
+            (real_figure(cfg, tables), "real-accuracy", "test accuracy against η"),
+            (depth_figure(cfg, tables), "depth-boundary", "catapult onset against depth")]
     for fig, name, alt in figs:
         f = save(fig, figdir / f"{NAME}-{name}.png")
         lines += [f"![{alt}]({rel / f.name})", ""]
     return "\n".join(lines)
+
+
+def depth_table(cfg: Config, tables: Tables) -> list[str]:
+    """(b, depth): the measured onset c* / c_theory by depth (seed mean and range) and λ0 / L."""
+    s = cfg.claim
+    d = depths_of(cfg, tables)
+    d["ratio"] = d.c_star / d.c_theory
+    out = [f"(b, depth) catapult onset against depth (p = {s.degenerate.ps[0]:g}; c*: smallest η·λ0 that rose by "
+           f"more than {s.rise_tol:g} and converged; prediction c*/c_theory = 1 at every depth, tolerance "
+           f"{s.boundary_tol:g}):", "",
+           "| depth L | c* / c_theory (mean) | min – max over seeds | seeds without onset | λ0 (mean) | λ0 / L |",
+           "|---|---|---|---|---|---|"]
+    for L, g in d.groupby("depth"):
+        r = g.ratio[np.isfinite(g.ratio)]
+        rng = f"{r.min():.3f} – {r.max():.3f}" if len(r) else "none"
+        out.append(f"| {int(L)} | {r.mean():.3f} | {rng} | {int((~np.isfinite(g.ratio)).sum())} | "
+                   f"{g.lam0.mean():.3g} | {g.lam0.mean() / L:.3g} |" if len(r) else
+                   f"| {int(L)} | none | none | {len(g)} | {g.lam0.mean():.3g} | {g.lam0.mean() / L:.3g} |")
+    return out + [""]
+
+
+def depth_figure(cfg: Config, tables: Tables) -> Figure:
+    """(b, depth): c*/c_theory per seed against depth with the ±boundary_tol band, and λ0 against depth."""
+    s = cfg.claim
+    d = depths_of(cfg, tables)
+    d["ratio"] = d.c_star / d.c_theory
+    fig, axes = subplots(1, 2, figsize=(10, 3.6))
+    ax = axes[0]
+    ax.axhspan(1 - s.boundary_tol, 1 + s.boundary_tol, color="0.9", label=f"±{s.boundary_tol:g} (tolerance)")
+    ax.axhline(1, color="k", lw=0.8, ls=":", label="2/(p(1−p)) (every depth)")
+    jit = np.linspace(-0.12, 0.12, max(len(cfg.execution.seeds), 2))
+    for i, sd in enumerate(cfg.execution.seeds):
+        g = d[d.seed == sd]
+        ax.scatter(g.depth + jit[i], g.ratio, s=14, color=PHASE_COLORS["catapult"], alpha=0.7,
+                   label="c* / c_theory per seed" if i == 0 else None)
+    m = d.groupby("depth").ratio.mean()
+    ax.plot(m.index, m.to_numpy(), color="#264653", marker="o", lw=1.2, label="seed mean")
+    ax.set_xlabel("depth L")
+    ax.set_ylabel("measured onset c* / 2/(p(1−p))")
+    ax.set_xticks(sorted(s.degenerate.depths))
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    ax.scatter(d.depth, d.lam0, s=14, color="0.4")
+    ax.plot(sorted(s.degenerate.depths), sorted(s.degenerate.depths), color="k", lw=0.8, ls=":", label="λ0 = L·|x̂|²")
+    ax.set_xlabel("depth L")
+    ax.set_ylabel("λ0 (NTK at init)")
+    ax.set_xticks(sorted(s.degenerate.depths))
+    ax.legend(fontsize=7)
+    for a in axes:
+        a.grid(alpha=0.3)
+    fig.suptitle(f"{NAME} (b, depth): catapult onset in units of η·λ0 against depth, p = {s.degenerate.ps[0]:g}",
+                 fontsize=10)
+    fig.subplots_adjust(wspace=0.3)
+    return fig
 
 
 def trajectory_figure(cfg: Config, tables: Tables) -> Figure:

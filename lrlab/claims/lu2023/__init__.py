@@ -13,7 +13,10 @@ per-seed effect with a 95% t interval:
 * (a) the large rate oscillates — the share of (probe, strong point) pairs with |y·f − 1| ≥ δ
   over the second half of training exceeds ``osc_min`` — and training still converges: the
   training loss averaged over the last ``tail`` of the steps is below ``conv_tol``; the small
-  rate does not oscillate;
+  rate does not oscillate; the same in weight space — the share of (filter, probe) pairs whose
+  strong component ⟨w, u⟩/‖u‖ reverses its motion between consecutive probes (both moves at
+  least ``w_rel`` of its size) over the second half exceeds ``verdicts.w_osc_min`` at the large
+  rate and stays below it at the small rate;
 * (b) the weak-feature alignment max_r ⟨w, v⟩/‖v‖ grows by more than ``growth`` × under the
   large rate, and by less under the small rate (at equal steps and at equal Σ η_t);
 * (c) weak-only test accuracy: large minus small (equal steps, and equal Σ η_t);
@@ -26,5 +29,7 @@ from .experiment import CURVES, jobs, preflight, run_job
 from .judge import NAME, Run, effect_window, judge, measures, run_of, window_summary
 from .report import PAPER, report
 
-__all__ = ["CURVES", "Config", "NAME", "PAPER", "Run", "Settings", "effect_window", "jobs", "judge", "lr_unit",
-           "measures", "preflight", "report", "run_job", "run_of", "window_summary"]
+JOBS_VERSION = 2  # 2: the curves table gains the weight-space oscillation share 'osc.weights'
+
+__all__ = ["CURVES", "Config", "JOBS_VERSION", "NAME", "PAPER", "Run", "Settings", "effect_window", "jobs", "judge",
+           "lr_unit", "measures", "preflight", "report", "run_job", "run_of", "window_summary"]

@@ -22,6 +22,9 @@ class Settings(Strict):
     window: list[float] = Field(min_length=2, max_length=2, description="the paper's window of c")
     delta: float = Field(gt=0, description="oscillation: |y·f − 1| ≥ delta")
     osc_min: float = Field(gt=0, lt=1, description="(a) 'oscillates': share above this")
+    w_rel: float = Field(0.02, gt=0, lt=1, description="(a, weight space) a filter's strong component "
+                         "a = ⟨w, u⟩/‖u‖ reverses when its moves between consecutive probes change sign and "
+                         "both are at least w_rel·|a|")
     tail: float = Field(gt=0, le=0.5, description="(a) share of the last steps the convergence is averaged over")
     conv_tol: float = Field(gt=0, description="(a) converged: tail-mean training loss below this")
     growth: float = Field(gt=1, description="(b) 'learns the weak feature': alignment grows by more than this")
@@ -60,6 +63,9 @@ class Verdicts(Strict):
                              "99.38% against 93.75%)")
     d_acc_min: float = Field(0.01, gt=0, description="d-window: the smallest gain of the best weak-only test "
                              "accuracy inside the window over the best below it that matters (1 point)")
+    w_osc_min: float = Field(0.05, gt=0, lt=1, description="a-*-weights (bound): the share of (filter, probe) "
+                             "pairs whose strong component reverses its motion, second half, above which the "
+                             "iterates 'oscillate in weight space' (like claim.osc_min in function space)")
 
 
 class Config(Strict):

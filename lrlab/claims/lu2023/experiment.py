@@ -16,7 +16,7 @@ from ..protocol import Job, JobContext
 from .config import Config, Settings, lr_unit
 
 CURVES = ("train.loss", "train.acc", "yf.strong", "yf.strong.first", "oscillating", "align.weak",
-          "align.strong", "noise", "test_weak.acc")
+          "align.strong", "noise", "osc.weights", "test_weak.acc")
 
 
 def jobs(cfg: Config) -> list[Job]:
@@ -35,7 +35,7 @@ def _train(s: Settings, seeds: list[int], cs: list[float], steps: int, eval_ever
     members = [Member(f"c={c:g}", sd, Constant(c * lr_unit(s)), i) for c in cs for i, sd in enumerate(seeds)]
     model = ReLU2CNN(s.data.d, s.model.filters, s.model.init_std)
     index = [m.data_index for m in members]
-    probes = benign_probes(model, data, index, s.delta)
+    probes = benign_probes(model, data, index, s.delta, s.w_rel)
     weak = StackedData.stack([d.test_weak for d in data])
     di = torch.tensor(index)
     probes["test_weak.acc"] = lambda model_, params: group_metrics(model_, params, weak, di, "margin_squared",

@@ -47,13 +47,15 @@ def _members(r: Run, c: float, seeds: list[int]) -> list[int]:
 
 
 def measures(r: Run, c: float, s: Settings, seeds: list[int]) -> pd.DataFrame:
-    """Per seed at rate c: oscillation share (first and second half), tail-mean loss, final train
+    """Per seed at rate c: oscillation share in function and weight space (first and second half;
+    NaN where the weight-space curve is missing), tail-mean loss, final train
     accuracy, weak/strong alignment at start and end, noise memorisation, weak-only accuracy."""
     rows = []
     cv, t = r.curves, r.finals.set_index("member")
     for sd, k in zip(seeds, _members(r, c, seeds)):
         osc = cv["oscillating"][k].dropna()
         half = osc.index.max() / 2
+        ow = cv["osc.weights"][k].dropna() if "osc.weights" in cv else pd.Series(dtype=float)
         loss = cv["train.loss"][k].dropna()
         tail = loss[loss.index >= (1 - s.tail) * loss.index.max()]
         aw, au = cv["align.weak"][k], cv["align.strong"][k]
@@ -61,6 +63,8 @@ def measures(r: Run, c: float, s: Settings, seeds: list[int]) -> pd.DataFrame:
         rows.append({"seed": sd, "diverged": not ok,
                      "osc_first": float(osc[osc.index < half].mean()) if ok else math.nan,
                      "osc_second": float(osc[osc.index >= half].mean()) if ok else math.nan,
+                     "oscw_first": float(ow[ow.index < half].mean()) if ok else math.nan,
+                     "oscw_second": float(ow[ow.index >= half].mean()) if ok else math.nan,
                      "tail_loss": float(tail.mean()) if ok else math.nan,
                      "train_acc": float(cv["train.acc"][k].dropna().iloc[-1]) if ok else math.nan,
                      "weak0": float(aw.iloc[0]), "weakT": float(aw.dropna().iloc[-1]) if ok else math.nan,
@@ -118,10 +122,11 @@ def _failures(**runs: pd.DataFrame) -> str:
 def judge(cfg: Config, tables: Tables) -> list[Verdict]:
     """(a) oscillation and convergence, (b) weak-feature learning, (c) weak-only accuracy, (d) the
     window — each a per-seed effect with a 95% t interval. (a) and the (b) growth verdicts are
-    bound tests (the effect is threshold − measure or measure − threshold, thresholds in ``claim``);
+    bound tests (the effect is threshold − measure or measure − threshold, thresholds in ``claim``;
+    the weight-space (a) verdicts' threshold in ``verdicts.w_osc_min``);
     b-large-vs-small, (c) and (d) are superiority tests with min_effect from ``verdicts``. A diverged
-    run, or a weak alignment that is not positive where its log is taken, gives a NaN effect: a
-    failed seed."""
+    run, a weak alignment that is not positive where its log is taken, or a missing weight-space
+    curve gives a NaN effect: a failed seed."""
     s, vt, seeds = cfg.claim, cfg.verdicts, cfg.execution.seeds
     v: list[Verdict] = []
 
@@ -134,6 +139,12 @@ def judge(cfg: Config, tables: Tables) -> list[Verdict]:
     def diverged(**runs: pd.DataFrame) -> str:
         return "; ".join(f"seed {r.seed}: {label} diverged" for label, m in runs.items()
                          for r in m.itertuples() if r.diverged)
+
+    def no_weights(**runs: pd.DataFrame) -> str:
+        return "; ".join(f"seed {r.seed}: {label} diverged" if r.diverged else
+                         f"seed {r.seed}: {label} has no weight-space share in the second half"
+                         for label, m in runs.items() for r in m.itertuples()
+                         if r.diverged or not np.isfinite(r.oscw_second))
 
     sw, ctrl = run_of(tables, "sweep"), run_of(tables, "control")
     L, S = measures(sw, s.large, s, seeds), measures(sw, s.small, s, seeds)
@@ -154,6 +165,19 @@ def judge(cfg: Config, tables: Tables) -> list[Verdict]:
         "(probe, point) pairs)", f"{s.osc_min:g} − share of oscillating pairs in steps ≥ T/2",
         (s.osc_min - S.osc_second).to_numpy(), "bound",
         notes="share per seed: " + ", ".join(f"{x:.3f}" for x in S.osc_second), failed=diverged(small=S))
+    wdef = (f"(filter, probe) pairs whose strong component ⟨w, u⟩/‖u‖ reverses its motion between consecutive "
+            f"probes (Δ_prev·Δ_next < 0, both moves ≥ {s.w_rel:g}·|a|)")
+    add("a-large-oscillates-weights", f"{lg}: the iterates oscillate in weight space through the second half of "
+        f"training — more than {100 * vt.w_osc_min:.3g}% of {wdef}",
+        f"share of reversing (filter, probe) pairs in steps ≥ T/2 − {vt.w_osc_min:g}",
+        (L.oscw_second - vt.w_osc_min).to_numpy(), "bound",
+        notes="weight-space share in the first / second half per seed: " + ", ".join(
+            f"{a:.2f} / {b:.2f}" for a, b in zip(L.oscw_first, L.oscw_second)), failed=no_weights(large=L))
+    add("a-small-smooth-weights", f"{sm}: the iterates do not oscillate in weight space in the second half — at "
+        f"most {100 * vt.w_osc_min:.3g}% of {wdef}", f"{vt.w_osc_min:g} − share of reversing (filter, probe) pairs in "
+        "steps ≥ T/2", (vt.w_osc_min - S.oscw_second).to_numpy(), "bound",
+        notes="weight-space share per seed: " + ", ".join(f"{x:.3f}" for x in S.oscw_second),
+        failed=no_weights(small=S))
     lf = math.log10(s.growth)
     add("b-large-learns-weak", f"{lg}: the weak-feature alignment max_r ⟨w, v⟩/‖v‖ grows by more than "
         f"{s.growth:g}×", f"log10(alignment T / alignment 0) − log10({s.growth:g})",

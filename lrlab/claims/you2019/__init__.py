@@ -6,7 +6,10 @@ Five experiments, each judged over seeds (paired per seed, 95% t interval):
   the complex ones jump after the first decay; constant-LR runs at each stage's value are the
   controls, and none of them reaches the decayed run's complex accuracy;
 * (b) PS10 with noisy labels: large LR + decay beats a small constant LR on complex patterns
-  and memorises less of the noise (accuracy on the noise subset against its random labels);
+  and memorises less of the noise (accuracy on the noise subset against its random labels; and,
+  restated against chance, the rate of predicting the noisy label among the noisy points not
+  predicted as their true class, whose label-shuffled baseline is 1/(C−1)), while the small
+  constant LR memorises above that baseline;
 * (c) GD against SGD on a CIFAR-10 subset: with full-batch GD, decaying (at any of several
   steps) gives no benefit over not decaying; with SGD, decay gives a jump the constant LR never
   reaches; (d) the top Hessian eigenvalues of the GD-trained nets and their stable intervals;
@@ -41,7 +44,10 @@ from .experiment import PARTS, jobs, preflight, run_job, transfer_net
 from .judge import NAME, REGIME, judge, judge_results, results
 from .report import PAPER, report
 
-__all__ = ["AutoDecaySettings", "Config", "GDSGDSettings", "NAME", "NoiseSettings", "PAPER", "PARTS",
+JOBS_VERSION = 2
+"""2: the noise jobs also store the `memorisation` table (predictions on the noisy points)."""
+
+__all__ = ["AutoDecaySettings", "Config", "GDSGDSettings", "JOBS_VERSION", "NAME", "NoiseSettings", "PAPER", "PARTS",
            "PatternSettings", "REGIME", "Settings", "TransferSettings", "Verdicts", "autodecay_names", "gd_names",
            "jobs", "judge", "judge_results", "pattern_names", "preflight", "report", "results", "run_job",
            "sgd_names", "transfer_net"]

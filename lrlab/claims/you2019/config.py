@@ -169,6 +169,17 @@ class Verdicts(Strict):
     memorization_gap_min: float = Field(0.01, gt=0, description="b-noise-memorizes-less: the smallest gap in "
                                         "train acc on the noise subset, small constant − decay, that matters "
                                         "(1 point of the noise subset)")
+    memorisation_excess_min: float = Field(0.05, gt=0, description="b-noise-memorisation-above-chance-small: "
+                                           "the smallest excess, over the label-shuffled baseline 1/(C−1), of the "
+                                           "small constant LR's rate of predicting the noisy label among the noisy "
+                                           "points not predicted as their true class. Chosen before any result: "
+                                           "≈ 5 binomial SDs of that rate at chance (≈ 0.01 with the ~1,000 noisy "
+                                           "points of quick/paper), and ≈ 5% of the misclassified noisy points "
+                                           "memorised beyond chance")
+    memorisation_rate_gap_min: float = Field(0.02, gt=0, description="b-noise-memorisation-less: the smallest gap "
+                                             "in that rate, small constant − decay, at the end, that matters. Chosen "
+                                             "before any result: 2 points of the rate, ≈ 2 binomial SDs of one rate "
+                                             "near chance with ~1,000 noisy points")
     sgd_jump_min: float = Field(0.01, gt=0, description="c-sgd-decay-jump: the smallest margin of the best "
                                 "decayed SGD run's final test acc over the constant run's best that matters "
                                 "(1 point)")

@@ -7,11 +7,11 @@ from typing import Callable
 
 import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ...config import TrainConfig, TwoLayerConfig
 from ...data import cifar10_vectors, ps10, resolve_source
-from ...data.ps10 import ps10_arrays, ps10_info
+from ...data.ps10 import PS10Part, ps10_arrays, ps10_info
 from ...models import FromModule, make_model
 from ...models.mlp import torch_mlp
 from ...probes.curvature import population_top_eigs
@@ -43,6 +43,8 @@ PATTERN_METRICS = ("test.simple.acc", "test.complex.acc", "train.simple.acc", "t
 GDSGD_METRICS = ("test.acc", "train.loss", "train.acc")
 AUTODECAY_METRICS = ("test.acc", "train.loss")
 CURVE_COLUMNS = ["part", "seed", "name", "epoch", "metric", "value"]
+MEMORISATION_COLUMNS = ["seed", "name", "when", "epoch", "n_noisy", "n_not_true", "n_noisy_label"]
+NOT_TRUE, NOISY_LABEL = "noise.n_not_true", "noise.n_noisy_label"
 
 
 def jobs(cfg: Config) -> list[Job]:
@@ -81,6 +83,47 @@ def transfer_net(d_in: int, width: int, classes: int, device: str) -> Callable[[
     return lambda: make().to(device)
 
 
+def memorisation_probes(part: PS10Part) -> dict[str, Callable]:
+    """Probes counting, per member, the noisy training points (``part.noise``) whose predicted
+    class (argmax) is not their true class (``NOT_TRUE``), and those predicted as their noisy
+    label (``NOISY_LABEL``; a subset of the former, since a noisy label is never the true class).
+    The points move to the parameters' device at the first probe."""
+    m = part.noise
+    cpu = (part.x[m], part.y[m], part.true_class[m])
+    moved: dict[torch.device, tuple[Tensor, Tensor, Tensor]] = {}
+
+    def predictions(model, params) -> tuple[Tensor, Tensor, Tensor]:
+        w = next(iter(params.values()))
+        if w.device not in moved:
+            moved[w.device] = tuple(t.to(w.device) for t in cpu)
+        x, noisy, true = moved[w.device]
+        with torch.no_grad():
+            pred = model.forward(params, x.unsqueeze(0).expand(w.shape[0], *x.shape)).argmax(-1)  # [K, n]
+        return pred, noisy, true
+
+    def not_true(model, params) -> Tensor:
+        pred, _, true = predictions(model, params)
+        return (pred != true).sum(-1).double()
+
+    def noisy_label(model, params) -> Tensor:
+        pred, noisy, _ = predictions(model, params)
+        return (pred == noisy).sum(-1).double()
+
+    return {NOT_TRUE: not_true, NOISY_LABEL: noisy_label}
+
+
+def _memorisation(res, seed: int, names: list[str], p: PatternSettings, spe: int, n_noisy: int) -> pd.DataFrame:
+    """The two counts of every member at the first decay and at the end (NaN for a diverged run)."""
+    nt, nl = res.curve(NOT_TRUE), res.curve(NOISY_LABEL)
+    nt.columns = nl.columns = names
+    rows = []
+    for when, epoch in (("first_decay", p.milestones[0]), ("end", p.epochs)):
+        step = epoch * spe
+        rows += [{"seed": seed, "name": n, "when": when, "epoch": float(epoch), "n_noisy": n_noisy,
+                  "n_not_true": float(nt.loc[step, n]), "n_noisy_label": float(nl.loc[step, n])} for n in names]
+    return pd.DataFrame(rows)[MEMORISATION_COLUMNS]
+
+
 # ------------------------------------------------------------------------------------ parts
 def _pattern_job(part: str, p: PatternSettings, seed: int, device: str) -> dict[str, pd.DataFrame]:
     """(a) or (b): step decay and constant controls on PS10 for one seed."""
@@ -102,8 +145,14 @@ def _pattern_job(part: str, p: PatternSettings, seed: int, device: str) -> dict[
     model = _two_layer(tuple(split.train.input_shape), p.width, p.data.n_classes)
     cfg = TrainConfig(loss="cross_entropy", steps=p.epochs * spe, batch_size=p.batch_size,
                       eval_every=p.eval_every * spe, momentum=p.momentum, device=device)
-    res = train_population(model, members, split.train, split.test, cfg)
+    probes = every = None
+    if part == "noise":  # the noisy points' predictions, at the first decay and at the end
+        probes = memorisation_probes(draw.train)
+        every = {k: p.milestones[0] * spe for k in probes}  # the last step is always probed too
+    res = train_population(model, members, split.train, split.test, cfg, probes=probes, probe_every=every)
     out["curves"] = _curves(res, part, seed, names, PATTERN_METRICS, spe)
+    if part == "noise":
+        out["memorisation"] = _memorisation(res, seed, names, p, spe, int(draw.train.noise.sum()))
     return out
 
 

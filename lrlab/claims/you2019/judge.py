@@ -9,6 +9,10 @@ Tables (each with the driver's ``job`` column first; see docs/claims/you2019.md)
 * ``transfer`` (stage, target, method, acc, tacc, transferability, seed);
 * ``autodecay_final`` (seed, name, test_acc), ``autodecay`` (seed, epochs_used, budget) and
   ``decisions`` (seed, epoch, loss, g, action) of the AutoDecay member;
+* ``memorisation`` (seed, name, when, epoch, n_noisy, n_not_true, n_noisy_label): per member of
+  the noisy PS10 population, at the first decay (when = first_decay) and at the end (end), how
+  many noisy training points are not predicted as their true class and how many are predicted
+  as their noisy label;
 * ``ps10_check`` (seed, entropy_simple, entropy_complex, reference_simple, reference_complex,
   noise_frac): the noisy PS10 draw's check, quoted by the report.
 """
@@ -50,6 +54,7 @@ def results(cfg: Config, tables: Tables) -> Results:
         for part in ("patterns", "noise"):
             names = pattern_names(getattr(s, part))
             out[(part, sd)] = {"curves": _curves(by, part, sd, names), "names": names}
+        out[("noise", sd)]["memorisation"] = memorisation_rates(tables, sd)
         names = gd_names(s.gdsgd)
         e = _of(tables, "eigs", sd).pivot(index="name", columns="i", values="value").loc[names]
         lr = _of(tables, "gd_final_lr", sd).set_index("name").lr
@@ -63,6 +68,21 @@ def results(cfg: Config, tables: Tables) -> Results:
                                   "final": {n: float(fin[n]) for n in names},
                                   "decisions": _of(tables, "decisions", sd).drop(columns="seed"),
                                   "epochs_used": float(row.epochs_used), "budget": int(row.budget)}
+    return out
+
+
+def memorisation_rates(tables: Tables, seed: int) -> dict[tuple[str, str], tuple[float, float]]:
+    """(name, when) -> (rate, n_not_true): the share of the noisy points not predicted as their
+    true class that are predicted as their noisy label. NaN when no noisy point is predicted
+    off its true class (the rate is undefined) or a count is not finite (a diverged run); an
+    empty mapping when the table is absent (jobs stored before it existed)."""
+    if "memorisation" not in tables:
+        return {}
+    t = _of(tables, "memorisation", seed)
+    out = {}
+    for r in t.itertuples(index=False):
+        nt, nl = float(r.n_not_true), float(r.n_noisy_label)
+        out[(str(r.name), str(r.when))] = (nl / nt if nt > 0 else np.nan, nt)
     return out
 
 
@@ -146,6 +166,38 @@ def judge_results(cfg: Config, res: Results) -> list[Verdict]:
         notes="noise memorised (acc on the noise subset against its random labels) — decay before its first "
         "decay / at the end, small constant at the end: " + "; ".join(
             f"{a:.3f} / {b:.3f}, {c:.3f}" for a, b, c in zip(mem_e1, mem_d, mem_s)))
+    chance = 1.0 / (q.data.n_classes - 1)
+    M = [res[("noise", sd)].get("memorisation", {}) for sd in seeds]
+
+    def rate(m: dict, name: str, when: str) -> float:
+        return m.get((name, when), (np.nan, np.nan))[0]
+
+    r_s = np.array([rate(m, small, "end") for m in M])
+    r_d = np.array([rate(m, "decay", "end") for m in M])
+    r_d1 = np.array([rate(m, "decay", "first_decay") for m in M])
+    undefined = ("the rate is undefined: no memorisation table, no noisy point predicted off its true class "
+                 "(n_not_true = 0), or a count is not finite (e.g. a diverged run)")
+    counts = "; ".join(f"{m.get((small, 'end'), (0, np.nan))[1]:g} / {m.get(('decay', 'end'), (0, np.nan))[1]:g}"
+                       for m in M)
+    add("b-noise-memorisation-above-chance-small", f"PS10 with noisy labels: the small constant LR {q.small_lr:g} "
+        "memorises the noise — among the noisy training points it does not predict as their true class, it "
+        f"predicts the noisy label more often than the label-shuffled baseline 1/(C−1) = {chance:.3f} (by at "
+        f"least {t.memorisation_excess_min:g})",
+        f"rate of the noisy label among noisy points not predicted as their true class (constant {q.small_lr:g}, "
+        "end) − 1/(C−1)", r_s - chance, "superiority", t.memorisation_excess_min,
+        notes=f"rate (small constant, end) per seed: {', '.join(f'{x:.3f}' for x in r_s)}; noisy points not "
+        f"predicted as their true class, small constant / decay, at the end: {counts}", why=undefined)
+    with np.errstate(invalid="ignore"):  # inf − inf: a failed seed either way
+        gap = r_s - r_d
+    add("b-noise-memorisation-less", "PS10 with noisy labels: large LR + decay memorises less of the noise than "
+        f"the small constant LR {q.small_lr:g} — its rate of predicting the noisy label among the noisy points "
+        f"not predicted as their true class is lower at the end (by at least {t.memorisation_rate_gap_min:g}; "
+        f"chance is {chance:.3f})",
+        f"noisy-label rate among noisy points not predicted as their true class, (constant {q.small_lr:g}) − "
+        "(decay), at the end", gap, "superiority", t.memorisation_rate_gap_min,
+        notes="noisy-label rate — decay at its first decay / at the end, small constant at the end: " + "; ".join(
+            f"{a:.3f} / {b:.3f}, {c:.3f}" for a, b, c in zip(r_d1, r_d, r_s)) + f"; chance 1/(C−1) = {chance:.3f}",
+        why=undefined)
     g = s.gdsgd
     G = [res[("gdsgd", sd)] for sd in seeds]
 

@@ -53,6 +53,17 @@ def report(cfg: Config, tables: Tables, verdicts: list[Verdict], figdir: Path, r
               f"for complex training examples (log2 {p.data.n_simple} = {info.reference_simple:.2f}, log2 "
               f"{p.data.n_complex} = {info.reference_complex:.2f}; the plug-in estimate reads low with few examples "
               f"per pattern); noise share {info.noise_frac:.3f}.", ""]
+    if "memorisation" in tables:
+        m = tables["memorisation"]
+        m = m[m.seed.isin(seeds)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = (m.n_noisy_label / m.n_not_true.where(m.n_not_true > 0)).groupby([m.name, m.when]).mean()
+        chance = 1 / (s.noise.data.n_classes - 1)
+        lines += ["Noise memorisation against chance (seed mean): among the noisy training points not predicted "
+                  "as their true class, the share predicted as their noisy label — "
+                  + ", ".join(f"{n} {rate.get((n, 'first_decay'), np.nan):.3f} at the first decay / "
+                              f"{rate.get((n, 'end'), np.nan):.3f} at the end" for n in dict.fromkeys(m.name))
+                  + f"; the label-shuffled baseline 1/(C−1) is {chance:.3f}.", ""]
     for fig, name, alt in figs:
         f = save(fig, figdir / f"{NAME}-{name}.png")
         lines += [f"![{alt}]({rel / f.name})", ""]
