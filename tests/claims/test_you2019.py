@@ -38,10 +38,10 @@ IDS = {"a-simple-in-stage1", "a-complex-jump-after-decay", "a-complex-beats-cons
        "a-complex-beats-constant-0.01", "a-complex-beats-constant-0.001", "b-noise-complex",
        "b-noise-memorizes-less", "b-noise-memorisation-above-chance-small", "b-noise-memorisation-less",
        "c-gd-decay-no-benefit", "c-sgd-decay-jump", "d-gd-stable-interval",
-       "autodecay-accuracy", "autodecay-epochs"} | {
+       "autodecay-accuracy", "autodecay-epochs", "a-complex-vs-constant-same-time", "b-noise-complex-same-time"} | {
     f"transfer-{t}-{m}" for t in ("cifar10-other-classes", "ps10") for m in ("fix", "finetune")}
 ACCURACY = {"a-complex-beats-constant-0.1", "a-complex-beats-constant-0.01", "a-complex-beats-constant-0.001",
-            "b-noise-complex"}
+            "b-noise-complex", "b-noise-complex-same-time"}
 
 
 def _tiny() -> you.Config:
@@ -99,7 +99,7 @@ def test_jobs_one_per_part_and_seed():
 # ------------------------------------------------------------------------------------ hand-made tables
 TRANSFER_IDS = {f"transfer-{t}-{m}" for t in ("cifar10-other-classes", "ps10") for m in ("fix", "finetune")}
 BOUND = {"a-simple-in-stage1", "d-gd-stable-interval"}
-EQUIVALENCE = {"c-gd-decay-no-benefit", "autodecay-accuracy"}
+EQUIVALENCE = {"c-gd-decay-no-benefit", "autodecay-accuracy", "a-complex-vs-constant-same-time"}
 SUPERIORITY = IDS - BOUND - EQUIVALENCE
 NULL_STATUS = {**{k: "FAIL" for k in SUPERIORITY}, **{k: "INCONCLUSIVE" for k in BOUND},
                **{k: "PASS" for k in EQUIVALENCE}}
@@ -125,13 +125,16 @@ def _effects(shape: str, seeds=(0, 1, 2)) -> dict[str, list[float]]:
     paper = {"a-simple-in-stage1": 0.03, "a-complex-jump-after-decay": 0.3, "b-noise-complex": 0.2,
              "b-noise-memorizes-less": 0.5, "b-noise-memorisation-above-chance-small": 0.3,
              "b-noise-memorisation-less": 0.2, "c-gd-decay-no-benefit": 0.001, "c-sgd-decay-jump": 0.1,
-             "d-gd-stable-interval": 0.3, "autodecay-accuracy": 0.0, "autodecay-epochs": 0.35}
+             "d-gd-stable-interval": 0.3, "autodecay-accuracy": 0.0, "autodecay-epochs": 0.35,
+             "a-complex-vs-constant-same-time": 0.005, "b-noise-complex-same-time": 0.15}
     paper |= {k: 0.4 for k in TRANSFER_IDS | ACCURACY - {"b-noise-complex"}}
     if shape == "paper":
         return at(paper, 0.0)
     assert shape == "reversed"
     rev = {k: -x for k, x in paper.items()}
     rev |= {"c-gd-decay-no-benefit": 0.1, "autodecay-accuracy": -0.05, "autodecay-epochs": 0.01,
+            "a-complex-vs-constant-same-time": 0.1,  # decay far above the same-Σηt control: not 'reached'
+
             "b-noise-memorisation-above-chance-small": -0.05}  # a rate below chance (it stays in [0, 1])
     return at(rev, 0.0)
 
@@ -170,6 +173,13 @@ def _tables(cfg: you.Config, eff: dict[str, list[float]]) -> dict[str, pd.DataFr
                 noise[small] = [0.1] * 6 + [0.2 + x["b-noise-memorizes-less"]]
             data = {"test.simple.acc": {n: simple for n in names}, "test.complex.acc": cx, "train.noise.acc": noise}
             curves += _curve_rows(part, sd, data, ep)
+            # the physical-time control (TINY: 22 epochs), final complex acc 0.7 − effect
+            ctrl, ce = you.control_name(getattr(s, part)), getattr(s, part).control_epochs()
+            eid = "a-complex-vs-constant-same-time" if part == "patterns" else "b-noise-complex-same-time"
+            cc = [0.1] * ce + [0.7 - x[eid]]
+            cdata = {"test.simple.acc": {ctrl: [0.9] * (ce + 1)}, "test.complex.acc": {ctrl: cc},
+                     "train.noise.acc": {ctrl: [0.1] * (ce + 1)}}
+            curves += _curve_rows(part, sd, cdata, range(ce + 1))
         # noisy-label rate = n_noisy_label / n_not_true: small constant chance + effect, decay below it
         r_small = chance + x["b-noise-memorisation-above-chance-small"]
         rates = {(f"constant {s.noise.small_lr:g}", "end"): r_small,
@@ -218,7 +228,8 @@ def _judge(cfg: you.Config, eff: dict[str, list[float]]) -> dict:
 
 
 def test_tests_and_thresholds_come_from_the_config():
-    cfg = _cfg3(complex_jump_min=0.02, transfer_drop_min=0.1, simple_tol=0.04)
+    cfg = _cfg3(complex_jump_min=0.02, transfer_drop_min=0.1, simple_tol=0.04, same_time_margin=0.03,
+                noise_complex_gain_min=0.02)
     vs = _judge(cfg, _effects("paper"))
     t, c = cfg.verdicts, cfg.claim
     want = {"a-simple-in-stage1": ("bound", 0.0), "a-complex-jump-after-decay": ("superiority", 0.02),
@@ -229,11 +240,16 @@ def test_tests_and_thresholds_come_from_the_config():
             "c-gd-decay-no-benefit": ("equivalence", c.gdsgd.gd_tol),
             "c-sgd-decay-jump": ("superiority", t.sgd_jump_min), "d-gd-stable-interval": ("bound", 0.0),
             "autodecay-accuracy": ("equivalence", c.autodecay.acc_tol),
-            "autodecay-epochs": ("superiority", c.autodecay.epoch_saving)}
+            "autodecay-epochs": ("superiority", c.autodecay.epoch_saving),
+            "a-complex-vs-constant-same-time": ("equivalence", 0.03),
+            "b-noise-complex-same-time": ("superiority", 0.02)}
     want |= {f"a-complex-beats-constant-{lr:g}": ("superiority", t.complex_gain_min) for lr in (0.1, 0.01, 0.001)}
     want |= {k: ("superiority", 0.1) for k in TRANSFER_IDS}
     assert {k: (v.test, v.min_effect) for k, v in vs.items()} == want
     assert "within 0.04 of its final value" in vs["a-simple-in-stage1"].statement
+    assert "within ±0.03" in vs["a-complex-vs-constant-same-time"].statement
+    b = vs["b-noise-complex-same-time"].statement
+    assert "22 epochs" in b and "Σηt = 0.222" in b
     assert vs["a-simple-in-stage1"].per_seed == pytest.approx(_effects("paper")["a-simple-in-stage1"])
 
 
@@ -270,7 +286,8 @@ def test_every_id_can_fail():
            "b-noise-memorizes-less", "b-noise-memorisation-above-chance-small", "b-noise-memorisation-less",
            "c-gd-decay-no-benefit", "c-sgd-decay-jump", "d-gd-stable-interval",
            "transfer-cifar10-other-classes-fix", "transfer-cifar10-other-classes-finetune", "transfer-ps10-fix",
-           "transfer-ps10-finetune", "autodecay-accuracy", "autodecay-epochs"]
+           "transfer-ps10-finetune", "autodecay-accuracy", "autodecay-epochs", "a-complex-vs-constant-same-time",
+           "b-noise-complex-same-time"]
     assert set(ids) == IDS
     cfg = _cfg3()
     rev = _judge(cfg, _effects("reversed"))
@@ -286,8 +303,44 @@ def test_equivalence_fails_on_either_side():
         eff = _effects("null")
         eff["c-gd-decay-no-benefit"] = [sign * (0.05 + e) for e in (0, 0.001, 0.002)]
         eff["autodecay-accuracy"] = [sign * (0.02 + e) for e in (0, 0.001, 0.002)]
+        eff["a-complex-vs-constant-same-time"] = [sign * (0.05 + e) for e in (0, 0.001, 0.002)]
         vs = _judge(cfg, eff)
         assert vs["c-gd-decay-no-benefit"].status == vs["autodecay-accuracy"].status == "FAIL"
+        assert vs["a-complex-vs-constant-same-time"].status == "FAIL"
+
+
+def test_physical_time_control_sizing():
+    """Σηt of the step decay and the epochs the small constant rate needs to travel it."""
+    s = _tiny().claim
+    assert s.patterns.sum_lr_epochs() == pytest.approx(2 * (0.1 + 0.01 + 0.001))
+    assert (s.patterns.control_lr(), s.patterns.control_epochs()) == (pytest.approx(0.01), 22)
+    assert (s.noise.control_lr(), s.noise.control_epochs()) == (0.01, 22)
+    assert you.control_name(s.patterns) == "constant 0.01 same Σηt"
+    assert you.control_name(s.patterns) not in you.pattern_names(s.patterns)  # the population is unchanged
+    q = load_claim_config(you.NAME, "quick").claim
+    assert q.patterns.control and q.noise.control
+    assert q.patterns.sum_lr_epochs() == pytest.approx(3.33) and q.patterns.control_epochs() == 333
+    assert q.noise.control_epochs() == 333
+    p = load_claim_config(you.NAME, "paper").claim
+    assert p.patterns.control_epochs() == p.noise.control_epochs() == 555
+
+
+def test_same_time_without_control_curves():
+    """Jobs stored without the control (before JOBS_VERSION 3) fail the two ids on every seed and
+    leave the others as they were; with ``control: false`` the two ids are not judged."""
+    cfg = _cfg3()
+    t = _tables(cfg, _effects("paper"))
+    c = t["curves"]
+    t["curves"] = c[~c.name.str.endswith("same Σηt")]
+    vs = {v.id: v for v in you.judge(cfg, t)}
+    for k in ("a-complex-vs-constant-same-time", "b-noise-complex-same-time"):
+        assert (vs[k].status, vs[k].failed_seeds) == ("FAIL", 3), k
+        assert "JOBS_VERSION 3" in vs[k].notes
+    assert all(v.status == "PASS" for k, v in vs.items() if not k.endswith("same-time"))
+    d = json.loads(json.dumps({**TINY, "execution": {"seeds": [0, 1, 2]}}))
+    d["claim"]["patterns"]["control"] = d["claim"]["noise"]["control"] = False
+    off = validate(you.Config, d)
+    assert {v.id for v in you.judge(off, t)} == IDS - {"a-complex-vs-constant-same-time", "b-noise-complex-same-time"}
 
 
 COUPLED = {"b-noise-memorisation-above-chance-small": {"b-noise-memorisation-less"}}
@@ -392,6 +445,7 @@ def test_report_from_hand_made_tables(tmp_path):
     text = you.report(cfg, tables, you.judge(cfg, tables), tmp_path, tmp_path.relative_to(tmp_path))
     assert "PS10 check (noisy variant, seed 0)" in text and "AutoDecay" in text
     assert "decay 0.111 at the first decay / 0.211 at the end" in text and "1/(C−1) is 0.111" in text
+    assert "Physical-time control (patterns): constant 0.01 for 22 epochs" in text
     assert {p.name for p in tmp_path.iterdir()} == {f"{you.NAME}-{n}.png" for n in (
         "patterns", "noise", "gd-sgd", "eigenvalues", "transfer", "autodecay")}
 
@@ -458,6 +512,11 @@ def test_tiny_end_to_end(tmp_path, monkeypatch, cifar_root):
     memo = pd.read_parquet(out / you.NAME / "jobs" / "noise-seed0" / "memorisation.parquet")
     assert len(memo) == 2 * len(you.pattern_names(_tiny().claim.noise))
     assert (memo.n_noisy == 20).all() and (memo.n_noisy_label <= memo.n_not_true).all()
+    for part in ("patterns", "noise"):  # the population as before, and the control for 22 epochs
+        cv = pd.read_parquet(out / you.NAME / "jobs" / f"{part}-seed0" / "curves.parquet")
+        ctrl = you.control_name(getattr(_tiny().claim, part))
+        assert list(dict.fromkeys(cv.name)) == you.pattern_names(getattr(_tiny().claim, part)) + [ctrl]
+        assert cv[cv.name != ctrl].epoch.max() == 6 and cv[cv.name == ctrl].epoch.max() == 22
     before = (out / "verdicts.json").read_bytes()
     again = {v.id: v for v in driver.report(out, log=lambda m: None)}
     assert (out / "verdicts.json").read_bytes() == before

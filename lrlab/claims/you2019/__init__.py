@@ -19,6 +19,12 @@ Five experiments, each judged over seeds (paired per seed, 95% t interval):
 * AutoDecay against the best of a grid of step decays on PS10: final test accuracy within
   ``acc_tol`` while spending at least ``epoch_saving`` fewer epochs.
 
+Physical-time controls of (a) and (b): the step decay travels Σηt (the sum over epochs of its
+rate) far beyond a constant small rate trained for the same epochs, so each PS10 job also trains
+the small constant rate for round(Σηt / rate) epochs (``control_name``); (a) asks whether it then
+reaches the decayed run's complex accuracy (equivalence, the paper's Fig. 9), (b) whether decay
+still beats it on noisy PS10 (superiority).
+
 Each statement is a superiority, bound or equivalence test (``lrlab.stats``) with its threshold
 in the config (``verdicts``, or ``claim`` for ``gd_tol``, ``acc_tol`` and ``epoch_saving``).
 
@@ -36,6 +42,7 @@ from .config import (
     TransferSettings,
     Verdicts,
     autodecay_names,
+    control_name,
     gd_names,
     pattern_names,
     sgd_names,
@@ -44,10 +51,13 @@ from .experiment import PARTS, jobs, preflight, run_job, transfer_net
 from .judge import NAME, REGIME, judge, judge_results, results
 from .report import PAPER, report
 
-JOBS_VERSION = 2
-"""2: the noise jobs also store the `memorisation` table (predictions on the noisy points)."""
+JOBS_VERSION = 3
+"""2: the noise jobs also store the `memorisation` table (predictions on the noisy points).
+3: the patterns and noise jobs also train the physical-time control (``control_name``: the small
+constant rate for the decayed run's Σηt) and store its curves in ``curves``."""
 
 __all__ = ["AutoDecaySettings", "Config", "GDSGDSettings", "JOBS_VERSION", "NAME", "NoiseSettings", "PAPER", "PARTS",
-           "PatternSettings", "REGIME", "Settings", "TransferSettings", "Verdicts", "autodecay_names", "gd_names",
+           "PatternSettings", "REGIME", "Settings", "TransferSettings", "Verdicts", "autodecay_names",
+           "control_name", "gd_names",
            "jobs", "judge", "judge_results", "pattern_names", "preflight", "report", "results", "run_job",
            "sgd_names", "transfer_net"]

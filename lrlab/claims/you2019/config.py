@@ -27,6 +27,9 @@ class PatternSettings(Strict):
     momentum: float = Field(0.9, ge=0, lt=1)
     eval_every: int = Field(1, gt=0, description="epochs between probes")
     jump_window: int = Field(5, gt=0, description="epochs after a decay that count as 'the jump'")
+    control: bool = Field(True, description="also train, in the same job, the physical-time control: the small "
+                          "constant rate (control_lr) for control_epochs(), so that it travels the decayed run's "
+                          "Σηt (sum over epochs of the rate)")
 
     @model_validator(mode="after")
     def _check(self) -> PatternSettings:
@@ -41,6 +44,19 @@ class PatternSettings(Strict):
         """The rate of every stage: lr, lr·factor, lr·factor², …"""
         return [self.lr * self.factor**i for i in range(len(self.milestones) + 1)]
 
+    def sum_lr_epochs(self) -> float:
+        """Σηt of the step decay: the sum over epochs of its rate (in epoch units)."""
+        bounds = [0, *self.milestones, self.epochs]
+        return sum(lr * (b - a) for lr, a, b in zip(self.stage_lrs(), bounds, bounds[1:]))
+
+    def control_lr(self) -> float:
+        """The small constant rate of the physical-time control: lr·factor (the second stage's)."""
+        return self.stage_lrs()[1]
+
+    def control_epochs(self) -> int:
+        """Epochs at ``control_lr`` that travel the step decay's Σηt: round(Σηt / control_lr), at least 1."""
+        return max(1, round(self.sum_lr_epochs() / self.control_lr()))
+
 
 class NoiseSettings(PatternSettings):
     """(b): the same population on noisy PS10; ``small_lr`` is the small constant LR compared."""
@@ -52,6 +68,10 @@ class NoiseSettings(PatternSettings):
         if not any(math.isclose(self.small_lr, v, rel_tol=1e-9) for v in self.stage_lrs()):
             raise ValueError(f"small_lr {self.small_lr} must be one of the stage rates {self.stage_lrs()}")
         return self
+
+    def control_lr(self) -> float:
+        """(b)'s physical-time control trains ``small_lr``."""
+        return self.small_lr
 
 
 class GDSGDSettings(Strict):
@@ -164,8 +184,10 @@ class Verdicts(Strict):
                                     "counts as a jump (1 point)")
     complex_gain_min: float = Field(0.01, gt=0, description="a-complex-beats-constant-*: the smallest final "
                                     "complex test acc gain, decay − constant, that matters (1 point)")
-    noise_complex_gain_min: float = Field(0.01, gt=0, description="b-noise-complex: the smallest final complex "
-                                          "test acc gain, decay − small constant LR, that matters (1 point)")
+    noise_complex_gain_min: float = Field(0.01, gt=0, description="b-noise-complex and "
+                                          "b-noise-complex-same-time: the smallest final complex test acc gain, "
+                                          "decay − small constant LR (same epochs, or same Σηt), that matters "
+                                          "(1 point)")
     memorization_gap_min: float = Field(0.01, gt=0, description="b-noise-memorizes-less: the smallest gap in "
                                         "train acc on the noise subset, small constant − decay, that matters "
                                         "(1 point of the noise subset)")
@@ -183,6 +205,11 @@ class Verdicts(Strict):
     sgd_jump_min: float = Field(0.01, gt=0, description="c-sgd-decay-jump: the smallest margin of the best "
                                 "decayed SGD run's final test acc over the constant run's best that matters "
                                 "(1 point)")
+    same_time_margin: float = Field(0.02, gt=0, description="a-complex-vs-constant-same-time: the equivalence "
+                                    "margin of 'the small constant LR, given the decayed run's Σηt, reaches its "
+                                    "complex accuracy' (decay − constant same Σηt within ± this). Chosen before any "
+                                    "result: twice the 1-point smallest gain of the superiority verdicts, so that "
+                                    "'reaches' tolerates the 1-point gains those verdicts call meaningful")
     transfer_drop_min: float = Field(0.05, gt=0, description="transfer-*: the smallest drop of transferability "
                                      "from the next-to-last to the last stage that matters; about half the "
                                      "smallest drop the paper reports (Sketch250 fix 0.02 → −0.06)")
@@ -207,6 +234,11 @@ class Config(Strict):
 def pattern_names(p: PatternSettings) -> list[str]:
     """Members of a PS10 population (a) or (b): the step decay, then a constant run per stage rate."""
     return ["decay"] + [f"constant {lr:g}" for lr in p.stage_lrs()]
+
+
+def control_name(p: PatternSettings) -> str:
+    """The physical-time control of a PS10 part: its own population, in the same job and ``curves`` table."""
+    return f"constant {p.control_lr():g} same Σηt"
 
 
 def gd_names(g: GDSGDSettings) -> list[str]:

@@ -27,6 +27,7 @@ from .config import (
     PatternSettings,
     TransferSettings,
     autodecay_names,
+    control_name,
     gd_names,
     pattern_names,
     sgd_names,
@@ -126,7 +127,9 @@ def _memorisation(res, seed: int, names: list[str], p: PatternSettings, spe: int
 
 # ------------------------------------------------------------------------------------ parts
 def _pattern_job(part: str, p: PatternSettings, seed: int, device: str) -> dict[str, pd.DataFrame]:
-    """(a) or (b): step decay and constant controls on PS10 for one seed."""
+    """(a) or (b): step decay and constant controls on PS10 for one seed; with ``p.control``, then
+    the physical-time control (``control_name``): the small constant rate for ``control_epochs()``,
+    trained as a second population (same seed: same initialisation and minibatch order)."""
     draw = ps10_arrays(p.data, seed)
     split = draw.split()
     out: dict[str, pd.DataFrame] = {}
@@ -151,6 +154,12 @@ def _pattern_job(part: str, p: PatternSettings, seed: int, device: str) -> dict[
         every = {k: p.milestones[0] * spe for k in probes}  # the last step is always probed too
     res = train_population(model, members, split.train, split.test, cfg, probes=probes, probe_every=every)
     out["curves"] = _curves(res, part, seed, names, PATTERN_METRICS, spe)
+    if p.control:  # the physical-time control: its own population, so the one above stays as it was
+        ctrl = control_name(p)
+        ccfg = cfg.model_copy(update={"steps": p.control_epochs() * spe})
+        cres = train_population(model, [Member(ctrl, seed, Constant(p.control_lr()))], split.train, split.test, ccfg)
+        out["curves"] = pd.concat([out["curves"], _curves(cres, part, seed, [ctrl], PATTERN_METRICS, spe)],
+                                  ignore_index=True)
     if part == "noise":
         out["memorisation"] = _memorisation(res, seed, names, p, spe, int(draw.train.noise.sum()))
     return out

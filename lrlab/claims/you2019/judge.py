@@ -3,7 +3,8 @@
 Tables (each with the driver's ``job`` column first; see docs/claims/you2019.md):
 
 * ``curves`` (part, seed, name, epoch, metric, value): part is patterns, noise, gd, sgd or
-  autodecay; epoch is step / steps-per-epoch (for gd: the step);
+  autodecay; epoch is step / steps-per-epoch (for gd: the step); patterns and noise also hold
+  the physical-time control ``constant <lr> same Σηt`` (``control_name``), trained longer;
 * ``eigs`` (seed, name, i, value): top Hessian eigenvalues of every GD-trained net;
 * ``gd_final_lr`` (seed, name, lr): each GD run's rate at the end;
 * ``transfer`` (stage, target, method, acc, tacc, transferability, seed);
@@ -24,7 +25,7 @@ import pandas as pd
 
 from ...stats import Verdict, verdict
 from ..protocol import Tables
-from .config import Config, autodecay_names, gd_names, pattern_names, sgd_names
+from .config import Config, autodecay_names, control_name, gd_names, pattern_names, sgd_names
 
 NAME = "you2019"
 REGIME = "ps10+cifar"
@@ -36,6 +37,7 @@ Results = dict[tuple[str, int], dict]
 def _curves(by: dict, part: str, seed: int, names: list[str]) -> dict[str, pd.DataFrame]:
     """Each metric of (part, seed) as a table: rows = epochs (float), columns = member names."""
     g = by[(part, seed)]
+    g = g[g.name.isin(names)]
     return {m: c.pivot(index="epoch", columns="name", values="value")[names].rename_axis(index=None, columns=None)
             for m, c in g.groupby("metric", sort=False)}
 
@@ -54,6 +56,9 @@ def results(cfg: Config, tables: Tables) -> Results:
         for part in ("patterns", "noise"):
             names = pattern_names(getattr(s, part))
             out[(part, sd)] = {"curves": _curves(by, part, sd, names), "names": names}
+            ctrl = control_name(getattr(s, part))  # the physical-time control; None if not stored
+            have = (part, sd) in by and (by[(part, sd)].name == ctrl).any()
+            out[(part, sd)]["control"] = _curves(by, part, sd, [ctrl]) if have else None
         out[("noise", sd)]["memorisation"] = memorisation_rates(tables, sd)
         names = gd_names(s.gdsgd)
         e = _of(tables, "eigs", sd).pivot(index="name", columns="i", values="value").loc[names]
@@ -148,6 +153,23 @@ def judge_results(cfg: Config, res: Results) -> list[Verdict]:
             f"complex patterns (by at least {t.complex_gain_min:g})",
             f"final complex test acc (decay) − (constant {lr:g})", vals, "superiority", t.complex_gain_min,
             kind="accuracy")
+    no_ctrl = ("the physical-time control's final complex test acc (or the decayed run's) is missing or not "
+               "finite (no control curves: jobs stored before JOBS_VERSION 3; or a diverged run)")
+
+    def ctrl_final(part: str, sd: int, epochs: int) -> float:
+        c = res[(part, sd)].get("control")
+        return np.nan if c is None else _at(c["test.complex.acc"].iloc[:, 0], epochs)
+
+    if p.control:
+        ce, dec = p.control_epochs(), [_at(c["test.complex.acc"]["decay"], T) for c in R]
+        ctl = [ctrl_final("patterns", sd, ce) for sd in seeds]
+        add("a-complex-vs-constant-same-time", f"PS10: the small constant LR {p.control_lr():g}, trained for "
+            f"{ce} epochs so that it travels the step decay's Σηt = {p.sum_lr_epochs():.4g} epoch-units, reaches "
+            f"the decayed run's final complex test accuracy (the two within ±{t.same_time_margin:g})",
+            f"final complex test acc (decay, {T} epochs) − (constant {p.control_lr():g}, {ce} epochs)",
+            np.asarray(dec) - np.asarray(ctl), "equivalence", t.same_time_margin,
+            notes="final complex test acc, decay / constant same Σηt: " + "; ".join(
+                f"{a:.3f} / {b:.3f}" for a, b in zip(dec, ctl)), why=no_ctrl)
     q = s.noise
     N = [res[("noise", sd)]["curves"] for sd in seeds]
     small = f"constant {q.small_lr:g}"
@@ -156,6 +178,16 @@ def judge_results(cfg: Config, res: Results) -> list[Verdict]:
         f"final complex test acc (decay) − (constant {q.small_lr:g})",
         [_at(c["test.complex.acc"]["decay"], q.epochs) - _at(c["test.complex.acc"][small], q.epochs) for c in N],
         "superiority", t.noise_complex_gain_min, kind="accuracy")
+    if q.control:
+        ce, dec = q.control_epochs(), [_at(c["test.complex.acc"]["decay"], q.epochs) for c in N]
+        ctl = [ctrl_final("noise", sd, ce) for sd in seeds]
+        add("b-noise-complex-same-time", f"PS10 with {q.data.noise_frac:.0%} noisy labels: large LR + decay beats "
+            f"the small constant LR {q.small_lr:g} on complex test patterns also when the latter travels the same "
+            f"Σηt = {q.sum_lr_epochs():.4g} epoch-units ({ce} epochs; by at least {t.noise_complex_gain_min:g})",
+            f"final complex test acc (decay, {q.epochs} epochs) − (constant {q.small_lr:g}, {ce} epochs)",
+            np.asarray(dec) - np.asarray(ctl), "superiority", t.noise_complex_gain_min, kind="accuracy",
+            notes="final complex test acc, decay / constant same Σηt: " + "; ".join(
+                f"{a:.3f} / {b:.3f}" for a, b in zip(dec, ctl)), why=no_ctrl)
     mem_d = [_at(c["train.noise.acc"]["decay"], q.epochs) for c in N]
     mem_s = [_at(c["train.noise.acc"][small], q.epochs) for c in N]
     mem_e1 = [_at(c["train.noise.acc"]["decay"], q.milestones[0]) for c in N]

@@ -53,6 +53,16 @@ def report(cfg: Config, tables: Tables, verdicts: list[Verdict], figdir: Path, r
               f"for complex training examples (log2 {p.data.n_simple} = {info.reference_simple:.2f}, log2 "
               f"{p.data.n_complex} = {info.reference_complex:.2f}; the plug-in estimate reads low with few examples "
               f"per pattern); noise share {info.noise_frac:.3f}.", ""]
+    for part in ("patterns", "noise"):  # the physical-time controls (same Σηt as the decayed run)
+        q = getattr(s, part)
+        ctl = [res[(part, sd)].get("control") for sd in seeds]
+        if not q.control or any(c is None for c in ctl):
+            continue
+        dec = np.mean([float(res[(part, sd)]["curves"]["test.complex.acc"]["decay"].iloc[-1]) for sd in seeds])
+        con = np.mean([float(c["test.complex.acc"].iloc[:, 0].dropna().iloc[-1]) for c in ctl])
+        lines += [f"Physical-time control ({part}): constant {q.control_lr():g} for {q.control_epochs()} epochs "
+                  f"travels the step decay's Σηt = {q.sum_lr_epochs():.4g} epoch-units; final complex test acc "
+                  f"(seed mean) {con:.3f}, against {dec:.3f} for the step decay after {q.epochs} epochs.", ""]
     if "memorisation" in tables:
         m = tables["memorisation"]
         m = m[m.seed.isin(seeds)]
