@@ -27,10 +27,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+from typing import Annotated, Any, Callable, Mapping, Protocol, runtime_checkable
 
 import pandas as pd
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from ..config import Strict
 from ..stats import Verdict
@@ -52,6 +52,16 @@ class Execution(Strict):
     def seeds_for(self, limit: int | None) -> list[int]:
         """The first ``limit`` seeds (all when None): parts that cost more run fewer seeds."""
         return list(self.seeds if limit is None else self.seeds[:limit])
+
+
+def _two_seeds(ex: Execution) -> Execution:
+    if len(ex.seeds) < 2:
+        raise ValueError(f"execution.seeds needs at least 2 seeds for an interval, got {ex.seeds}")
+    return ex
+
+
+IntervalExecution = Annotated[Execution, AfterValidator(_two_seeds)]
+"""An execution section with at least two seeds (every verdict is an interval over seeds)."""
 
 
 @dataclass(frozen=True)

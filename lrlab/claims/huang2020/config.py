@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from ...config import Strict
-from ..protocol import Execution
+from ..protocol import IntervalExecution
 
 
 class NetSettings(Strict):
@@ -112,12 +112,7 @@ class Config(Strict):
     """The claim config (configs/huang2020/*.yaml): ``execution`` (every part runs every seed), the
     claim's ``claim`` section and the judge's ``verdicts`` thresholds."""
 
-    execution: Execution
+    execution: IntervalExecution
     claim: Settings
     verdicts: Verdicts = Verdicts()
 
-    @model_validator(mode="after")
-    def _seeds(self) -> Config:
-        if len(self.execution.seeds) < 2:
-            raise ValueError(f"execution.seeds needs at least 2 seeds for an interval, got {self.execution.seeds}")
-        return self

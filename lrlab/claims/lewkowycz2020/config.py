@@ -4,10 +4,10 @@ judge-only thresholds (``verdicts``)."""
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from ...config import Strict
-from ..protocol import Execution
+from ..protocol import IntervalExecution
 
 
 class Grid(Strict):
@@ -128,15 +128,10 @@ class Config(Strict):
     """The claim config (configs/lewkowycz2020/*.yaml): ``execution``, the claim's ``claim`` section
     and the judge-only ``verdicts`` thresholds."""
 
-    execution: Execution
+    execution: IntervalExecution
     claim: Settings
     verdicts: Verdicts = Verdicts()
 
-    @model_validator(mode="after")
-    def _seeds(self) -> Config:
-        if len(self.execution.seeds) < 2:
-            raise ValueError(f"execution.seeds needs at least 2 seeds for an interval, got {self.execution.seeds}")
-        return self
 
     def real_seeds(self) -> list[int]:
         """The seeds of the CIFAR-10 accuracy sweep (f)."""

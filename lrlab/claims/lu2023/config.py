@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from ...config import FeatureNoiseConfig, ReLU2CNNConfig, Strict
-from ..protocol import Execution
+from ..protocol import IntervalExecution
 
 
 class Settings(Strict):
@@ -72,15 +72,10 @@ class Config(Strict):
     """The claim config (configs/lu2023/*.yaml): ``execution``, the claim's ``claim`` section and
     the judge's ``verdicts`` thresholds."""
 
-    execution: Execution
+    execution: IntervalExecution
     claim: Settings
     verdicts: Verdicts = Verdicts()
 
-    @model_validator(mode="after")
-    def _seeds(self) -> Config:
-        if len(self.execution.seeds) < 2:
-            raise ValueError(f"execution.seeds needs at least 2 seeds for an interval, got {self.execution.seeds}")
-        return self
 
 
 def lr_unit(s: Settings) -> float:

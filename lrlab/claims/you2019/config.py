@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ...config import PS10Config, Strict
-from ..protocol import Execution
+from ..protocol import IntervalExecution
 
 
 class PatternSettings(Strict):
@@ -219,15 +219,10 @@ class Config(Strict):
     """The claim config (configs/you2019/*.yaml): ``execution``, the claim's ``claim`` section and
     the judge's ``verdicts`` thresholds. Every part runs every seed of ``execution.seeds``."""
 
-    execution: Execution
+    execution: IntervalExecution
     claim: Settings
     verdicts: Verdicts = Verdicts()
 
-    @model_validator(mode="after")
-    def _seeds(self) -> Config:
-        if len(self.execution.seeds) < 2:
-            raise ValueError(f"execution.seeds needs at least 2 seeds for an interval, got {self.execution.seeds}")
-        return self
 
 
 # ------------------------------------------------------------------------------------ member names
