@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -559,5 +560,18 @@ def train_population(model, members: Sequence[Member],
     if resume:
         if rd is None or not (rd / CHECKPOINT).is_file():
             raise FileNotFoundError(f"no checkpoint to resume from in {rd}")
-        tr.load_state(torch.load(rd / CHECKPOINT, weights_only=False))
+        tr.load_state(load_checkpoint(rd / CHECKPOINT))
     return tr.run(progress)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A trainer checkpoint, loaded with ``weights_only=True`` so the file can never run code;
+    anything else (a pickled object, a damaged file) is a ValueError naming the file."""
+    try:
+        state = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a loadable lrlab checkpoint ({first}); nothing in it was run") from None
+    if not isinstance(state, dict) or "n_members" not in state:
+        raise ValueError(f"{path}: not an lrlab checkpoint (no trainer state)")
+    return state

@@ -110,3 +110,28 @@ def test_checkpoint_at_first_probe_after_each_multiple(monkeypatch, tmp_path):
     # probes at 30, 60, ..., 240 and 250; multiples of 50 -> first probes 60, 120, 150, 210, 250
     assert _checkpoint_steps(monkeypatch, tmp_path, steps=250, eval_every=30, checkpoint_every=50) == [
         60, 120, 150, 210, 250]
+
+
+class _Payload:
+    """Unpickling this object would create a file: the proof that a load ran code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("bad", ["payload", "truncated"])
+def test_resume_refuses_a_checkpoint_that_is_not_plain_tensors(bad, tmp_path):
+    """A pickled object saved as checkpoint.pt is refused with a clear error and never runs."""
+    marker = tmp_path / "ran"
+    ckpt = tmp_path / "run" / pop.CHECKPOINT
+    ckpt.parent.mkdir()
+    if bad == "payload":
+        torch.save({"n_members": 6, "step": _Payload(marker)}, ckpt)
+    else:
+        ckpt.write_bytes(b"PK\x03\x04 not a checkpoint")
+    with pytest.raises(ValueError, match="not a loadable lrlab checkpoint"):
+        train_population(*_setup("vectorized"), run_dir=tmp_path / "run", resume=True)
+    assert not marker.exists()
