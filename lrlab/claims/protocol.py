@@ -24,10 +24,11 @@ See docs/adding-a-claim.md for a worked example.
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Mapping, Protocol, runtime_checkable
+from typing import Annotated, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import pandas as pd
 from pydantic import AfterValidator, Field
@@ -62,6 +63,32 @@ def _two_seeds(ex: Execution) -> Execution:
 
 IntervalExecution = Annotated[Execution, AfterValidator(_two_seeds)]
 """An execution section with at least two seeds (every verdict is an interval over seeds)."""
+
+
+def regimes_from_execution(data: Any, fields: Sequence[tuple[tuple[str, str], str]]) -> Any:
+    """For claims whose parts are run configs (``regimes:``): raw config ``data`` with each
+    regime's ``(section, key)`` filled from ``execution.<field>``. A regime that states another
+    value is an error, so seeds, device and threads have one source."""
+    if not isinstance(data, dict):
+        return data
+    ex, regimes = data.get("execution"), data.get("regimes")
+    if not isinstance(ex, dict) or not isinstance(regimes, dict) or "seeds" not in ex:
+        return data  # the field validation reports what is missing
+    data = {**data, "regimes": copy.deepcopy(regimes)}
+    for rname, rc in data["regimes"].items():
+        if not isinstance(rc, dict):
+            continue
+        for (section, key), name in fields:
+            value = ex.get(name, Execution.model_fields[name].default)
+            sec = rc.setdefault(section, {})
+            if not isinstance(sec, dict):
+                continue
+            if key in sec and sec[key] != value:
+                raise ValueError(f"regimes.{rname}.{section}.{key} = {sec[key]!r} differs from "
+                                 f"execution.{name}: a regime must not differ from execution.{name} "
+                                 f"{value!r} (leave it out of the regime)")
+            sec[key] = value
+    return data
 
 
 @dataclass(frozen=True)

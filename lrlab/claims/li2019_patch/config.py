@@ -7,13 +7,12 @@ section (they are filled in from it; a regime that states other values is an err
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from pydantic import Field, model_validator
 
 from ...config import Cifar10PatchConfig, ConstantSchedule, RunConfig, StepSchedule, Strict
-from ..protocol import Execution
+from ..protocol import Execution, regimes_from_execution
 
 # (section, key) of a regime's run config -> the execution field it comes from
 FROM_EXECUTION = ((("population", "seeds"), "seeds"), (("train", "device"), "device"),
@@ -53,26 +52,7 @@ class Config(Strict):
     @classmethod
     def _from_execution(cls, data: Any) -> Any:
         """Fill every regime's seeds, device and threads in from ``execution``."""
-        if not isinstance(data, dict):
-            return data
-        ex, regimes = data.get("execution"), data.get("regimes")
-        if not isinstance(ex, dict) or not isinstance(regimes, dict) or "seeds" not in ex:
-            return data  # the field validation reports what is missing
-        data = {**data, "regimes": copy.deepcopy(regimes)}
-        for rname, rc in data["regimes"].items():
-            if not isinstance(rc, dict):
-                continue
-            for (section, key), field in FROM_EXECUTION:
-                value = ex.get(field, Execution.model_fields[field].default)
-                sec = rc.setdefault(section, {})
-                if not isinstance(sec, dict):
-                    continue
-                if key in sec and sec[key] != value:
-                    raise ValueError(f"regimes.{rname}.{section}.{key} = {sec[key]!r} differs from "
-                                     f"execution.{field} = {value!r}: a regime's seeds, device and threads "
-                                     f"come from the execution section (leave them out of the regime)")
-                sec[key] = value
-        return data
+        return regimes_from_execution(data, FROM_EXECUTION)
 
     @model_validator(mode="after")
     def _check(self) -> Config:

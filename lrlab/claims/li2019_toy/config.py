@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from ...config import ConstantSchedule, RunConfig, StepSchedule, Strict
 from ...train import from_config, total_lr
-from ..protocol import Execution
+from ..protocol import Execution, regimes_from_execution
 
 
 class Settings(Strict):
@@ -63,24 +63,7 @@ class Config(Strict):
     @model_validator(mode="before")
     @classmethod
     def _seeds_from_execution(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        ex, regimes = data.get("execution"), data.get("regimes")
-        if not (isinstance(ex, dict) and "seeds" in ex and isinstance(regimes, dict)):
-            return data
-        seeds = ex["seeds"]
-        filled = {}
-        for rname, rc in regimes.items():
-            if isinstance(rc, dict):
-                pop = rc.get("population")
-                if isinstance(pop, dict):
-                    if "seeds" in pop and pop["seeds"] != seeds:
-                        raise ValueError(f"regimes.{rname}.population.seeds {pop['seeds']} differ from "
-                                         f"execution.seeds {seeds}: every regime runs execution.seeds "
-                                         "(leave population.seeds out)")
-                    rc = {**rc, "population": {**pop, "seeds": seeds}}
-            filled[rname] = rc
-        return {**data, "regimes": filled}
+        return regimes_from_execution(data, ((("population", "seeds"), "seeds"),))
 
     @model_validator(mode="after")
     def _schedules(self) -> Config:
