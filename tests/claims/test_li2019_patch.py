@@ -108,6 +108,37 @@ def test_one_job_per_run_and_clean_control(cifar_root):
     assert all(j.resources.gpus == 1 for j in patch.jobs(validate(patch.Config, on_gpu)))
 
 
+def test_equal_total_lr_control_jobs(cifar_root):
+    """The equal-Σηt control: small LR alone on patched images, on the first same_time_seeds seeds,
+    for the epochs that give it the large schedule's Σηt (ceil of the ratio), probed every
+    same_time_eval_every epochs; the runs' total_lr agree to within one epoch of the small rate."""
+    raw = _claim(cifar_root, seeds=(0, 1, 2), same_time_seeds=2, same_time_eval_every=2)
+    raw["regimes"]["tiny"]["population"]["schedules"]["small"]["lr"] = 0.05
+    cfg = validate(patch.Config, raw)
+    # large: 0.1 for 1 epoch then 0.004 for 1 epoch = 0.104 = 2.08 epochs at 0.05 -> 3 epochs
+    assert patch.same_time_epochs(cfg.regimes["tiny"], cfg.claim) == 3
+    js = patch.jobs(cfg)
+    assert [j.key for j in js][:2] == ["tiny-same-time-seed0", "tiny-same-time-seed1"]
+    assert len(js) == 2 + 3 * 2
+    rc = patch.run_config(cfg.regimes["tiny"], cfg.claim, "same-time", 1)
+    assert set(rc.population.schedules) == {"small"} and rc.population.activation_noise == {}
+    assert (rc.train.steps, rc.train.eval_every, rc.data.patch is not None) == (3, 2, True)
+    assert rc.name == "tiny-images-same-time-seed1"
+    ctrl = patch.run_job(cfg, js[0], JobContext())
+    main = patch.run_job(cfg, next(j for j in js if j.part == "patch" and j.params["seed"] == 0), JobContext())
+    e = ctrl["epochs"]
+    assert set(e.data) == {"same-time"} and set(e.schedule) == {"small"} and set(e.seed) == {0}
+    assert sorted(set(e.epoch)) == [0, 2, 3] and "batch.acc" in set(e.metric)
+    total = ctrl["members"].set_index("name").total_lr
+    large = main["members"].set_index("name").total_lr
+    spe = 10 * 10 // 20  # tiny data: 100 training images, batch 20
+    assert large["large"] <= total["small"] < large["large"] + 0.05 * spe
+    with pytest.raises(ConfigError, match="same_time_seeds = 1: an interval needs at least 2"):
+        validate(patch.Config, _claim(cifar_root, same_time_seeds=1))
+    capped = validate(patch.Config, _claim(cifar_root, seeds=(4,), same_time_seeds=2))  # --seeds 1
+    assert [j.key for j in patch.jobs(capped)][0] == "tiny-same-time-seed4"
+
+
 class _Reached(Exception):
     pass
 
@@ -132,8 +163,8 @@ def test_execution_options_reach_every_job(monkeypatch):
     for j in js:
         with pytest.raises(_Reached):
             patch.run_job(cfg, j, JobContext(device="cuda:3", threads=2))
-    assert len(seen) == len(js) == 4
-    assert sorted(seen.values()) == [("cuda:3", 2, [0])] * 2 + [("cuda:3", 2, [1])] * 2
+    assert len(seen) == len(js) == 6  # patch, clean and the equal-Σηt control on both seeds
+    assert sorted(seen.values()) == [("cuda:3", 2, [0])] * 3 + [("cuda:3", 2, [1])] * 3
 
 
 # ------------------------------------------------------------------------------------ judge on hand-made tables

@@ -7,11 +7,13 @@ section (they are filled in from it; a regime that states other values is an err
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import Field, model_validator
 
 from ...config import Cifar10PatchConfig, ConstantSchedule, RunConfig, StepSchedule, Strict
+from ...train.schedules import from_config, total_lr
 from ..protocol import Execution, regimes_from_execution
 
 # (section, key) of a regime's run config -> the execution field it comes from
@@ -38,6 +40,25 @@ class Settings(Strict):
                               "images): the min_effect of every superiority verdict (must be > 0, so "
                               "that 'no effect' can FAIL)")
     control: bool = Field(True, description="also train large and small on clean images")
+    same_time_seeds: int = Field(0, ge=0, description="the equal-Σηt control: small LR trained on patched "
+                                 "images for as many epochs as give it the large schedule's Σηt, on the first "
+                                 "this many seeds (0: not run; at least 2 for an interval)")
+    same_time_eval_every: int = Field(5, gt=0, description="probe the equal-Σηt control every this many epochs")
+
+    @model_validator(mode="after")
+    def _control_seeds(self) -> Settings:
+        if self.same_time_seeds == 1:
+            raise ValueError("claim.same_time_seeds = 1: an interval needs at least 2 seeds (or 0 to skip the "
+                             "control)")
+        return self
+
+
+class Verdicts(Strict):
+    """Thresholds only the judge reads (not part of any job's fingerprint: changing one re-judges
+    the stored tables without training)."""
+
+    converged_acc: float = Field(gt=0, le=1, description="'trained to convergence': the run's training accuracy "
+                                 "(mean minibatch accuracy since the previous probe) reaches this")
 
 
 class Config(Strict):
@@ -47,6 +68,8 @@ class Config(Strict):
     execution: Execution
     claim: Settings
     regimes: dict[str, RunConfig] = Field(min_length=1)
+    verdicts: Verdicts | None = Field(None, description="judge-only thresholds; without them the "
+                                      "trained-to-convergence verdicts (f-*) are not judged")
 
     @model_validator(mode="before")
     @classmethod
@@ -84,3 +107,16 @@ class Config(Strict):
 def anneal_epoch(cfg: Config, regime: str) -> int:
     """The epoch of the large schedule's anneal (its first milestone)."""
     return cfg.regimes[regime].population.schedules[cfg.claim.large].milestones[0]
+
+
+def same_time_epochs(rc: RunConfig, s: Settings) -> int:
+    """Epochs at the small rate that give the large schedule's Σηt over ``rc.train.steps`` epochs
+    (both count in epochs with the same steps per epoch, so the ratio is one of epochs)."""
+    sch = rc.population.schedules
+    large = total_lr(from_config(sch[s.large], rc.train.steps), rc.train.steps)
+    return math.ceil(large / sch[s.small].lr - 1e-9)
+
+
+def same_time_seeds(cfg: Config) -> list[int]:
+    """The seeds the equal-Σηt control runs on: the first ``claim.same_time_seeds`` of execution's."""
+    return list(cfg.execution.seeds[:cfg.claim.same_time_seeds])

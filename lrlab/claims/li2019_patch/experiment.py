@@ -1,7 +1,9 @@
 """li2019-patch jobs: one population run per (regime, data kind, seed), as tidy tables.
 
-Each job trains every schedule of its regime for one seed, on patched images (``patch``) or,
-for the control, large and small LR on clean images (``clean``), with
+Each job trains every schedule of its regime for one seed, on patched images (``patch``); for
+the controls, large and small LR on clean images (``clean``), and small LR alone on patched images
+for as many epochs as give it the large schedule's Σηt (``same-time``, on the first
+``claim.same_time_seeds`` seeds); with
 :func:`lrlab.experiment.run` in the job's work folder; a job interrupted after a checkpoint
 continues from it (:func:`lrlab.experiment.resume`). Tables of a job:
 
@@ -26,9 +28,9 @@ from ...data.cifar import load_cifar10
 from ...store import load_run
 from ...train.population import CHECKPOINT
 from ..protocol import Job, JobContext, Resources
-from .config import Config, Settings
+from .config import Config, Settings, same_time_epochs, same_time_seeds
 
-KINDS = ("patch", "clean")
+KINDS = ("patch", "clean", "same-time")
 EPOCH_COLUMNS = ["regime", "data", "schedule", "seed", "epoch", "metric", "value", "diverged"]
 
 
@@ -46,11 +48,15 @@ def _resources(cfg: Config, rc: RunConfig) -> Resources:
 
 
 def jobs(cfg: Config) -> list[Job]:
-    """Per regime and seed: the patched run, then (with ``claim.control``) the clean run."""
-    kinds = KINDS if cfg.claim.control else KINDS[:1]
-    return [Job(job_key(regime, kind, seed), kind, {"regime": regime, "seed": seed},
-                _resources(cfg, rc))
-            for regime, rc in cfg.regimes.items() for seed in cfg.execution.seeds for kind in kinds]
+    """Per regime and seed: the patched run, then (with ``claim.control``) the clean run; the
+    equal-Σηt runs (the longest) first, so that they do not end the session alone."""
+    kinds = KINDS[:2] if cfg.claim.control else KINDS[:1]
+    control = [Job(job_key(regime, "same-time", seed), "same-time", {"regime": regime, "seed": seed},
+                   _resources(cfg, rc))
+               for regime, rc in cfg.regimes.items() for seed in same_time_seeds(cfg)]
+    return control + [Job(job_key(regime, kind, seed), kind, {"regime": regime, "seed": seed},
+                          _resources(cfg, rc))
+                      for regime, rc in cfg.regimes.items() for seed in cfg.execution.seeds for kind in kinds]
 
 
 def preflight(cfg: Config) -> None:
@@ -63,7 +69,8 @@ def preflight(cfg: Config) -> None:
 def run_config(rc: RunConfig, s: Settings, kind: str, seed: int, device: str = "cpu",
                threads: int = 1) -> RunConfig:
     """The run of one job: ``rc`` for one seed; for ``clean`` without the patch, the noise arm
-    and the activation noise."""
+    and the activation noise; for ``same-time`` the small schedule alone, for the epochs that give
+    it the large schedule's Σηt, probed every ``same_time_eval_every`` epochs."""
     d = rc.model_dump()
     d["population"]["seeds"] = [seed]
     d["train"]["device"] = device
@@ -76,6 +83,12 @@ def run_config(rc: RunConfig, s: Settings, kind: str, seed: int, device: str = "
         d["population"]["schedules"] = {k: v for k, v in d["population"]["schedules"].items()
                                         if k in (s.large, s.small)}
         d["population"]["activation_noise"] = {}
+    elif kind == "same-time":
+        d["name"] = f"{rc.name}-same-time-seed{seed}"
+        d["population"]["schedules"] = {s.small: d["population"]["schedules"][s.small]}
+        d["population"]["activation_noise"] = {}
+        d["train"]["steps"] = same_time_epochs(rc, s)
+        d["train"]["eval_every"] = s.same_time_eval_every
     else:
         raise ValueError(f"unknown data kind {kind!r}; expected one of {list(KINDS)}")
     return RunConfig.model_validate(d)
