@@ -493,3 +493,123 @@ def test_preflight_finds_the_data_through_config_or_environment(cifar_root, tmp_
         patch.preflight(cfg)
     monkeypatch.setenv("LRLAB_DATA", str(cifar_root))  # what --data-dir sets; spawned workers inherit it
     patch.preflight(cfg)
+
+
+# ------------------------------------------------------------------------------------ the controls (e, f)
+CONTROL_IDS = {"e-large-vs-small-same-time", "f-large-converged", "f-small-converged", "f-noise-converged",
+               "f-small-same-time-converged", "f-large-vs-small-converged"}
+CONTROL_TESTS = {"e-large-vs-small-same-time": ("superiority", 0.01), "f-large-converged": ("bound", 0.0),
+                 "f-small-converged": ("bound", 0.0), "f-noise-converged": ("bound", 0.0),
+                 "f-small-same-time-converged": ("bound", 0.0), "f-large-vs-small-converged": ("superiority", 0.01)}
+FITS = [np.nan, 0.6, 0.9, 0.97, 0.98, 0.99]  # training accuracy (batch.acc: NaN before any minibatch)
+
+
+def _ctrl_cfg(root, **settings):
+    """_cfg with the equal-Σηt control on the first 2 of 3 seeds and the 95% convergence criterion."""
+    raw = _claim(root, seeds=(0, 1, 2), same_time_seeds=2, **settings)
+    rc = raw["regimes"]["tiny"]
+    rc["train"]["steps"] = 6
+    rc["population"]["schedules"]["large"]["milestones"] = [4]
+    raw["verdicts"] = {"converged_acc": 0.95}
+    return validate(patch.Config, raw)
+
+
+def _ctrl_tables(same_time: dict[str, list[float]], train: list[float] = FITS, curves=PAPER_CURVES) -> dict:
+    """The paper's curves with training accuracy ``train`` on every patched run, plus the equal-Σηt
+    run's curves on seeds 0 and 1 only (the control seeds)."""
+    with_train = {k: ({**v, "batch.acc": train} if k[0] == "patch" else v) for k, v in curves.items()}
+    t = _epochs(with_train)["epochs"]
+    st = _epochs({("same-time", "small"): same_time}, seeds=(0, 1))["epochs"]
+    return {"epochs": pd.concat([t, st], ignore_index=True)}
+
+
+def _ctrl_judge(cfg, tables) -> dict:
+    vs = {v.id: v for v in patch.judge(cfg, tables)}
+    assert set(vs) == ALL_IDS | CONTROL_IDS
+    return {k: vs[k] for k in CONTROL_IDS}
+
+
+# the equal-Σηt run: still learning, fits at its 4th probe, ends at 0.5 clean accuracy
+SAME_TIME = {"test.acc": [0.1, 0.3, 0.4, 0.45, 0.5, 0.5], "batch.acc": [np.nan, 0.5, 0.8, 0.96, 0.99, 0.99]}
+
+
+def test_controls_on_the_papers_picture(cifar_root):
+    """Large LR ahead of the equal-Σηt small run, every run trained to the criterion: every
+    control PASSes, on the control seeds only (e, f-small-same-time, f-large-vs-small) or all."""
+    vs = _ctrl_judge(_ctrl_cfg(cifar_root), _ctrl_tables(SAME_TIME))
+    assert {k: (v.test, v.min_effect) for k, v in vs.items()} == CONTROL_TESTS
+    assert {k: v.status for k, v in vs.items()} == {k: PASS for k in CONTROL_IDS}
+    np.testing.assert_allclose(vs["e-large-vs-small-same-time"].per_seed, [0.1, 0.1])
+    np.testing.assert_allclose(vs["f-large-converged"].per_seed, [0.04, 0.041, 0.042])
+    np.testing.assert_allclose(vs["f-small-same-time-converged"].per_seed, [0.04, 0.041])
+    # first probe with training acc ≥ 0.95 is epoch 3, where the small run's clean accuracy is 0.45
+    np.testing.assert_allclose(vs["f-large-vs-small-converged"].per_seed, [0.15, 0.15])
+    assert "(5 epochs)" in vs["e-large-vs-small-same-time"].statement
+    assert "≥ 95%" in vs["f-large-converged"].statement
+    assert vs["e-large-vs-small-same-time"].kind == "accuracy"
+
+
+def test_controls_reversed_fail(cifar_root):
+    """Small LR ahead at equal Σηt and at convergence, and no run near the criterion: every control FAILs."""
+    ahead = {"test.acc": [0.1, 0.7, 0.7, 0.7, 0.7, 0.7], "batch.acc": [np.nan, 0.6, 0.96, 0.6, 0.6, 0.6]}
+    vs = _ctrl_judge(_ctrl_cfg(cifar_root), _ctrl_tables(ahead, train=[np.nan, 0.5, 0.6, 0.6, 0.6, 0.6]))
+    assert {k: v.status for k, v in vs.items()} == {k: FAIL for k in CONTROL_IDS}
+    np.testing.assert_allclose(vs["e-large-vs-small-same-time"].per_seed, [-0.1, -0.1])
+    np.testing.assert_allclose(vs["f-large-vs-small-converged"].per_seed, [-0.1, -0.1])  # met at epoch 2
+    np.testing.assert_allclose(vs["f-small-same-time-converged"].per_seed, [-0.35, -0.349])
+
+
+def test_controls_null(cifar_root):
+    """Small LR equal to large LR at equal Σηt: the superiority controls FAIL (the null lies below
+    min_effect); training accuracy exactly at the criterion (± seed jitter): the bounds are INCONCLUSIVE."""
+    same = {"test.acc": [0.1] + [0.6] * 5, "batch.acc": [np.nan] + [0.95] * 5}
+    at = [np.nan, 0.9, 0.94, 0.949, 0.95, 0.949]  # + 0.001·seed: 0.949, 0.950, 0.951
+    vs = _ctrl_judge(_ctrl_cfg(cifar_root), _ctrl_tables(same, train=at))
+    assert vs["e-large-vs-small-same-time"].status == FAIL
+    np.testing.assert_allclose(vs["e-large-vs-small-same-time"].per_seed, [0.0, 0.0], atol=1e-12)
+    assert vs["f-large-vs-small-converged"].status == FAIL
+    assert {vs[k].status for k in ("f-large-converged", "f-small-converged", "f-noise-converged")} == {INCONCLUSIVE}
+
+
+def test_a_control_that_never_converges_is_a_failed_seed(cifar_root):
+    """The equal-Σηt run never reaches the criterion on seed 1: no comparison at convergence for it
+    (a failed seed, named in the notes), so that verdict cannot PASS."""
+    t = _ctrl_tables(SAME_TIME)["epochs"]
+    slow = (t.data == "same-time") & (t.seed == 1) & (t.metric == "batch.acc")
+    t.loc[slow, "value"] = 0.5
+    vs = _ctrl_judge(_ctrl_cfg(cifar_root), {"epochs": t})
+    v = vs["f-large-vs-small-converged"]
+    assert v.failed_seeds == 1 and v.status != PASS
+    assert "never converged within the equal-Σηt run: seeds [1]" in v.notes
+    assert vs["f-small-same-time-converged"].per_seed[1] < 0 and vs["f-small-same-time-converged"].status != PASS
+    missing = _ctrl_tables(SAME_TIME)["epochs"]
+    vs = _ctrl_judge(_ctrl_cfg(cifar_root), {"epochs": missing[missing.data != "same-time"]})
+    assert all(vs[k].failed_seeds == 2 and vs[k].status == FAIL
+               for k in ("e-large-vs-small-same-time", "f-small-same-time-converged", "f-large-vs-small-converged"))
+
+
+def test_controls_are_judged_only_when_configured(cifar_root):
+    tables = _ctrl_tables(SAME_TIME)
+    assert _judge(_cfg(cifar_root), tables)  # no same_time_seeds, no verdicts section: (a)-(d) only
+    raw = _claim(cifar_root, seeds=(0, 1, 2), same_time_seeds=2)
+    raw["regimes"]["tiny"]["train"]["steps"] = 6
+    raw["regimes"]["tiny"]["population"]["schedules"]["large"]["milestones"] = [4]
+    ids = {v.id for v in patch.judge(validate(patch.Config, raw), tables)}
+    assert ids == ALL_IDS | {"e-large-vs-small-same-time"}
+    with pytest.raises(ConfigError, match="converged_acc"):
+        validate(patch.Config, {**raw, "verdicts": {"converged_acc": 1.5}})
+
+
+def test_report_shows_the_controls(cifar_root, tmp_path):
+    """The report's table has the equal-Σηt run (epochs, training accuracy) and its figure, drawn
+    against Σηt: large LR's physical time is 0.1 per epoch until the anneal, then 0.004."""
+    cfg = _ctrl_cfg(cifar_root)
+    rc = cfg.regimes["tiny"]
+    np.testing.assert_allclose(patch.physical_time(rc, "large", np.array([0, 1, 4, 6])), [0, 0.1, 0.4, 0.408])
+    np.testing.assert_allclose(patch.physical_time(rc, "small", np.array([0, 5])), [0, 0.02])
+    tables = _ctrl_tables(SAME_TIME)
+    text = patch.report(cfg, tables, patch.judge(cfg, tables), tmp_path, tmp_path)
+    assert "| same-time | small | 5 | " in text and "training acc |" in text
+    assert (tmp_path / f"{patch.NAME}-tiny-same-time.png").stat().st_size > 0
+    assert "(e) large LR ahead of small LR given the same Σηt holds" in text
+    assert "(f) the runs trained to convergence holds" in text

@@ -3,6 +3,12 @@
 ``epochs`` (job, regime, data, schedule, seed, epoch, metric, value, diverged) holds every
 probe of every job; one :class:`RegimeOutcome` gathers a regime's rows and judges them.
 
+The controls: (e) large LR against small LR trained for the same Σηt (the ``same-time`` runs, on
+the first ``claim.same_time_seeds`` seeds); (f) with ``verdicts.converged_acc``, whether each run is
+trained to convergence (its training accuracy, the trainer's mean minibatch accuracy since the
+previous probe, reaches the criterion), and large LR against small LR at the probe where the
+equal-Σηt run first meets it.
+
 Every verdict states its test (``lrlab.stats``): the "reaches" / "stays near chance" statements
 are ``bound`` tests whose threshold (``claim.patch_level``, chance + ``claim.chance_margin``) is
 inside the effect; the comparisons are ``superiority`` tests with ``claim.min_effect`` as the
@@ -38,6 +44,7 @@ class RegimeOutcome:
     table: pd.DataFrame  # columns: data, schedule, seed, epoch, metric, value, diverged
     jobs: list[str]
     anneal_epoch: int
+    same_time_seeds: int = 0
 
     @property
     def seeds(self) -> list[int]:
@@ -50,6 +57,28 @@ class RegimeOutcome:
         if sub.empty:
             raise KeyError(f"no {metric!r} for {schedule!r} on {data!r} data")
         return sub
+
+    @property
+    def control_seeds(self) -> list[int]:
+        """The seeds of the equal-Σηt control: the first ``same_time_seeds`` of the regime's."""
+        return self.seeds[:self.same_time_seeds]
+
+    def has(self, data: str, schedule: str, metric: str) -> bool:
+        t = self.table
+        return bool(((t.data == data) & (t.schedule == schedule) & (t.metric == metric)).any())
+
+    def first_reaching(self, data: str, schedule: str, metric: str, level: float, read: str) -> pd.Series:
+        """Per seed, ``read`` at the first probe where ``metric`` ≥ ``level``; NaN for a seed that
+        never gets there (or has no run)."""
+        out = pd.Series(np.nan, index=pd.Index(self.seeds, name="seed"))
+        if not self.has(data, schedule, metric):
+            return out
+        crit = self._rows(data, schedule, metric)
+        for seed, rows in crit.groupby("seed"):
+            hit = rows[rows.value.astype(float) >= level].epoch
+            if not hit.empty and seed in out.index:
+                out.loc[seed] = self.per_seed(data, schedule, read, int(hit.min())).loc[seed]
+        return out
 
     def per_seed(self, data: str, schedule: str, metric: str, epoch: int | None = None) -> pd.Series:
         """``metric`` per seed at ``epoch`` (default: the last one); NaN for a seed without a
@@ -98,7 +127,7 @@ def outcomes(cfg: Config, tables: Tables) -> list[RegimeOutcome]:
         sub = t[t.regime == regime]
         jobs = list(dict.fromkeys(sub.job)) if "job" in sub else []
         table = sub.drop(columns=[c for c in ("job", "regime") if c in sub]).reset_index(drop=True)
-        out.append(RegimeOutcome(regime, rc, table, jobs, anneal_epoch(cfg, regime)))
+        out.append(RegimeOutcome(regime, rc, table, jobs, anneal_epoch(cfg, regime), cfg.claim.same_time_seeds))
     return out
 
 
@@ -106,8 +135,9 @@ def _vals(x: pd.Series) -> str:
     return ", ".join(f"{v:.3f}" for v in x)
 
 
-def judge_regime(o: RegimeOutcome, s: Settings) -> list[Verdict]:
-    """Every verdict of one regime (see the package docstring)."""
+def judge_regime(o: RegimeOutcome, s: Settings, converged_acc: float | None = None) -> list[Verdict]:
+    """Every verdict of one regime (see the package docstring); the trained-to-convergence ones
+    (f-*) only with a ``converged_acc`` criterion."""
     v: list[Verdict] = []
     reg, L, S, N = o.regime, s.large, s.small, s.noise
     near = CHANCE + s.chance_margin
@@ -157,10 +187,51 @@ def judge_regime(o: RegimeOutcome, s: Settings) -> list[Verdict]:
         add("d-patch-widens-gap", f"the patch widens the clean-accuracy gap between large and small LR by ≥ {m:g}",
             f"({L} − {S}) with patch − ({L} − {S}) without", gap_patch - gap_clean, "superiority",
             [("patch", L, "test.acc"), ("patch", S, "test.acc")] + clean_in)
+    ctrl, ST = o.control_seeds, "same-time"
+
+    def at_ctrl(x: pd.Series) -> pd.Series:
+        return x.reindex(ctrl)
+
+    def final(data: str, schedule: str, metric: str) -> pd.Series:
+        """The last value per seed; NaN on every seed when there is no such run."""
+        if not o.has(data, schedule, metric):
+            return pd.Series(np.nan, index=pd.Index(o.seeds, name="seed"))
+        return o.per_seed(data, schedule, metric)
+
+    if ctrl:
+        small_st = at_ctrl(final(ST, S, "test.acc"))
+        n_ep = o.table[o.table.data == ST].epoch.max() if o.has(ST, S, "test.acc") else "?"
+        gap = at_ctrl(final("patch", L, "test.acc") - final(ST, S, "test.acc"))
+        add("e-large-vs-small-same-time", f"large LR + anneal ends with higher clean test accuracy than small LR "
+            f"trained for the same Σηt ({n_ep} epochs), by ≥ {m:g}", f"final clean test acc: {L} − {S} at equal Σηt",
+            gap, "superiority", [("patch", L, "test.acc"), (ST, S, "test.acc")], kind="accuracy",
+            notes=f"seeds {ctrl} (the equal-Σηt control's); {S} at equal Σηt: {_vals(small_st)}")
+    if converged_acc is not None:
+        c = converged_acc
+        tr = "batch.acc"
+        for arm in [L, S] + ([N] if N else []):
+            acc = final("patch", arm, tr)
+            add(f"f-{arm}-converged", f"{arm} is trained to convergence: its final training accuracy is ≥ {c:.0%}",
+                f"final training acc − {c:g}, {arm}", acc - c, "bound", [("patch", arm, tr)],
+                notes=f"final training acc: {_vals(acc)}")
+        if ctrl:
+            acc = at_ctrl(final(ST, S, tr))
+            add("f-small-same-time-converged", f"small LR trained for the same Σηt is trained to convergence: its "
+                f"final training accuracy is ≥ {c:.0%}", f"final training acc − {c:g}, {S} at equal Σηt", acc - c,
+                "bound", [(ST, S, tr)], notes=f"seeds {ctrl}; final training acc: {_vals(acc)}")
+            at_conv = at_ctrl(o.first_reaching(ST, S, tr, c, "test.acc"))
+            gap = at_ctrl(final("patch", L, "test.acc")) - at_conv
+            never = [int(k) for k, x in at_conv.items() if not np.isfinite(x)]
+            add("f-large-vs-small-converged", f"large LR + anneal ends with higher clean test accuracy than small LR "
+                f"at convergence (the first probe of the equal-Σηt run with training accuracy ≥ {c:.0%}), by ≥ {m:g}",
+                f"clean test acc: {L} final − {S} at convergence", gap, "superiority",
+                [("patch", L, "test.acc"), (ST, S, "test.acc")], kind="accuracy",
+                notes=f"seeds {ctrl}" + (f"; never converged within the equal-Σηt run: seeds {never}" if never else ""))
     return v
 
 
 def judge(cfg: Config, tables: Tables) -> list[Verdict]:
     """Every verdict of every regime: (a)-(d) of the package docstring, each a paired per-seed
     effect with a 95% t interval and an explicit test (bound or superiority)."""
-    return [v for o in outcomes(cfg, tables) for v in judge_regime(o, cfg.claim)]
+    conv = cfg.verdicts.converged_acc if cfg.verdicts is not None else None
+    return [v for o in outcomes(cfg, tables) for v in judge_regime(o, cfg.claim, conv)]
