@@ -143,6 +143,7 @@ class Verdict:
     p_pass: float = 1.0
     p_fail: float = 1.0
     status_holm: str = ""  # set by :func:`holm` over the claim's verdicts
+    control_of: str = ""  # the id of the comparison this verdict controls (equal Σηt, convergence), if any
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -154,9 +155,10 @@ class Verdict:
 
 def verdict(claim: str, id: str, statement: str, effect: str, values: Sequence[float],
             min_effect: float, regime: str = "default", notes: str = "", kind: str = "other",
-            test: str = "superiority") -> Verdict:
+            test: str = "superiority", control_of: str = "") -> Verdict:
     """The interval over the finite per-seed ``values``, the p-values and the decision, packed as
-    a :class:`Verdict`; non-finite values are failed seeds (counted in the notes)."""
+    a :class:`Verdict`; non-finite values are failed seeds (counted in the notes). ``control_of``
+    names the comparison (a verdict id of the same claim and regime) this verdict is a control of."""
     _check(test, min_effect)
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0:
@@ -169,7 +171,33 @@ def verdict(claim: str, id: str, statement: str, effect: str, values: Sequence[f
     p_pass, p_fail = p_values(ok, test, min_effect) if ok.size else (1.0, 1.0)
     status = decide(ci, min_effect, test, failed, int(v.size))
     return Verdict(claim, id, statement, effect, ci, min_effect, status, regime, [float(x) for x in v], notes,
-                   kind, test, failed, p_pass, p_fail, "")
+                   kind, test, failed, p_pass, p_fail, "", control_of)
+
+
+def with_controls(verdicts: Sequence[Verdict]) -> list[tuple[Verdict, bool]]:
+    """The verdicts in reading order, each control right after the comparison it controls:
+    (verdict, is_control) pairs. A control whose comparison is absent keeps its own place."""
+    vs = list(verdicts)
+    known = {(v.regime, v.id) for v in vs}
+    placed = {id(v) for v in vs if v.control_of and (v.regime, v.control_of) in known}
+    out: list[tuple[Verdict, bool]] = []
+    for v in vs:
+        if id(v) in placed:
+            continue
+        out.append((v, bool(v.control_of)))
+        out += [(c, True) for c in vs if id(c) in placed and c.control_of == v.id and c.regime == v.regime]
+    return out
+
+
+def uncontrolled_passes(verdicts: Sequence[Verdict]) -> list[tuple[Verdict, list[Verdict]]]:
+    """Comparisons that PASS (after Holm where set) while one of their controls does not."""
+    out = []
+    for v in verdicts:
+        ctrl = [c for c in verdicts if c.control_of == v.id and c.regime == v.regime]
+        bad = [c for c in ctrl if (c.status_holm or c.status) != PASS]
+        if (v.status_holm or v.status) == PASS and bad:
+            out.append((v, bad))
+    return out
 
 
 def holm_adjust(p: Sequence[float]) -> np.ndarray:

@@ -19,8 +19,10 @@ from lrlab.stats import (
     p_above,
     p_below,
     t_interval,
+    uncontrolled_passes,
     verdict,
     verdict_from_dict,
+    with_controls,
 )
 
 # two-sided 95% Student-t quantiles t_{0.975, df}, from tables
@@ -149,3 +151,25 @@ def test_verdict_to_dict_is_strict_json_and_reads_back():
     assert d2["per_seed"] == [0.1, 0.2, None]
     back = verdict_from_dict(d2)
     assert back.interval == v.interval and back.status == v.status and math.isnan(back.per_seed[2])
+
+
+def test_controls_sit_under_their_comparison_and_a_failing_control_is_named():
+    """with_controls puts each control right after the comparison it controls (same regime);
+    uncontrolled_passes lists a PASS whose control does not PASS."""
+    def v(id_, values, regime="r", control_of=""):
+        return verdict("c", id_, id_, "e", values, 0.01, regime=regime, control_of=control_of)
+
+    big, null = [0.1, 0.11, 0.12], [0.0, 0.001, -0.001]
+    vs = [v("b-gain", big), v("x-other", big), v("e-same-time", null, control_of="b-gain"),
+          v("f-converged", big, control_of="b-gain"), v("g-orphan", big, control_of="missing"),
+          v("b-gain", big, regime="s")]
+    order = [(x.id, x.regime, c) for x, c in with_controls(vs)]
+    assert order == [("b-gain", "r", False), ("e-same-time", "r", True), ("f-converged", "r", True),
+                     ("x-other", "r", False), ("g-orphan", "r", True), ("b-gain", "s", False)]
+    assert vs[2].status == FAIL and vs[3].status == PASS
+    [(comp, bad)] = uncontrolled_passes(vs)
+    assert (comp.id, comp.regime, [c.id for c in bad]) == ("b-gain", "r", ["e-same-time"])
+    assert verdict_from_dict(vs[2].to_dict()).control_of == "b-gain"
+    old = vs[0].to_dict()
+    del old["control_of"]  # results written before controls were named read back as no control
+    assert verdict_from_dict(old).control_of == ""

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from ..stats import Verdict
+from ..stats import Verdict, with_controls
 from ..store import write_atomic
 
 
@@ -22,14 +22,15 @@ def table_cell(text: str) -> str:
 
 
 def verdict_table(verdicts: Sequence[Verdict]) -> str:
-    """A Markdown table, one row per verdict."""
+    """A Markdown table, one row per verdict; each control (↳) right under the comparison it controls."""
     lines = ["| claim | regime | id | statement | effect | test | mean | 95% interval | n | verdict | Holm |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for v in verdicts:
+    for v, is_control in with_controls(verdicts):
         ci = v.interval
         test = v.test + ("" if v.test == "bound" else f" ({_num(v.min_effect)})")
         n = f"{ci.n}" + (f" + {v.failed_seeds} failed" if v.failed_seeds else "")
-        lines.append(f"| {v.claim} | {v.regime} | {v.id} | {table_cell(v.statement)} | {table_cell(v.effect)} | "
+        id_ = ("↳ " if is_control else "") + v.id
+        lines.append(f"| {v.claim} | {v.regime} | {id_} | {table_cell(v.statement)} | {table_cell(v.effect)} | "
                      f"{test} | "
                      f"{_num(ci.mean)} | [{_num(ci.low)}, {_num(ci.high)}] | {n} | **{v.status}** | "
                      f"{v.status_holm or '—'} |")
@@ -41,7 +42,8 @@ RULE = ("How verdicts are decided: each effect is oriented so that positive is w
         "above 0 and its mean reaches m, FAIL when it lies wholly below m. *bound*: the effect is "
         "threshold − measure; PASS above 0, FAIL below 0. *equivalence (δ)*: PASS inside (−δ, δ), FAIL wholly "
         "outside. Otherwise INCONCLUSIVE. A non-finite seed is a failed seed: any failed seed rules out PASS, "
-        "more than half FAIL. *Holm*: the same decisions with Holm's correction over the claim's verdicts.")
+        "more than half FAIL. *Holm*: the same decisions with Holm's correction over the claim's verdicts. "
+        "↳ marks a control (equal Σηt, or trained to convergence) of the comparison above it.")
 
 
 def write_report(path: Path, title: str, intro: str, verdicts: Sequence[Verdict],

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..stats import FAIL, INCONCLUSIVE, PASS, Verdict, verdict_from_dict
+from ..stats import FAIL, INCONCLUSIVE, PASS, Verdict, uncontrolled_passes, verdict_from_dict, with_controls
 from ..store import StoreError, code_version, write_atomic
 from .markdown import table_cell
 
@@ -98,16 +98,26 @@ def results_block(results: Path, claim: str) -> str:
     def name(v: Verdict) -> str:
         return f"`{v.id}`" + (f" [{v.regime}]" if several else "")
 
-    for v in vs:
+    for v, is_control in with_controls(vs):
         ci = v.interval
         test = v.test + ("" if v.test == "bound" else f" ({_num(v.min_effect)})")
         n = f"{ci.n}" + (f" + {v.failed_seeds} failed" if v.failed_seeds else "")
-        lines.append(f"| {name(v)} | {table_cell(v.statement)} | {test} | {_num(ci.mean)} [{_num(ci.low)}, "
+        id_ = ("↳ " if is_control else "") + name(v)
+        lines.append(f"| {id_} | {table_cell(v.statement)} | {test} | {_num(ci.mean)} [{_num(ci.low)}, "
                      f"{_num(ci.high)}] | {n} | {v.status} | {v.status_holm or '—'} |")
     by = {s: [name(v) for v in vs if (v.status_holm or v.status) == s] for s in (PASS, FAIL, INCONCLUSIVE)}
     lines += ["", f"After Holm's correction, **{len(by[PASS])} hold** ({', '.join(by[PASS]) or 'none'}), "
               f"**{len(by[FAIL])} fail** ({', '.join(by[FAIL]) or 'none'}) and **{len(by[INCONCLUSIVE])} stay "
-              f"open** ({', '.join(by[INCONCLUSIVE]) or 'none'}).", END.format(claim=claim)]
+              f"open** ({', '.join(by[INCONCLUSIVE]) or 'none'})."]
+    if any(v.control_of for v in vs):
+        lines += ["", "↳ marks a control of the comparison above it (the small rate given the same Σηt, or runs "
+                  "trained to convergence)."]
+        weak = uncontrolled_passes(vs)
+        if weak:
+            lines += ["Comparisons that hold while a control of theirs does not: " + "; ".join(
+                f"{name(v)} (" + ", ".join(f"{name(c)} {c.status_holm or c.status}" for c in bad) + ")"
+                for v, bad in weak) + "."]
+    lines.append(END.format(claim=claim))
     return "\n".join(lines)
 
 

@@ -547,6 +547,8 @@ def test_controls_on_the_papers_picture(cifar_root):
     assert "(5 epochs)" in vs["e-large-vs-small-same-time"].statement
     assert "≥ 95%" in vs["f-large-converged"].statement
     assert vs["e-large-vs-small-same-time"].kind == "accuracy"
+    assert {k: v.control_of for k, v in vs.items()} == {
+        **{k: "b-large-clean-final" for k in CONTROL_IDS}, "f-noise-converged": "c-noise-clean-final"}
 
 
 def test_controls_reversed_fail(cifar_root):

@@ -145,12 +145,12 @@ def judge_regime(o: RegimeOutcome, s: Settings, converged_acc: float | None = No
     po = "patch_only.acc"
 
     def add(id_: str, statement: str, effect: str, values: pd.Series, test: str, inputs: list[Input],
-            notes: str = "", kind: str = "other"):
+            notes: str = "", kind: str = "other", control_of: str = ""):
         min_effect = m if test == "superiority" else 0.0
         why = _failed_notes(o, values, inputs)
         notes = "; ".join(x for x in (notes, why) if x)
         v.append(verdict(NAME, id_, statement, effect, values.to_numpy(dtype=float), min_effect, reg,
-                         notes=notes, kind=kind, test=test))
+                         notes=notes, kind=kind, test=test, control_of=control_of))
 
     small_early = o.per_seed("patch", S, po, E)
     add("a-small-early", f"small LR reaches ≥ {s.patch_level:.0%} patch-only accuracy by epoch {E}",
@@ -205,6 +205,7 @@ def judge_regime(o: RegimeOutcome, s: Settings, converged_acc: float | None = No
         add("e-large-vs-small-same-time", f"large LR + anneal ends with higher clean test accuracy than small LR "
             f"trained for the same Σηt ({n_ep} epochs), by ≥ {m:g}", f"final clean test acc: {L} − {S} at equal Σηt",
             gap, "superiority", [("patch", L, "test.acc"), (ST, S, "test.acc")], kind="accuracy",
+            control_of=f"b-{L}-clean-final",
             notes=f"seeds {ctrl} (the equal-Σηt control's); {S} at equal Σηt: {_vals(small_st)}")
     if converged_acc is not None:
         c = converged_acc
@@ -213,19 +214,21 @@ def judge_regime(o: RegimeOutcome, s: Settings, converged_acc: float | None = No
             acc = final("patch", arm, tr)
             add(f"f-{arm}-converged", f"{arm} is trained to convergence: its final training accuracy is ≥ {c:.0%}",
                 f"final training acc − {c:g}, {arm}", acc - c, "bound", [("patch", arm, tr)],
-                notes=f"final training acc: {_vals(acc)}")
+                notes=f"final training acc: {_vals(acc)}",
+                control_of=f"c-{N}-clean-final" if arm == N else f"b-{L}-clean-final")
         if ctrl:
             acc = at_ctrl(final(ST, S, tr))
             add("f-small-same-time-converged", f"small LR trained for the same Σηt is trained to convergence: its "
                 f"final training accuracy is ≥ {c:.0%}", f"final training acc − {c:g}, {S} at equal Σηt", acc - c,
-                "bound", [(ST, S, tr)], notes=f"seeds {ctrl}; final training acc: {_vals(acc)}")
+                "bound", [(ST, S, tr)], notes=f"seeds {ctrl}; final training acc: {_vals(acc)}",
+                control_of=f"b-{L}-clean-final")
             at_conv = at_ctrl(o.first_reaching(ST, S, tr, c, "test.acc"))
             gap = at_ctrl(final("patch", L, "test.acc")) - at_conv
             never = [int(k) for k, x in at_conv.items() if not np.isfinite(x)]
             add("f-large-vs-small-converged", f"large LR + anneal ends with higher clean test accuracy than small LR "
                 f"at convergence (the first probe of the equal-Σηt run with training accuracy ≥ {c:.0%}), by ≥ {m:g}",
                 f"clean test acc: {L} final − {S} at convergence", gap, "superiority",
-                [("patch", L, "test.acc"), (ST, S, "test.acc")], kind="accuracy",
+                [("patch", L, "test.acc"), (ST, S, "test.acc")], kind="accuracy", control_of=f"b-{L}-clean-final",
                 notes=f"seeds {ctrl}" + (f"; never converged within the equal-Σηt run: seeds {never}" if never else ""))
     return v
 

@@ -154,7 +154,7 @@ def judge_regime(o: Regime, s: Settings, vs: Verdicts) -> list[Verdict]:
                              f"final {metric}: {L} − {S}@same Σηt", (large - ctrl.loc[large.index]).to_numpy(),
                              s.min_effect, reg,
                              notes=_accuracy_notes(large.index, div_l, diverged_seeds(o.control, C)),
-                             kind="accuracy", test="superiority"))
+                             kind="accuracy", test="superiority", control_of=f"a-{label}"))
     thr, lead = s.fit_threshold, float(vs.min_lead_steps)
     eff, notes = _order(o.main, S, "Q-only", "P-only", thr)
     v.append(verdict(NAME, "c-small-order", f"small LR reaches {thr:.0%} train accuracy on Q-only at least "

@@ -133,8 +133,9 @@ def judge(cfg: Config, tables: Tables) -> list[Verdict]:
     def add(id_, statement, effect, values, test, min_effect=0.0, notes="", failed="", kind="other"):
         if failed:
             notes += f"{'; ' if notes else ''}failed: {failed}"
+        control_of = id_.removesuffix("-same-time") if id_.endswith("-same-time") else ""
         v.append(verdict(NAME, id_, statement, effect, np.asarray(values, dtype=np.float64), min_effect, REGIME,
-                         notes=notes, kind=kind, test=test))
+                         notes=notes, kind=kind, test=test, control_of=control_of))
 
     def diverged(**runs: pd.DataFrame) -> str:
         return "; ".join(f"seed {r.seed}: {label} diverged" for label, m in runs.items()
