@@ -15,10 +15,13 @@ import lrlab.claims.huang2020.experiment as ex
 from lrlab import driver
 from lrlab.claims import huang2020 as hu
 from lrlab.claims.protocol import JobContext
-from lrlab.config import ConfigError, validate
+from lrlab.config import ConfigError, TrainConfig, validate
 from lrlab.data import gaussian_data
 from lrlab.driver import load_claim_config, verify
+from lrlab.models import FromModule
+from lrlab.models.linear import DeepLinear
 from lrlab.stats import FAIL, INCONCLUSIVE, PASS
+from lrlab.train import Constant, Member, train_population
 from tests.helpers import write_yaml
 
 TINY = {"execution": {"seeds": [0, 1]}, "claim": {
@@ -26,12 +29,15 @@ TINY = {"execution": {"seeds": [0, 1]}, "claim": {
                    "ps": [0.5], "boundary_span": [0.5, 1.5], "boundary_points": 5, "flat_grid": [1.5, 2, 4],
                    "widths": [16, 32, 64], "divergence_grid": [2, 8, 32], "depths": [2, 3]},
     "gaussian": {"n": 16, "d": 3, "margin": 0.1, "flip": 0.2, "width": 32, "steps": 40, "grid": [1, 8, 64]},
-    "real": {"classes": [3, 5], "n_per_class": 5, "test_per_class": 3, "pool": 8, "width": 16, "steps": 20,
-             "grid": [1, 8, 64], "anneal_from": 8, "anneal_to": 1, "anneal_at": 10},
+    "real": {"classes": [3, 5], "n_per_class": 5, "val_per_class": 1, "test_per_class": 3, "pool": 8, "width": 16,
+             "steps": 20, "grid": [1, 8, 64], "anneal_from": 8, "anneal_to": 1, "anneal_at": 10, "conv_gap": 0.05,
+             "control_max_steps": 400, "anneal_control_seeds": 2},
 }}
 IDS = {"a-separable-degenerate-monotone", "a-separable-gaussian-monotone", "b-boundary-p0.5",
        "b-curvature-falls-p0.5", "c-flatter-p0.5", "c-flatter-gaussian", "d-real-catapult-beats-lazy",
-       "d-real-anneal-beats-lazy", "b-boundary-depth2", "b-boundary-depth3"}
+       "d-real-anneal-beats-lazy", "b-boundary-depth2", "b-boundary-depth3", "d-real-catapult-beats-lazy-same-time",
+       "d-real-anneal-beats-lazy-same-time", "d-real-catapult-beats-lazy-converged",
+       "d-real-anneal-beats-lazy-converged", "d-real-converged"}
 DEPTHS = [2, 3]
 
 
@@ -93,14 +99,21 @@ TESTS = {"a-separable-degenerate-monotone": ("bound", 0.0), "a-separable-gaussia
          "c-flatter-p0.5": ("superiority", V.min_flat_slope), "c-flatter-gaussian": ("superiority", V.min_flat_slope),
          "d-real-catapult-beats-lazy": ("superiority", V.min_acc_gain),
          "d-real-anneal-beats-lazy": ("superiority", V.min_acc_gain),
-         "b-boundary-depth2": ("bound", 0.0), "b-boundary-depth3": ("bound", 0.0)}
+         "b-boundary-depth2": ("bound", 0.0), "b-boundary-depth3": ("bound", 0.0),
+         "d-real-catapult-beats-lazy-same-time": ("superiority", V.min_acc_gain),
+         "d-real-anneal-beats-lazy-same-time": ("superiority", V.min_acc_gain),
+         "d-real-catapult-beats-lazy-converged": ("superiority", V.min_acc_gain),
+         "d-real-anneal-beats-lazy-converged": ("superiority", V.min_acc_gain), "d-real-converged": ("bound", 0.0)}
 # the documented outcome on the null table (docs/claims/huang2020.md): a bound whose measure sits on
 # the paper's boundary straddles 0 (INCONCLUSIVE); a curvature that does not fall after the catapult
 # (λ_T = λ0) lies wholly above the edge (FAIL); no flattening and no accuracy gain FAIL the superiority
 NULL = {"a-separable-degenerate-monotone": INCONCLUSIVE, "a-separable-gaussian-monotone": INCONCLUSIVE,
         "b-boundary-p0.5": INCONCLUSIVE, "b-curvature-falls-p0.5": FAIL, "c-flatter-p0.5": FAIL,
         "c-flatter-gaussian": FAIL, "d-real-catapult-beats-lazy": FAIL, "d-real-anneal-beats-lazy": FAIL,
-        "b-boundary-depth2": INCONCLUSIVE, "b-boundary-depth3": INCONCLUSIVE}  # c* sits boundary_tol off
+        "b-boundary-depth2": INCONCLUSIVE, "b-boundary-depth3": INCONCLUSIVE,  # c* sits boundary_tol off
+        "d-real-catapult-beats-lazy-same-time": FAIL, "d-real-anneal-beats-lazy-same-time": FAIL,
+        "d-real-catapult-beats-lazy-converged": FAIL, "d-real-anneal-beats-lazy-converged": FAIL,
+        "d-real-converged": INCONCLUSIVE}  # the slower run converged right at the step cap
 
 
 def _runs(seed: int, sweep: str, lam0: float, **cols) -> pd.DataFrame:
@@ -120,7 +133,7 @@ def _hand_tables(mode: str) -> dict[str, pd.DataFrame]:
     (``reversed``) or show no effect (``null``, outcomes in NULL)."""
     assert mode in ("paper", "reversed", "null")
     paper, null = mode == "paper", mode == "null"
-    sweeps, runs, real, depths = [], [], [], []
+    sweeps, runs, real, depths, controls = [], [], [], [], []
     for sd in SEEDS:
         e = 0.01 * sd  # a little spread between seeds
         z = sd - 1  # a spread centred on 0 (the null tables)
@@ -155,13 +168,38 @@ def _hand_tables(mode: str) -> dict[str, pd.DataFrame]:
         hess[4:] = [1e-6 if mode == "reversed" else 1e6, math.nan]
         runs.append(_runs(sd, "gaussian-nonseparable", 1.0, eta_lam0=c, rise=[0, 0.5, 0.5, 0.5, 0.5, math.inf],
                           final_loss=[0.5, 0.45, 0.46, 0.48, 0.9, math.inf], hessian_final=hess))
-        # (d) CIFAR-10: lazy (c = 1), catapult (c = 8), diverged (c = 64), anneal
-        acc = {"paper": [0.6, 0.7 + e, 0.5, 0.75 + e], "reversed": [0.8, 0.6 + e, 0.9, 0.5 + e],
-               "null": [0.6, 0.6 + 0.002 * z, 0.5, 0.6 - 0.002 * z]}[mode]
-        real.append(pd.DataFrame({"job": f"real-seed{sd}", "seed": sd, "name": ["c=1", "c=8", "c=64", "anneal"],
-                                  "c": [1.0, 8.0, 64.0, 8.0], "rise": [0.0, 0.5, math.inf, 0.5],
-                                  "final_loss": [0.6, 0.5, math.nan, 0.4], "test_acc": acc,
-                                  "diverged": [False, False, True, False], "lam0": 3.0}))
+        # (d) CIFAR-10: lazy (c = 1, 2), catapult (c = 8), diverged (c = 64), anneal; k = 1 candidate per phase
+        # (c = 2 and c = 8, the validation choices); then the controls of the chosen runs
+        acc = {"paper": [0.55, 0.6, 0.7 + e, 0.5, 0.75 + e], "reversed": [0.85, 0.8, 0.6 + e, 0.9, 0.5 + e],
+               "null": [0.55, 0.6, 0.6 + 0.002 * z, 0.5, 0.6 - 0.002 * z]}[mode]
+        real.append(pd.DataFrame({"job": f"real-seed{sd}", "seed": sd, "name": ["c=1", "c=2", "c=8", "c=64", "anneal"],
+                                  "c": [1.0, 2.0, 8.0, 64.0, 8.0], "rise": [0.0, 0.0, 0.5, math.inf, 0.5],
+                                  "final_loss": [0.6, 0.55, 0.5, math.nan, 0.4], "train_acc": 0.7,
+                                  "val_acc": [0.6, 0.62, 0.7, math.nan, 0.7], "test_acc": acc,
+                                  "diverged": [False, False, False, True, False], "lam0": 3.0,
+                                  "sum_c": [20.0, 40.0, 160.0, 1280.0, 90.0], "best_loss": 0.3,
+                                  "phase": ["lazy", "lazy", "catapult", "divergent", "anneal"],
+                                  "candidate": [False, True, True, False, False],
+                                  "chosen": [False, True, True, False, False]}))
+        # lazy at the catapult's / the anneal's Σηt, and each run at convergence (test acc, step)
+        same = {"paper": [0.62, 0.61], "reversed": [0.85 + e, 0.85 + e], "null": [0.6, 0.6]}[mode]
+        conv = {"paper": [0.6, 0.68 + e, 0.72 + e], "reversed": [0.8, 0.6 + e, 0.55 + e],
+                "null": [0.6, 0.6 + 0.002 * z, 0.6 - 0.0002 * z]}[mode]
+        # null: the slower (lazy) run converged at the step cap 400 or just before it
+        steps = {"paper": [150 + 10 * sd, 100, 300], "reversed": [150, 100, 300],
+                 "null": [[399, 400, 398][sd], 100, 300]}
+        met = mode != "reversed"  # reversed: the lazy run did not get within conv_gap (it reached 2×conv_gap)
+        rows = [("lazy-same-time-catapult", "lazy", 2.0, 80, same[0], True, 0.1),
+                ("lazy-same-time-anneal", "lazy", 2.0, 45, same[1], True, 0.1),
+                ("lazy-converged", "lazy", 2.0, steps[mode][0], conv[0], met, 0.05 if met else 0.1 * (1 + e)),
+                ("catapult-converged", "catapult", 8.0, steps[mode][1], conv[1], True, 0.05),
+                ("anneal-converged", "anneal", 1.0, steps[mode][2], conv[2], True, 0.05)]
+        if sd not in SEEDS[:2]:  # the annealed run trains to convergence on the first two seeds only
+            rows = rows[:-1]
+        controls.append(pd.DataFrame([{"job": f"real-seed{sd}", "seed": sd, "control": n, "run": run, "c": c,
+                                       "step": st, "sum_c": c * st, "target_sum_c": math.nan, "train_loss": 0.3 + g,
+                                       "gap": g, "train_acc": 0.7, "val_acc": 0.6, "test_acc": a if m else math.nan,
+                                       "met": m} for n, run, c, st, a, m, g in rows]))
         # (b, depth): the measured onset c* per depth against c_theory = 8 (depth L adds 0.1·(L − 2))
         for L in DEPTHS:
             cs = {"paper": 8.2 + e + 0.1 * (L - 2), "reversed": 12.0 + e + 0.1 * (L - 2),
@@ -169,7 +207,8 @@ def _hand_tables(mode: str) -> dict[str, pd.DataFrame]:
             depths.append({"job": f"depth{L}-seed{sd}", "seed": sd, "depth": L, "p": 0.5, "p_real": 0.5,
                            "lam0": float(L), "c_theory": 8.0, "c_star": cs, "c_rise": cs, "grid_step": 0.4})
     return {"sweeps": pd.DataFrame(sweeps), "runs": pd.concat(runs, ignore_index=True),
-            "real": pd.concat(real, ignore_index=True), "depths": pd.DataFrame(depths)}
+            "real": pd.concat(real, ignore_index=True), "depths": pd.DataFrame(depths),
+            "real_controls": pd.concat(controls, ignore_index=True)}
 
 
 def _hand_cfg():
@@ -185,6 +224,9 @@ def test_judge_passes_when_the_paper_holds():
     assert set(vs) == IDS == set(TESTS)
     assert {v.status for v in vs.values()} == {PASS}, {k: v.status for k, v in vs.items()}
     assert all(v.kind == "other" and v.regime == "gd" and v.failed_seeds == 0 for v in vs.values())
+    controls = {k: v.control_of for k, v in vs.items() if v.control_of}  # each control names its comparison
+    assert controls == {k + s: k for k in ("d-real-catapult-beats-lazy", "d-real-anneal-beats-lazy")
+                        for s in ("-same-time", "-converged")} | {"d-real-converged": "d-real-catapult-beats-lazy"}
     assert {k: (v.test, v.min_effect) for k, v in vs.items()} == TESTS
     e = np.array([0.0, 0.01, 0.02])
     close = lambda id_, want: np.testing.assert_allclose(vs[id_].per_seed, want, rtol=1e-9, atol=1e-12)  # noqa: E731
@@ -196,6 +238,17 @@ def test_judge_passes_when_the_paper_holds():
     close("c-flatter-gaussian", 0.5 + 10 * e)
     close("d-real-catapult-beats-lazy", 0.1 + e)
     close("d-real-anneal-beats-lazy", 0.15 + e)
+    close("d-real-catapult-beats-lazy-same-time", 0.08 + e)
+    close("d-real-anneal-beats-lazy-same-time", 0.14 + e)
+    close("d-real-catapult-beats-lazy-converged", 0.08 + e)
+    close("d-real-anneal-beats-lazy-converged", 0.12 + e[:2])  # the first two seeds only
+    close("d-real-converged", np.log10(400 / (150 + 1000 * e)))
+    assert "1 candidates per phase" in vs["d-real-catapult-beats-lazy"].notes
+    assert "seed 0: lazy c = 2 (val 0.620, test 0.600), catapult c = 8 (val 0.700, test 0.700)" in \
+        vs["d-real-catapult-beats-lazy"].notes
+    assert "seed 1: lazy c = 2 for 80 steps, test 0.620" in vs["d-real-catapult-beats-lazy-same-time"].notes
+    assert "validation-chosen" in vs["d-real-catapult-beats-lazy"].statement
+    assert "(first 2 seeds)" in vs["d-real-anneal-beats-lazy-converged"].statement
     close("b-boundary-depth2", 0.1 - (0.2 + e) / 8)
     close("b-boundary-depth3", 0.1 - (0.3 + e) / 8)
     assert "measured c* / theory per seed: 8.3 / 8; 8.31 / 8; 8.32 / 8; λ0 per seed: 3, 3, 3" in \
@@ -214,7 +267,10 @@ def test_judge_fails_when_the_paper_is_reversed():
     vs = _judge(_hand_tables("reversed"))
     assert set(vs) == IDS
     assert {v.status for v in vs.values()} == {FAIL}, {k: v.status for k, v in vs.items()}
-    assert all(v.failed_seeds == 0 for v in vs.values())
+    # the lazy run never converged: no accuracy at convergence (failed seeds; see the next test for reversed ones)
+    unconverged = {"d-real-catapult-beats-lazy-converged", "d-real-anneal-beats-lazy-converged"}
+    assert all(v.failed_seeds == 0 for k, v in vs.items() if k not in unconverged)
+    assert all(vs[k].failed_seeds == len(vs[k].per_seed) for k in unconverged)
     e = np.array([0.0, 0.01, 0.02])
     close = lambda id_, want: np.testing.assert_allclose(vs[id_].per_seed, want, rtol=1e-9, atol=1e-12)  # noqa: E731
     close("a-separable-degenerate-monotone", 1e-6 - (0.5 + e))
@@ -228,6 +284,21 @@ def test_judge_fails_when_the_paper_is_reversed():
     close("b-boundary-depth2", 0.1 - (4 + e) / 8)
     close("b-boundary-depth3", 0.1 - (4.1 + e) / 8)
     assert "smallest η·λ0 whose loss rose, per seed: 1, 1, 1" in vs["a-separable-degenerate-monotone"].notes
+    close("d-real-catapult-beats-lazy-same-time", 0.6 - 0.85 + 0 * e)
+    close("d-real-anneal-beats-lazy-same-time", 0.5 - 0.85 + 0 * e)
+    close("d-real-converged", np.log10(0.05 / (0.1 * (1 + e))))  # it got only to 2×conv_gap: a shortfall
+
+
+def test_judge_fails_on_reversed_accuracies_at_convergence():
+    t = _hand_tables("paper")
+    c = t["real_controls"]
+    for name, acc in (("lazy-converged", 0.9), ("catapult-converged", 0.6), ("anneal-converged", 0.55)):
+        c.loc[c.control == name, "test_acc"] = acc + 0.01 * c.loc[c.control == name, "seed"]
+    vs = _judge(t)
+    for id_, want in (("d-real-catapult-beats-lazy-converged", -0.3), ("d-real-anneal-beats-lazy-converged", -0.35)):
+        assert vs[id_].status == FAIL and vs[id_].failed_seeds == 0, (id_, vs[id_].per_seed)
+        np.testing.assert_allclose(vs[id_].per_seed, [want] * len(vs[id_].per_seed), atol=1e-12)
+    assert vs["d-real-converged"].status == PASS  # every run converged
 
 
 def test_judge_on_the_null_tables():
@@ -243,6 +314,11 @@ def test_judge_on_the_null_tables():
     close("c-flatter-gaussian", -0.01 * z)
     close("d-real-catapult-beats-lazy", 0.002 * z)  # no accuracy gain
     close("d-real-anneal-beats-lazy", -0.002 * z)
+    close("d-real-catapult-beats-lazy-same-time", 0.002 * z)
+    close("d-real-anneal-beats-lazy-same-time", -0.002 * z)
+    close("d-real-catapult-beats-lazy-converged", 0.002 * z)
+    close("d-real-anneal-beats-lazy-converged", -0.0002 * z[:2])
+    close("d-real-converged", np.log10(400 / np.array([399, 400, 398])))  # at the step cap, or just before
     close("b-boundary-depth2", -0.01 * z)  # c* sits boundary_tol off the formula at every depth
     close("b-boundary-depth3", -0.01 * z)
 
@@ -250,7 +326,9 @@ def test_judge_on_the_null_tables():
 def test_every_verdict_can_fail():
     ids = ["a-separable-degenerate-monotone", "a-separable-gaussian-monotone", "b-boundary-p0.5",
            "b-curvature-falls-p0.5", "c-flatter-p0.5", "c-flatter-gaussian", "d-real-catapult-beats-lazy",
-           "d-real-anneal-beats-lazy", "b-boundary-depth2", "b-boundary-depth3"]
+           "d-real-anneal-beats-lazy", "b-boundary-depth2", "b-boundary-depth3", "d-real-catapult-beats-lazy-same-time",
+           "d-real-anneal-beats-lazy-same-time", "d-real-catapult-beats-lazy-converged",
+           "d-real-anneal-beats-lazy-converged", "d-real-converged"]
     assert set(ids) == IDS
     fails = {m: {k for k, v in _judge(_hand_tables(m)).items() if v.status == FAIL} for m in ("reversed", "null")}
     for id_ in ids:
@@ -296,12 +374,30 @@ def _one_gaussian_run_in_band(t, sd):  # the catapult runs at 16 and 32 end far 
     r.loc[_on(r, sd, "gaussian-nonseparable") & r.eta_lam0.isin([16, 32]), "final_loss"] = 0.9
 
 
-def _no_catapult_real(t, sd):  # the CIFAR-10 run at c = 8 did not rise: no catapult-phase run
-    t["real"].loc[_on(t["real"], sd, name="c=8"), "rise"] = 0.0
+def _no_catapult_real(t, sd):  # no CIFAR-10 run catapulted: nothing chosen, no candidates, no controls
+    r = t["real"]
+    r.loc[_on(r, sd, name="c=8"), ["rise", "phase"]] = [0.0, "lazy"]
+    r.loc[_on(r, sd), ["candidate", "chosen"]] = False
+    t["real_controls"] = t["real_controls"][t["real_controls"].seed != sd]
 
 
-def _no_lazy_real(t, sd):  # the CIFAR-10 run at c = 1 rose: no lazy-phase run
-    t["real"].loc[_on(t["real"], sd, name="c=1"), "rise"] = 0.5
+def _no_lazy_real(t, sd):  # every CIFAR-10 run rose: no lazy-phase run, nothing chosen, no controls
+    r = t["real"]
+    r.loc[_on(r, sd) & r.name.isin(["c=1", "c=2"]), ["rise", "phase"]] = [0.5, "catapult"]
+    r.loc[_on(r, sd), ["candidate", "chosen"]] = False
+    t["real_controls"] = t["real_controls"][t["real_controls"].seed != sd]
+
+
+def _control_not_reached(control: str):
+    def brk(t, sd):  # the control did not reach its target within the step cap
+        c = t["real_controls"]
+        c.loc[(c.seed == sd) & (c.control == control), ["met", "test_acc"]] = [False, math.nan]
+    brk.__name__ = f"{control}_not_reached"
+    return brk
+
+
+def _controls_missing(t, sd):  # the job stored no control rows for this seed
+    t["real_controls"] = t["real_controls"][t["real_controls"].seed != sd]
 
 
 def _no_depth_onset(depth: int):
@@ -325,7 +421,14 @@ BREAKS = [("a-separable-degenerate-monotone", _blow_up("separable", math.inf)),
           ("c-flatter-p0.5", _one_converged_catapult), ("c-flatter-gaussian", _one_gaussian_run_in_band),
           ("d-real-catapult-beats-lazy", _no_catapult_real), ("d-real-catapult-beats-lazy", _no_lazy_real),
           ("d-real-anneal-beats-lazy", _no_lazy_real), ("d-real-anneal-beats-lazy", _anneal_nan),
-          ("b-boundary-depth2", _no_depth_onset(2)), ("b-boundary-depth3", _no_depth_onset(3))]
+          ("b-boundary-depth2", _no_depth_onset(2)), ("b-boundary-depth3", _no_depth_onset(3)),
+          ("d-real-catapult-beats-lazy-same-time", _control_not_reached("lazy-same-time-catapult")),
+          ("d-real-catapult-beats-lazy-same-time", _no_catapult_real),
+          ("d-real-anneal-beats-lazy-same-time", _control_not_reached("lazy-same-time-anneal")),
+          ("d-real-catapult-beats-lazy-converged", _control_not_reached("lazy-converged")),
+          ("d-real-catapult-beats-lazy-converged", _control_not_reached("catapult-converged")),
+          ("d-real-anneal-beats-lazy-converged", _control_not_reached("anneal-converged")),
+          ("d-real-converged", _controls_missing), ("d-real-converged", _no_lazy_real)]
 
 
 def test_every_verdict_has_a_failed_seed_case():
@@ -339,8 +442,8 @@ def test_a_failed_seed_blocks_pass(id_, brk):
     v = _judge(t)[id_]
     assert v.failed_seeds == 1 and not math.isfinite(v.per_seed[1]), (v.per_seed, v.notes)
     assert all(math.isfinite(x) for i, x in enumerate(v.per_seed) if i != 1)
-    assert v.status == INCONCLUSIVE and v.status_holm != PASS  # the two other seeds still hold
-    assert "1 of 3 seeds failed" in v.notes
+    assert v.status == INCONCLUSIVE and v.status_holm != PASS  # the other seeds still hold
+    assert f"1 of {len(v.per_seed)} seeds failed" in v.notes
 
 
 @pytest.mark.parametrize(("id_", "brk"), BREAKS, ids=[f"{i}-{b.__name__.strip('_')}" for i, b in BREAKS])
@@ -349,7 +452,7 @@ def test_every_seed_failed_fails(id_, brk):
     for sd in SEEDS:
         brk(t, sd)
     v = _judge(t)[id_]
-    assert v.failed_seeds == 3 and v.status == FAIL, (v.per_seed, v.status)
+    assert v.failed_seeds == len(v.per_seed) and v.status == FAIL, (v.per_seed, v.status)
 
 
 def test_failed_seed_notes_say_what_happened():
@@ -369,9 +472,11 @@ def test_failed_seed_notes_say_what_happened():
     assert "in the slope per seed: 0, 3, 3" in vs["c-flatter-p0.5"].notes
     assert vs["d-real-catapult-beats-lazy"].per_seed[1:] == [-math.inf, -math.inf]
     anneal = vs["d-real-anneal-beats-lazy"].per_seed
-    assert anneal[1] == -math.inf and math.isfinite(anneal[2])
+    assert anneal[1:] == [-math.inf, -math.inf]  # no phase pair: no balanced candidates, no lazy choice
     d = vs["d-real-catapult-beats-lazy"].notes
-    assert "seed 1: lazy best no lazy run" in d and "seed 2: lazy best 0.720, catapult best no catapult run" in d
+    assert "seed 1: no choice (0 lazy, 3 catapult runs)" in d and "seed 2: no choice (3 lazy, 0 catapult runs)" in d
+    assert vs["d-real-converged"].per_seed[1:] == [-math.inf, -math.inf]
+    assert "seed 1: no choice" in vs["d-real-catapult-beats-lazy-same-time"].notes
 
 
 def test_thresholds_live_in_the_verdicts_section():
@@ -428,15 +533,19 @@ def test_execution_options_reach_every_job(monkeypatch):
         record("phase_diagram", device)
         raise _Reached
 
-    def fake_train_population(model, members, train, test, tcfg, **k):
-        record("train_population", tcfg.device)
+    def fake_linear_gd(d, width, depth, seeds, dtype=torch.float64, device="cpu"):
+        record("LinearGD", device)
         raise _Reached
+
+    def fake_split(r, seed):
+        g = gaussian_data(8, 12, seed)
+        return g.train, g.train, g.test
 
     monkeypatch.setattr(torch.Tensor, "to", fake_tensor_to)
     monkeypatch.setattr(torch.nn.Module, "to", fake_module_to)
     monkeypatch.setattr(ex, "phase_diagram", fake_phase_diagram)
-    monkeypatch.setattr(ex, "train_population", fake_train_population)
-    monkeypatch.setattr(ex, "cifar_two_class", lambda classes, n, nt, seed, pool: gaussian_data(8, 12, seed))
+    monkeypatch.setattr(ex.LinearGD, "init", fake_linear_gd)
+    monkeypatch.setattr(ex, "real_split", fake_split)
     for job in jobs:
         key[0] = job.key
         with pytest.raises(_Reached):
@@ -446,7 +555,7 @@ def test_execution_options_reach_every_job(monkeypatch):
         assert {d for _, d in calls} == {"cuda:3"}, (k, calls)
         whats = {w for w, _ in calls}
         if k.startswith("real"):
-            assert whats == {"tensor.to", "module.to", "train_population"}, (k, calls)
+            assert whats == {"tensor.to", "module.to", "LinearGD"}, (k, calls)
         else:
             assert whats == {"tensor.to", "phase_diagram"}, (k, calls)
 
@@ -472,7 +581,8 @@ def test_tiny_end_to_end(tmp_path, monkeypatch, cifar_root):
     # the stored tables are tidy, and the η keys of runs, loss and lam are the same float64 values
     cfg = validate(hu.Config, TINY)
     tables = driver.load_tables(out, hu.NAME, cfg, hu.jobs(cfg))
-    assert set(tables) == {"sweeps", "runs", "loss", "lam", "widths", "real", "real_loss", "depths", "depth_runs"}
+    assert set(tables) - {"real_controls", "real_control_loss"} == {"sweeps", "runs", "loss", "lam", "widths", "real",
+                                                                     "real_loss", "depths", "depth_runs"}
     for name, t in tables.items():
         assert list(t.columns)[0] == "job" and all(isinstance(c, str) for c in t.columns), name
         assert isinstance(t.index, pd.RangeIndex), name
@@ -503,10 +613,99 @@ def test_depth_sweep_adds_jobs_and_keeps_the_others():
     assert keys[len(old):] == [f"depth{L}-seed{sd}" for L in (2, 3) for sd in (0, 1)]
     j = hu.jobs(cfg)[-1]
     assert j.part == hu.DEPTH_PART and j.params == {"seed": 1, "depth": 3}
-    assert hu.JOBS_VERSION == 2
+    assert hu.JOBS_VERSION == 3
     np.testing.assert_allclose(hu.boundary_grid(cfg.claim, 8.0), [4, 6, 8, 10, 12])
     for bad in ([1, 2], [2, 2]):
         raw = _tiny()
         raw["claim"]["degenerate"]["depths"] = bad
         with pytest.raises(ConfigError, match="degenerate.depths must be distinct integers >= 2"):
             validate(hu.Config, raw)
+
+
+# ------------------------------------------------------------------------------ (d) building blocks
+def test_choose_best_takes_equal_candidates_per_phase_and_picks_on_validation():
+    c = [0.5, 1, 2, 4, 8, 16, 32, 64]
+    tab = pd.DataFrame({"c": c, "rise": [0, 0, 0, 0, 0.2, 0.4, 0.3, math.inf],
+                        "final_loss": [0.7, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, math.nan],
+                        "diverged": [False] * 7 + [True],
+                        "val_acc": [0.9, 0.55, 0.6, 0.58, 0.62, 0.64, 0.64, math.nan]})
+    t = hu.choose_best(tab, rise_tol=1e-3)
+    assert list(t.phase) == ["lazy"] * 4 + ["catapult"] * 3 + ["divergent"]
+    # k = min(4 lazy, 3 catapult) = 3: the 3 lazy runs nearest the onset (not c = 0.5, whatever its val acc)
+    assert list(t.c[t.candidate]) == [1, 2, 4, 8, 16, 32]
+    assert list(t.c[t.chosen]) == [2, 16]  # highest validation accuracy; ties go to the smaller c
+    none = hu.choose_best(tab.assign(rise=0.0, diverged=False, final_loss=0.6), rise_tol=1e-3)
+    assert not none.candidate.any() and not none.chosen.any()  # one phase only: nothing to compare
+
+
+def test_best_linear_loss_is_the_logistic_minimum():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 5, generator=g, dtype=torch.float64)
+    y = torch.where(x[:, 0] + torch.randn(200, generator=g, dtype=torch.float64) > 0, 1.0, -1.0).double()
+    best = hu.best_linear_loss(x, y)
+    beta = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([beta], max_iter=500, tolerance_grad=1e-12, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.softplus(-y * (x @ beta)).mean()
+        loss.backward()
+        return loss
+    opt.step(closure)
+    assert best == pytest.approx(float(closure().detach()), abs=1e-9) and best < math.log(2)
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_linear_gd_is_plain_gradient_descent(depth):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 6, generator=g, dtype=torch.float64)
+    y = torch.where(torch.randn(40, generator=g) > 0, 1.0, -1.0).double()
+    gd = hu.LinearGD.init(6, 8, depth, [3, 4])
+    ws = [w.clone().requires_grad_(True) for w in gd.weights]
+    model = hu.LinearGD(ws, gd.scales, gd.active.clone(), gd.diverged_step.clone())
+    loss = torch.nn.functional.softplus(-y * model.outputs(x)).mean(1)
+    grads = torch.autograd.grad(loss.sum(), ws)
+    lr = torch.tensor([0.1, 0.3], dtype=torch.float64)
+    before = gd.gd_step(x, y, lr)
+    torch.testing.assert_close(before, loss.detach())
+    for w0, gr, w1 in zip(ws, grads, gd.weights):
+        want = w0.detach() - lr.view((-1,) + (1,) * (w0.dim() - 1)) * gr
+        torch.testing.assert_close(w1, want, rtol=1e-12, atol=1e-14)
+    # a member that blows up is frozen: inf at that step, NaN afterwards, weights unchanged
+    huge = torch.tensor([1e200, 0.1], dtype=torch.float64)  # the outputs overflow: the loss turns inf
+    gd.gd_step(x, y, huge)
+    out = [gd.gd_step(x, y, huge) for _ in range(5)]
+    frozen = [w[0].clone() for w in gd.weights]
+    out += [gd.gd_step(x, y, huge) for _ in range(2)]
+    assert bool(gd.diverged_step[0] >= 0) and int(gd.diverged_step[1]) == -1
+    assert not math.isfinite(float(out[0][0])) and all(math.isnan(float(o[0])) for o in out[1:])
+    assert all(math.isfinite(float(o[1])) for o in out)
+    assert all(torch.equal(w[0], f) for w, f in zip(gd.weights, frozen))
+
+
+def test_linear_gd_matches_the_population_trainer():
+    split = gaussian_data(32, 5, 0, flip=0.2)
+    tr = split.train
+    lrs = [0.05, 0.5]
+    from_pop = _population_losses(tr, lrs, seed=7, width=8, steps=15)
+    gd = hu.LinearGD.init(5, 8, 2, [7, 7], dtype=torch.float32)
+    mine = [gd.gd_step(tr.x, tr.y, torch.tensor(lrs)) for _ in range(15)] + [gd.loss(tr.x, tr.y)]
+    np.testing.assert_allclose(torch.stack(mine).numpy(), from_pop, rtol=2e-5)
+
+
+def _population_losses(tr, lrs, seed, width, steps) -> np.ndarray:
+    """Training-loss curves [steps + 1, K] of ``DeepLinear(d, width)`` under ``train_population``."""
+    res = train_population(FromModule(lambda: DeepLinear(tr.x.shape[1], width, 2)),
+                           [Member(f"m{i}", seed, Constant(lr)) for i, lr in enumerate(lrs)], tr, None,
+                           TrainConfig(loss="logistic", steps=steps, eval_every=1))
+    return res.curve("train.loss").to_numpy()
+
+
+def test_real_split_is_disjoint(cifar_root, monkeypatch):
+    monkeypatch.setenv("LRLAB_DATA", str(cifar_root))
+    r = validate(hu.Config, _tiny()).claim.real.model_copy(update={"n_per_class": 4, "val_per_class": 2})
+    train, val, test = hu.real_split(r, seed=0)
+    assert (len(train), len(val), len(test)) == (8, 4, 6)
+    rows = lambda d: {row.numpy().tobytes() for row in d.x}  # noqa: E731
+    assert not rows(train) & rows(val) and not rows(val) & rows(test) and not rows(train) & rows(test)
+    assert sorted(val.y.tolist()) == [-1, -1, 1, 1]  # val_per_class of each class

@@ -16,8 +16,11 @@ judge-only thresholds in the config's ``verdicts`` section):
 * (c) flatter minima: through the catapult phase the final top eigenvalue of the loss Hessian
   falls as η grows (slope of log λ_H against log c), on degenerate and on Gaussian
   non-separable data;
-* (d) two CIFAR-10 classes (non-separable by a linear map at this size): the best catapult-phase
-  run, and a large-then-annealed run, against the best lazy-phase run in test accuracy;
+* (d) two CIFAR-10 classes (non-separable by a linear map at this size): the catapult-phase run, and a
+  large-then-annealed run, against the lazy-phase run in test accuracy, the best of each phase chosen on a
+  validation split among equally many candidates per phase; with its controls: the lazy rate trained to
+  the same Σηt, both trained until the loss is within ``real.conv_gap`` of the best linear loss, and a
+  check that they got there (full-batch GD in closed form, :mod:`.linear_gd`);
 * (b, depth) the same onset for deep linear networks of every depth L in ``degenerate.depths``
   (p = ps[0]): in units of η·λ0, with λ0 the depth-L NTK at init, it stays at 2/(p(1−p));
 * (e) the divergence boundary c_div against width (reported with its log-log slope).
@@ -31,21 +34,39 @@ from .experiment import (
                          DEPTH_PART,
                          PARTS,
                          TRACE_EVERY,
+                         best_linear_loss,
                          boundary_grid,
                          catapult_rise,
+                         choose_best,
                          depth_job,
                          entropy,
                          jobs,
                          preflight,
+                         real_split,
                          run_job,
 )
-from .judge import EDGE, NAME, Sweep, curves_of, depths_of, judge, real_of, sweep_of, width_scaling
+from .judge import (
+                         EDGE,
+                         NAME,
+                         Sweep,
+                         chosen_of,
+                         controls_of,
+                         curves_of,
+                         depths_of,
+                         judge,
+                         real_of,
+                         sweep_of,
+                         width_scaling,
+)
+from .linear_gd import LinearGD
 from .report import PAPER, depth_figure, flatness_figure, real_figure, report, trajectory_figure
 
-JOBS_VERSION = 2  # 2: the onset sweep over depth (jobs depth<L>-seed<s>, tables depths and depth_runs)
+JOBS_VERSION = 3  # 2: the onset sweep over depth (jobs depth<L>-seed<s>, tables depths and depth_runs);
+# 3: (d) validation split, balanced candidates, closed-form GD, the controls (tables real_controls, real_control_loss)
 
-__all__ = ["Config", "DEPTH_PART", "DegenerateSettings", "EDGE", "GaussianSettings", "JOBS_VERSION", "NAME",
-           "NetSettings", "PAPER", "PARTS", "RealSettings", "Settings", "Sweep", "TRACE_EVERY", "Verdicts",
-           "boundary_grid", "catapult_rise", "curves_of", "depth_figure", "depth_job", "depths_of", "entropy",
-           "flatness_figure", "jobs", "judge", "preflight", "real_figure", "real_of", "report", "run_job",
-           "sweep_of", "trajectory_figure", "width_scaling"]
+__all__ = ["Config", "DEPTH_PART", "DegenerateSettings", "EDGE", "GaussianSettings", "JOBS_VERSION", "LinearGD",
+           "NAME", "NetSettings", "PAPER", "PARTS", "RealSettings", "Settings", "Sweep", "TRACE_EVERY", "Verdicts",
+           "best_linear_loss", "boundary_grid", "catapult_rise", "choose_best", "chosen_of", "controls_of",
+           "curves_of", "depth_figure", "depth_job", "depths_of", "entropy", "flatness_figure", "jobs", "judge",
+           "preflight", "real_figure", "real_of", "real_split", "report", "run_job", "sweep_of",
+           "trajectory_figure", "width_scaling"]

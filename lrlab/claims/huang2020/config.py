@@ -45,16 +45,25 @@ class GaussianSettings(NetSettings):
 
 
 class RealSettings(NetSettings):
-    """(d) two CIFAR-10 classes, pooled and flattened; test accuracy per η."""
+    """(d) two CIFAR-10 classes, pooled and flattened: the best rate of each phase chosen on a validation
+    split, test accuracy at the chosen rates, and the equal-Σηt and trained-to-convergence controls."""
 
     classes: list[int] = Field(min_length=2, max_length=2)
     n_per_class: int = Field(gt=0)
+    val_per_class: int = Field(gt=0, description="validation images per class: the next ones of the seed's "
+                               "draw from the CIFAR-10 training set (disjoint from training and test)")
     test_per_class: int = Field(gt=0)
     pool: int = Field(4, gt=0)
     grid: list[float] = Field(min_length=3, description="c values (constant rates)")
     anneal_from: float = Field(gt=0, description="c of the large-then-annealed run")
     anneal_to: float = Field(gt=0, description="c after the anneal")
     anneal_at: int = Field(gt=0, description="step of the anneal")
+    conv_gap: float = Field(gt=0, description="trained to convergence: the training loss within this of L*, "
+                            "the lowest logistic loss of any linear map on the training set")
+    control_max_steps: int = Field(gt=0, description="step cap of the controls (equal Σηt and convergence); "
+                                   "a control not reached by then is a failed seed")
+    anneal_control_seeds: int = Field(ge=2, description="the annealed run is trained to convergence (at anneal_to) "
+                                      "on the first this many seeds only (it costs up to control_max_steps)")
 
     @model_validator(mode="after")
     def _check(self) -> RealSettings:
@@ -85,6 +94,9 @@ class Settings(Strict):
             raise ValueError(f"degenerate.boundary_span must bracket 1, got {[lo, hi]}")
         if self.real.anneal_at >= self.real.steps:
             raise ValueError(f"real.anneal_at {self.real.anneal_at} must be below real.steps {self.real.steps}")
+        if self.real.control_max_steps <= self.real.steps:
+            raise ValueError(f"real.control_max_steps {self.real.control_max_steps} must exceed real.steps "
+                             f"{self.real.steps}")
         return self
 
 

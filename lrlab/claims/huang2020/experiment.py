@@ -9,17 +9,18 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
-from ...config import TrainConfig
-from ...data import resolve_source
+from ...data import Dataset, resolve_source
 from ...data.separability import cifar_two_class, degenerate_nonseparable, degenerate_separable, gaussian_data
-from ...models import FromModule
 from ...models.linear import DeepLinear
 from ...phase import initial_curvature, phase_diagram
 from ...seeding import seeded
-from ...train import Constant, Member, StepDecay, train_population
+from ...train import Constant, StepDecay
+from ...train.schedules import lr_table
 from ..protocol import Job, JobContext, Resources, seed_job
-from .config import Config, NetSettings, Settings
+from .config import Config, NetSettings, RealSettings, Settings
+from .linear_gd import LinearGD
 
 PARTS = ("real", "degenerate", "gaussian")
 TRACE_EVERY = 2  # steps between λ_t probes in the degenerate sweeps (their figure)
@@ -195,30 +196,201 @@ def _gaussian_job(s: Settings, seed: int, device: str) -> dict[str, pd.DataFrame
     return out.tables()
 
 
-def _real_job(s: Settings, seed: int, device: str) -> dict[str, pd.DataFrame]:
-    """(d): constant rates at every c of the grid and one large-then-annealed run; test accuracy."""
+def real_split(r: RealSettings, seed: int) -> tuple[Dataset, Dataset, Dataset]:
+    """(d) training, validation and test sets. Training: ``n_per_class`` images per class of the seed's
+    draw (the images earlier versions trained on); validation: the next ``val_per_class`` of the same
+    draw (a larger draw nests the smaller one), so disjoint from training and from the fixed test set."""
+    small = cifar_two_class(tuple(r.classes), r.n_per_class, r.test_per_class, seed, pool=r.pool)
+    big = cifar_two_class(tuple(r.classes), r.n_per_class + r.val_per_class, r.test_per_class, seed, pool=r.pool)
+    seen = {row.numpy().tobytes() for row in small.train.x}
+    fresh = torch.tensor([row.numpy().tobytes() not in seen for row in big.train.x])
+    val = big.train.subset(torch.nonzero(fresh).squeeze(1))
+    if len(val) != 2 * r.val_per_class:
+        raise RuntimeError(f"{len(val)} validation images, expected {2 * r.val_per_class} (duplicate images?)")
+    return small.train, val, small.test
+
+
+def best_linear_loss(x: torch.Tensor, y: torch.Tensor, iters: int = 100) -> float:
+    """L*: the lowest mean logistic loss of any linear map β (no bias) on (x, y), by damped Newton in
+    float64 [derived: a deep linear network computes a linear map, so no run goes below it; on separable
+    data the infimum 0 is only approached]."""
+    x, y = x.double().flatten(1), y.double()
+    beta = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    eye = torch.eye(x.shape[1], dtype=torch.float64, device=x.device)
+    loss = float(F.softplus(-y * (x @ beta)).mean())
+    for _ in range(iters):
+        m = y * (x @ beta)
+        sg = torch.sigmoid(-m)
+        grad = -(x * (y * sg)[:, None]).mean(0)
+        if float(grad.norm()) < 1e-12:
+            break
+        hess = (x.T * (sg * (1 - sg))) @ x / x.shape[0] + 1e-10 * eye
+        step, a = torch.linalg.solve(hess, grad), 1.0
+        while a > 1e-10:  # backtracking: Newton's step from far away may overshoot
+            new = float(F.softplus(-y * (x @ (beta - a * step))).mean())
+            if new <= loss - 1e-4 * a * float(grad @ step):
+                break
+            a /= 2
+        if a <= 1e-10:
+            break
+        beta, loss = beta - a * step, new
+    return loss
+
+
+def choose_best(tab: pd.DataFrame, rise_tol: float) -> pd.DataFrame:
+    """(d) the phase of each constant-rate run, the balanced candidates and the validation choice.
+
+    The phase is measured: catapult when the loss rose above its running minimum by more than ``rise_tol``
+    and the run neither diverged nor ended non-finite, lazy when it did not rise and did not diverge
+    (else divergent). With k = min(#lazy, #catapult), the candidates are the k lazy runs with the largest
+    c and the k catapult runs with the smallest c — the k grid points on each side of the seed's measured
+    onset, the same number per phase. In each phase the candidate with the highest validation accuracy is
+    chosen (ties: the smaller c). ``tab`` needs c, rise, final_loss, diverged and val_acc; returns a copy
+    with columns phase, candidate and chosen."""
+    t = tab.copy()
+    fin = np.isfinite(t.final_loss.to_numpy(dtype=float)) & ~t.diverged.to_numpy(dtype=bool)
+    rose = t.rise.to_numpy(dtype=float) > rise_tol
+    t["phase"] = np.where(~fin, "divergent", np.where(rose, "catapult", "lazy"))
+    t["candidate"] = False
+    t["chosen"] = False
+    lazy, cat = t[t.phase == "lazy"], t[t.phase == "catapult"]
+    k = min(len(lazy), len(cat))
+    if k == 0:
+        return t
+    for idx in (lazy.sort_values("c").index[-k:], cat.sort_values("c").index[:k]):
+        t.loc[idx, "candidate"] = True
+        cand = t.loc[idx].sort_values("c")
+        ok = cand[np.isfinite(cand.val_acc.to_numpy(dtype=float))]
+        if len(ok):
+            t.loc[ok.val_acc.idxmax(), "chosen"] = True
+    return t
+
+
+def _sum_c(r: RealSettings) -> float:
+    """Σ_t c_t of the annealed run over ``steps`` (λ0·Σηt)."""
+    return r.anneal_from * r.anneal_at + r.anneal_to * (r.steps - r.anneal_at)
+
+
+def _real_job(s: Settings, seed: int, device: str, anneal_control: bool = True) -> dict[str, pd.DataFrame]:
+    """(d): every constant rate of the grid and the large-then-annealed run for ``steps``; the best rate of
+    each phase chosen on the validation split (:func:`choose_best`); then, continuing the chosen runs from
+    ``steps``, the controls: the chosen lazy rate until its Σηt equals the chosen catapult run's and the
+    annealed run's, and the chosen lazy, chosen catapult and (with ``anneal_control``) annealed runs (the last
+    at ``anneal_to``) until their training loss is within ``conv_gap`` of L* — each at most
+    ``control_max_steps`` steps in all.
+    Full-batch GD in closed form (:class:`LinearGD`, float64)."""
     r = s.real
-    split = cifar_two_class(tuple(r.classes), r.n_per_class, r.test_per_class, seed, pool=r.pool)
-    train, test = split.train.to(device), split.test.to(device)
+    train, val, test = (d.to(device) for d in real_split(r, seed))
+    x, y = train.x.double(), train.y.double()
     factory = _factory(train.x.shape[1], r)
     with seeded(seed):
         lam0, _ = initial_curvature(factory().to(device), train.x, train.y, "logistic", "ntk")
+    best = best_linear_loss(x, y)
     names = [f"c={c:g}" for c in r.grid] + ["anneal"]
-    scheds = [Constant(c / lam0) for c in r.grid]
-    scheds.append(StepDecay(r.anneal_from / lam0, (r.anneal_at,), r.anneal_to / r.anneal_from))
-    res = train_population(FromModule(factory), [Member(n, seed, sc) for n, sc in zip(names, scheds)], train, test,
-                           TrainConfig(loss="logistic", steps=r.steps, batch_size=None, eval_every=1, device=device))
-    loss, acc = res.curve("train.loss"), res.curve("test.acc")
-    loss.columns = acc.columns = names
-    tab = pd.DataFrame({"seed": seed, "name": names, "c": [float(c) for c in r.grid] + [float(r.anneal_from)],
+    cs = [float(c) for c in r.grid] + [float(r.anneal_from)]
+    lrs = lr_table([Constant(c / lam0) for c in r.grid]
+                   + [StepDecay(r.anneal_from / lam0, (r.anneal_at,), r.anneal_to / r.anneal_from)], r.steps)
+    lrs = lrs.to(device=device, dtype=torch.float64)
+    gd = LinearGD.init(train.x.shape[1], r.width, r.depth, [seed] * len(names), device=device)
+    curve = [gd.gd_step(x, y, lrs[t]) for t in range(r.steps)] + [gd.loss(x, y)]
+    loss = pd.DataFrame(torch.stack(curve).cpu().numpy(), columns=names)
+    sets = {"train": train, "val": val, "test": test}
+    acc = {k: gd.accuracy(d.x.double(), d.y.double()).cpu().numpy() for k, d in sets.items()}
+    tab = pd.DataFrame({"seed": seed, "name": names, "c": cs,
                         "rise": [catapult_rise(loss[n].to_numpy()) for n in names],
-                        "final_loss": loss.iloc[-1].to_numpy(), "test_acc": acc.iloc[-1].to_numpy(),
-                        "diverged": res.members.diverged.to_numpy(), "lam0": float(lam0)})
-    return {"real": tab, "real_loss": _long(loss, {"seed": seed}, column="name")}
+                        "final_loss": loss.iloc[-1].to_numpy(), "train_acc": acc["train"], "val_acc": acc["val"],
+                        "test_acc": acc["test"], "diverged": gd.diverged_step.numpy() >= 0, "lam0": float(lam0),
+                        "sum_c": [c * r.steps for c in r.grid] + [_sum_c(r)], "best_loss": best})
+    const = choose_best(tab.iloc[:-1], s.rise_tol)
+    tab = pd.concat([const, tab.iloc[-1:].assign(phase="anneal", candidate=False, chosen=False)], ignore_index=True)
+    out = {"real": tab, "real_loss": _long(loss, {"seed": seed}, column="name")}
+    chosen = {ph: const[const.chosen & (const.phase == ph)] for ph in ("lazy", "catapult")}
+    if any(len(v) != 1 for v in chosen.values()):  # a phase without runs: no controls (failed seeds)
+        return out
+    rows, curves = _controls(r, gd, sets, best, lam0, {ph: int(v.index[0]) for ph, v in chosen.items()},
+                             len(names) - 1 if anneal_control else None, cs)
+    return {**out, "real_controls": pd.DataFrame(rows).assign(seed=seed).pipe(_seed_first),
+            "real_control_loss": pd.DataFrame(curves).assign(seed=seed).pipe(_seed_first)}
+
+
+def _seed_first(t: pd.DataFrame) -> pd.DataFrame:
+    return t[["seed"] + [c for c in t.columns if c != "seed"]]
+
+
+def _controls(r: RealSettings, gd: LinearGD, sets: dict, best: float, lam0: float, chosen: dict[str, int],
+              anneal: int | None, cs: list[float]) -> tuple[list[dict], list[dict]]:
+    """The chosen lazy, chosen catapult and annealed runs continued from ``steps`` (rates c_lazy, c_catapult,
+    anneal_to): rows of ``real_controls`` (the lazy run where its Σ_t c_t first reaches the catapult run's
+    and the annealed run's; each run where its loss first comes within ``conv_gap`` of ``best``) and the
+    continued loss curves at steps spaced ~5% apart (``real_control_loss``)."""
+    runs = {"lazy": chosen["lazy"], "catapult": chosen["catapult"]}
+    if anneal is not None:
+        runs["anneal"] = anneal
+    c_run = {"lazy": cs[chosen["lazy"]], "catapult": cs[chosen["catapult"]], "anneal": r.anneal_to}
+    sum0 = {"lazy": c_run["lazy"] * r.steps, "catapult": c_run["catapult"] * r.steps, "anneal": _sum_c(r)}
+    targets = {"lazy-same-time-catapult": sum0["catapult"], "lazy-same-time-anneal": sum0["anneal"]}
+    keys = list(runs)
+    g = gd.select([runs[k] for k in keys])
+    lr = torch.tensor([c_run[k] / lam0 for k in keys], dtype=torch.float64, device=g.active.device)
+    x, y = sets["train"].x.double(), sets["train"].y.double()
+    rows: list[dict] = []
+    curves: list[dict] = []
+    gap_min = {k: math.inf for k in keys}
+    pending_time = dict(targets)
+    pending_conv = set(keys)
+    next_log = float(r.steps)
+
+    def row(control: str, i: int, k: str, step: int, loss: float, target: float, met: bool) -> dict:
+        acc = {n: float(g.accuracy(d.x.double(), d.y.double())[i]) for n, d in sets.items()}
+        return {"control": control, "run": k, "c": c_run[k], "step": step,
+                "sum_c": sum0[k] + c_run[k] * (step - r.steps), "target_sum_c": target, "train_loss": loss,
+                "gap": loss - best, "train_acc": acc["train"], "val_acc": acc["val"], "test_acc": acc["test"],
+                "met": met}
+
+    step, loss_now = r.steps, g.loss(x, y)
+    while True:  # loss_now and the weights are at ``step``
+        vals = loss_now.cpu().numpy()
+        for i, k in enumerate(keys):
+            if np.isfinite(vals[i]):
+                gap_min[k] = min(gap_min[k], vals[i] - best)
+        for name, target in list(pending_time.items()):  # the lazy run reached the target Σ c_t
+            if sum0["lazy"] + c_run["lazy"] * (step - r.steps) >= target * (1 - 1e-12):
+                rows.append(row(name, 0, "lazy", step, float(vals[0]), target, bool(np.isfinite(vals[0]))))
+                del pending_time[name]
+        for i, k in enumerate(keys):
+            if k in pending_conv and vals[i] - best <= r.conv_gap:
+                rows.append(row(f"{k}-converged", i, k, step, float(vals[i]), math.nan, True))
+                pending_conv.discard(k)
+        live = [k for k in keys if k in pending_conv or (k == "lazy" and pending_time)]
+        if live and live != keys:  # a run that has nothing left to measure stops training
+            idx = [keys.index(k) for k in live]
+            g, lr, vals, keys = g.select(idx), lr[idx], vals[idx], live
+        done = not live or step >= r.control_max_steps or not bool(g.active.any())
+        if step >= next_log or done:
+            curves += [{"run": k, "step": step, "sum_c": sum0[k] + c_run[k] * (step - r.steps),
+                        "value": float(vals[i])} for i, k in enumerate(keys)]
+            next_log = max(next_log * 1.05, step + 1.0)
+        if done:
+            break
+        g.gd_step(x, y, lr)
+        step += 1
+        loss_now = g.loss(x, y)
+    last = dict(zip(keys, vals))
+    for name, target in pending_time.items():  # never reached within the cap: a failed seed
+        rows.append({**row(name, keys.index("lazy"), "lazy", step, float(last["lazy"]), target, False),
+                     "test_acc": math.nan})
+    for k in sorted(pending_conv):
+        rows.append({**row(f"{k}-converged", keys.index(k), k, step, float(last[k]), math.nan, False),
+                     "test_acc": math.nan, "gap": gap_min[k]})
+    return rows, curves
 
 
 def run_job(cfg: Config, job: Job, ctx: JobContext) -> dict[str, pd.DataFrame]:
     if job.part == DEPTH_PART:
         return _depth_job(cfg.claim, int(job.params["seed"]), int(job.params["depth"]), ctx.device)
-    part = {"degenerate": _degenerate_job, "gaussian": _gaussian_job, "real": _real_job}[job.part]
-    return part(cfg.claim, int(job.params["seed"]), ctx.device)
+    seed = int(job.params["seed"])
+    if job.part == "real":
+        anneal = seed in cfg.execution.seeds_for(cfg.claim.real.anneal_control_seeds)
+        return _real_job(cfg.claim, seed, ctx.device, anneal_control=anneal)
+    part = {"degenerate": _degenerate_job, "gaussian": _gaussian_job}[job.part]
+    return part(cfg.claim, seed, ctx.device)

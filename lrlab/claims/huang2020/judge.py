@@ -97,6 +97,14 @@ def _fmt(x: float, spec: str = ".3g", missing: str = "none") -> str:
     return format(x, spec) if np.isfinite(x) else missing
 
 
+# control verdict -> the comparison it controls (equal Σηt, trained to convergence)
+CONTROLS = {"d-real-catapult-beats-lazy-same-time": "d-real-catapult-beats-lazy",
+            "d-real-catapult-beats-lazy-converged": "d-real-catapult-beats-lazy",
+            "d-real-converged": "d-real-catapult-beats-lazy",
+            "d-real-anneal-beats-lazy-same-time": "d-real-anneal-beats-lazy",
+            "d-real-anneal-beats-lazy-converged": "d-real-anneal-beats-lazy"}
+
+
 def judge(cfg: Config, tables: Tables) -> list[Verdict]:
     """Every verdict from the stored sweeps (the package docstring lists them; the thresholds are
     ``cfg.claim``'s tolerances and ``cfg.verdicts``). A seed whose measurement failed (a blow-up on
@@ -107,7 +115,7 @@ def judge(cfg: Config, tables: Tables) -> list[Verdict]:
 
     def add(id_, statement, effect, values, test, min_effect, notes=""):
         v.append(verdict(NAME, id_, statement, effect, values, min_effect, REGIME, notes=notes, kind="other",
-                         test=test))
+                         test=test, control_of=CONTROLS.get(id_, "")))
 
     g = s.degenerate
     for label, name in (("degenerate", "separable"), ("gaussian", "gaussian-separable")):
@@ -184,29 +192,134 @@ def judge(cfg: Config, tables: Tables) -> list[Verdict]:
         f"+ {vt.gaussian_loss_band:g})", [-x for x in gslope], "superiority", vt.min_flat_slope,
         notes="catapult runs in the slope per seed: " + ", ".join(str(k) for k in gruns)
         + " (fewer than 2: a failed seed)")
-    gap, anneal, notes = [], [], []
-    for sd in seeds:
-        t = real_of(tables, sd)
-        const = t[t.name != "anneal"]
-        lazy = const[(const.rise <= s.rise_tol) & ~const.diverged]
-        cat = const[(const.rise > s.rise_tol) & ~const.diverged & np.isfinite(const.final_loss)]
-        best_lazy = float(lazy.test_acc.max()) if len(lazy) else math.nan
-        best_cat = float(cat.test_acc.max()) if len(cat) else math.nan
-        acc_anneal = float(t[t.name == "anneal"].test_acc.iloc[0])
-        gap.append(best_cat - best_lazy if len(cat) and len(lazy) else -math.inf)  # a phase missing: failed
-        anneal.append(acc_anneal - best_lazy if len(lazy) else -math.inf)
-        notes.append(f"seed {sd}: lazy best {_fmt(best_lazy, '.3f', 'no lazy run')}, catapult best "
-                     f"{_fmt(best_cat, '.3f', 'no catapult run')} (c = {', '.join(f'{c:g}' for c in cat.c)}), "
-                     f"anneal {_fmt(acc_anneal, '.3f', 'undefined')}")
-    add("d-real-catapult-beats-lazy", f"CIFAR-10 classes {s.real.classes}: the best catapult-phase run has test "
-        f"accuracy at least {vt.min_acc_gain:g} above the best lazy-phase run",
-        "max test acc (catapult) − max test acc (lazy)", gap, "superiority", vt.min_acc_gain,
-        notes="; ".join(notes) + "; no catapult or no lazy run: a failed seed")
-    add("d-real-anneal-beats-lazy", f"CIFAR-10 classes {s.real.classes}: large (η·λ0 = {s.real.anneal_from:g}) then "
-        f"annealed (to {s.real.anneal_to:g}) beats the best lazy-phase run by at least {vt.min_acc_gain:g} in "
-        "test accuracy", "test acc (anneal) − max test acc (lazy)", anneal, "superiority", vt.min_acc_gain,
-        notes="; ".join(notes) + "; no lazy run: a failed seed")
+    _judge_real(cfg, tables, add)
     return v
+
+
+def controls_of(tables: Tables, seed: int) -> pd.DataFrame:
+    """The (d) control rows of ``seed`` (empty when the seed had no lazy or no catapult run)."""
+    t = tables.get("real_controls")
+    if t is None or not len(t):
+        return pd.DataFrame(columns=["control", "run", "c", "step", "sum_c", "target_sum_c", "train_loss", "gap",
+                                     "train_acc", "val_acc", "test_acc", "met"])
+    return t[t.seed == seed].drop(columns=["job", "seed"], errors="ignore").reset_index(drop=True)
+
+
+def _control(ctrl: pd.DataFrame, name: str) -> pd.Series | None:
+    r = ctrl[ctrl.control == name]
+    return r.iloc[0] if len(r) == 1 else None
+
+
+def _met_acc(row: pd.Series | None) -> float:
+    """Test accuracy of a control row that met its target (NaN: not reached within the cap, a failed seed)."""
+    return float(row.test_acc) if row is not None and bool(row.met) else math.nan
+
+
+def _conv_margin(cap: int, conv_gap: float, rows: list[pd.Series | None]) -> float:
+    """The (d) convergence check of one seed on a log scale: log10(cap / steps the slower run needed) when
+    every run met the criterion (> 0), else log10(conv_gap / the largest gap a run that did not meet it
+    reached) (< 0); −inf when a row is missing."""
+    if any(x is None for x in rows):
+        return -math.inf
+    missed = [float(x.gap) for x in rows if not bool(x.met)]
+    if missed:
+        return math.log10(conv_gap / max(missed)) if all(np.isfinite(missed)) else -math.inf
+    return math.log10(cap / max(int(x.step) for x in rows))
+
+
+def chosen_of(t: pd.DataFrame, phase: str) -> pd.Series | None:
+    """The validation-chosen run of ``phase`` ("lazy" or "catapult") in a seed's ``real`` rows (None: none)."""
+    r = t[t.chosen.astype(bool) & (t.phase == phase)]
+    return r.iloc[0] if len(r) == 1 else None
+
+
+def _judge_real(cfg: Config, tables: Tables, add) -> None:
+    """(d): the validation-chosen catapult and annealed runs against the validation-chosen lazy run, at equal
+    steps, at equal Σηt and trained to convergence, and the check that the chosen runs converged."""
+    s, vt, seeds = cfg.claim, cfg.verdicts, cfg.execution.seeds
+    r = s.real
+    eff: dict[str, list[float]] = {k: [] for k in ("cat", "ann", "cat_time", "ann_time", "cat_conv", "ann_conv",
+                                                    "conv")}
+    notes: dict[str, list[str]] = {k: [] for k in eff}
+    anneal_seeds = cfg.execution.seeds_for(r.anneal_control_seeds)
+    for sd in seeds:
+        t, ctrl = real_of(tables, sd), controls_of(tables, sd)
+        lazy, cat = chosen_of(t, "lazy"), chosen_of(t, "catapult")
+        ann = t[t.name == "anneal"]
+        a_ann = float(ann.test_acc.iloc[0]) if len(ann) else math.nan
+        a_lazy = float(lazy.test_acc) if lazy is not None else math.nan
+        a_cat = float(cat.test_acc) if cat is not None else math.nan
+        k = int(t.candidate.astype(bool).sum()) // 2
+        both = lazy is not None and cat is not None
+        eff["cat"].append(a_cat - a_lazy if both else -math.inf)  # a phase without runs: failed
+        eff["ann"].append(a_ann - a_lazy if lazy is not None else -math.inf)
+        if both:
+            desc = (f"seed {sd}: lazy c = {lazy.c:g} (val {lazy.val_acc:.3f}, test {a_lazy:.3f}), catapult "
+                    f"c = {cat.c:g} (val {cat.val_acc:.3f}, test {a_cat:.3f}), {k} candidates per phase")
+        else:
+            desc = (f"seed {sd}: no choice ({int((t.phase == 'lazy').sum())} lazy, "
+                    f"{int((t.phase == 'catapult').sum())} catapult runs)")
+        desc += f", anneal test {_fmt(a_ann, '.3f', 'NaN')}"
+        notes["cat"].append(desc)
+        notes["ann"].append(desc)
+        for key, ctl, a_big in (("cat_time", "lazy-same-time-catapult", a_cat),
+                                ("ann_time", "lazy-same-time-anneal", a_ann)):
+            row = _control(ctrl, ctl)
+            eff[key].append(a_big - _met_acc(row) if both else -math.inf)
+            notes[key].append(f"seed {sd}: " + ("no choice" if not both else "not reached within the cap"
+                              if row is None or not bool(row.met) else
+                              f"lazy c = {row.c:g} for {int(row.step)} steps, test {row.test_acc:.3f}"))
+        lc, cc = _control(ctrl, "lazy-converged"), _control(ctrl, "catapult-converged")
+        eff["cat_conv"].append(_met_acc(cc) - _met_acc(lc) if both else -math.inf)
+        steps = [int(x.step) if x is not None and bool(x.met) else None for x in (lc, cc)]
+        eff["conv"].append(_conv_margin(r.control_max_steps, r.conv_gap, [lc, cc]) if both else -math.inf)
+        conv_note = f"seed {sd}: " + ("no choice" if not both else ", ".join(
+            f"{name} {'converged at step ' + str(st) + f' (test {_met_acc(x):.3f})' if st else 'not converged'}"
+            for name, x, st in (("lazy", lc, steps[0]), ("catapult", cc, steps[1]))))
+        notes["cat_conv"].append(conv_note)
+        notes["conv"].append(conv_note)
+        if sd in anneal_seeds:
+            ac = _control(ctrl, "anneal-converged")
+            eff["ann_conv"].append(_met_acc(ac) - _met_acc(lc) if lazy is not None else -math.inf)
+            notes["ann_conv"].append(f"seed {sd}: anneal " + (f"converged at step {int(ac.step)} (test "
+                                     f"{ac.test_acc:.3f})" if ac is not None and bool(ac.met) else
+                                     "not converged within the cap") + (f", lazy test {_met_acc(lc):.3f}"
+                                                                         if lc is not None and bool(lc.met) else ""))
+    sel = "validation-chosen"
+    cls = f"CIFAR-10 classes {r.classes}"
+    g = vt.min_acc_gain
+    add("d-real-catapult-beats-lazy", f"{cls}: the {sel} catapult-phase run has test accuracy at least {g:g} above "
+        f"the {sel} lazy-phase run (equal numbers of candidates per phase)",
+        "test acc (chosen catapult) − test acc (chosen lazy)", eff["cat"], "superiority", g,
+        notes="; ".join(notes["cat"]) + "; no catapult or no lazy run: a failed seed")
+    add("d-real-anneal-beats-lazy", f"{cls}: large (η·λ0 = {r.anneal_from:g}) then annealed (to {r.anneal_to:g}) "
+        f"beats the {sel} lazy-phase run by at least {g:g} in test accuracy",
+        "test acc (anneal) − test acc (chosen lazy)", eff["ann"], "superiority", g,
+        notes="; ".join(notes["ann"]) + "; no lazy run: a failed seed")
+    add("d-real-catapult-beats-lazy-same-time", f"{cls}: the {sel} catapult-phase run beats the {sel} lazy rate "
+        f"trained until its Σηt equals the catapult run's by at least {g:g} in test accuracy",
+        "test acc (chosen catapult) − test acc (chosen lazy at equal Σηt)", eff["cat_time"], "superiority", g,
+        notes="; ".join(notes["cat_time"]) + f"; not reached within {r.control_max_steps} steps: a failed seed")
+    add("d-real-anneal-beats-lazy-same-time", f"{cls}: large then annealed beats the {sel} lazy rate trained "
+        f"until its Σηt equals the annealed run's by at least {g:g} in test accuracy",
+        "test acc (anneal) − test acc (chosen lazy at equal Σηt)", eff["ann_time"], "superiority", g,
+        notes="; ".join(notes["ann_time"]) + f"; not reached within {r.control_max_steps} steps: a failed seed")
+    add("d-real-catapult-beats-lazy-converged", f"{cls}: trained until the training loss is within "
+        f"{r.conv_gap:g} of the best linear loss, the {sel} catapult-phase run beats the {sel} lazy one by at "
+        f"least {g:g} in test accuracy", "test acc at convergence (chosen catapult − chosen lazy)",
+        eff["cat_conv"], "superiority", g,
+        notes="; ".join(notes["cat_conv"]) + f"; a run not converged within {r.control_max_steps} steps: a failed seed")
+    add("d-real-anneal-beats-lazy-converged", f"{cls}: trained until the training loss is within {r.conv_gap:g} of "
+        f"the best linear loss (the annealed run continuing at η·λ0 = {r.anneal_to:g}), large then annealed beats "
+        f"the {sel} lazy run by at least {g:g} in test accuracy (first {len(anneal_seeds)} seeds)",
+        "test acc at convergence (anneal − chosen lazy)", eff["ann_conv"], "superiority", g,
+        notes="; ".join(notes["ann_conv"]) + f"; a run not converged within {r.control_max_steps} steps: a failed "
+        "seed")
+    add("d-real-converged", f"{cls}: the {sel} lazy and catapult runs both reach a training loss within "
+        f"{r.conv_gap:g} of the best linear loss within {r.control_max_steps} steps",
+        f"log10({r.control_max_steps} / steps the slower of the two needed) when both converged, else "
+        f"log10({r.conv_gap:g} / the larger gap to L* a non-converged run reached)", eff["conv"], "bound", 0.0,
+        notes="; ".join(notes["conv"]) + "; no lazy or no catapult run: a failed seed")
 
 
 def width_scaling(cfg: Config, tables: Tables) -> tuple[pd.DataFrame, Interval | None]:

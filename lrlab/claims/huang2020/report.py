@@ -1,17 +1,20 @@
-"""huang2020 report: the setup, (e)'s width scaling and three figures, from the stored tables."""
+"""huang2020 report: the setup, (e)'s width scaling, the (b, depth) and (d) tables and four figures, from the
+stored tables."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from ...report.figures import PHASE_COLORS, save, subplots
 from ...stats import Verdict
 from ..protocol import Tables
 from .config import Config
-from .judge import NAME, curves_of, depths_of, real_of, sweep_of, width_scaling
+from .judge import NAME, chosen_of, controls_of, curves_of, depths_of, real_of, sweep_of, width_scaling
 
 PAPER = "Huang, Du, Xu & Liu 2020 — deep linear networks in the large learning rate phase"
 FLOAT32_FLOOR = 1e-7  # relative resolution of a float32 loss (the trajectory figure's floor above L*)
@@ -40,9 +43,10 @@ def report(cfg: Config, tables: Tables, verdicts: list[Verdict], figdir: Path, r
                  f"{int(k)}: {v:.3g}" for k, v in w.groupby("width").c_div.mean().items())
              + (f"; log-log slope {ci.mean:.3f} [{ci.low:.3f}, {ci.high:.3f}]" if ci else "; slope undefined"), ""]
     lines += depth_table(cfg, tables)
+    lines += real_table(cfg, tables)
     figs = [(trajectory_figure(cfg, tables), "trajectories", "loss and λ_t across η"),
             (flatness_figure(cfg, tables), "flatness", "final sharpness against η"),
-            (real_figure(cfg, tables), "real-accuracy", "test accuracy against η"),
+            (real_figure(cfg, tables), "real-accuracy", "test accuracy against η and its controls"),
             (depth_figure(cfg, tables), "depth-boundary", "catapult onset against depth")]
     for fig, name, alt in figs:
         f = save(fig, figdir / f"{NAME}-{name}.png")
@@ -186,26 +190,34 @@ def flatness_figure(cfg: Config, tables: Tables) -> Figure:
     return fig
 
 
+def _control_acc(ctrl: pd.DataFrame, name: str) -> float:
+    """Test accuracy of control ``name`` when it met its target (NaN otherwise)."""
+    r = ctrl[(ctrl.control == name) & ctrl.met.astype(bool)]
+    return float(r.test_acc.iloc[0]) if len(r) else np.nan
+
+
 def real_figure(cfg: Config, tables: Tables) -> Figure:
-    """(d): final test accuracy against η·λ0 per seed, the annealed run, the measured phase edges."""
+    """(d): left, final test accuracy against η·λ0 per seed (colour: measured phase; ringed: the balanced
+    candidates; black edge: the validation choice), the annealed run and the median phase edges; right, test
+    accuracy of the chosen runs at ``steps``, at equal Σηt and at convergence, one line per seed."""
     s, seeds = cfg.claim, cfg.execution.seeds
-    fig, ax = subplots(figsize=(6, 3.6))
+    fig, axes = subplots(1, 2, figsize=(12, 3.8))
+    ax = axes[0]
+    onsets, divs = [], []
     for sd in seeds:
         t = real_of(tables, sd)
         const = t[t.name != "anneal"]
         ax.plot(const.c, const.test_acc, color="0.75", lw=0.8, zorder=1)
-        ax.scatter(const.c, const.test_acc, s=18, zorder=2,
-                   c=[PHASE_COLORS["divergent"] if dv else PHASE_COLORS["catapult" if rs > s.rise_tol else "lazy"]
-                      for rs, dv in zip(const.rise, const.diverged)])
+        cols = [PHASE_COLORS.get(ph, "0.5") for ph in const.phase]
+        ax.scatter(const.c, const.test_acc, s=18, zorder=2, c=cols,
+                   edgecolors=["k" if ch else ("0.3" if cd else "none")
+                               for ch, cd in zip(const.chosen, const.candidate)],
+                   linewidths=[1.4 if ch else 0.5 for ch in const.chosen])
         a = t[t.name == "anneal"]
         ax.scatter(a.c, a.test_acc, marker="*", s=60, color="#264653", zorder=3)
-    onsets, divs = [], []
-    for sd in seeds:  # the measured phase boundaries of each seed
-        const = real_of(tables, sd)
-        const = const[const.name != "anneal"]
-        cat = const[(const.rise > s.rise_tol) & ~const.diverged]
+        cat = const[const.phase == "catapult"]
         onsets.append(float(cat.c.min()) if len(cat) else np.nan)
-        dv = const[const.diverged]
+        dv = const[const.phase == "divergent"]
         divs.append(float(dv.c.min()) if len(dv) else np.nan)
     for vals, col, lab in ((onsets, PHASE_COLORS["catapult"], "catapult sets in"),
                            (divs, PHASE_COLORS["divergent"], "divergence sets in")):
@@ -216,10 +228,67 @@ def real_figure(cfg: Config, tables: Tables) -> Figure:
     ax.scatter([], [], marker="*", color="#264653", label=f"large then annealed (to {s.real.anneal_to:g})")
     for ph in ("lazy", "catapult"):
         ax.scatter([], [], color=PHASE_COLORS[ph], label=ph)
+    ax.scatter([], [], facecolors="none", edgecolors="k", linewidths=1.4, label="validation choice")
     ax.set_xscale("log")
     ax.set_xlabel("η·λ0")
-    ax.set_ylabel("final test accuracy")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    ax.set_ylabel(f"test accuracy after {s.real.steps} steps")
+    ax.legend(fontsize=6)
+    ax = axes[1]
+    stages = ["equal steps", "equal Σηt", "converged"]
+    series = {"lazy": ("lazy", PHASE_COLORS["lazy"]), "catapult": ("catapult", PHASE_COLORS["catapult"]),
+              "anneal": ("anneal", "#264653")}
+    for sd in seeds:
+        t, ctrl = real_of(tables, sd), controls_of(tables, sd)
+        lazy, cat = chosen_of(t, "lazy"), chosen_of(t, "catapult")
+        ann = t[t.name == "anneal"]
+        acc = partial(_control_acc, ctrl)
+        ys = {"lazy": [lazy.test_acc if lazy is not None else np.nan, np.nan, acc("lazy-converged")],
+              "catapult": [cat.test_acc if cat is not None else np.nan, np.nan, acc("catapult-converged")],
+              "anneal": [float(ann.test_acc.iloc[0]) if len(ann) else np.nan, np.nan, acc("anneal-converged")]}
+        for k, (lab, col) in series.items():
+            ax.plot([0, 2], [ys[k][0], ys[k][2]], color=col, lw=0.6, alpha=0.5)
+            ax.scatter([0, 2], [ys[k][0], ys[k][2]], color=col, s=14, label=lab if sd == seeds[0] else None)
+        for name, mark in (("lazy-same-time-catapult", "^"), ("lazy-same-time-anneal", "v")):
+            ax.scatter([1], [acc(name)], color=PHASE_COLORS["lazy"], marker=mark, s=22,
+                       label=("lazy at the catapult run's Σηt" if mark == "^" else "lazy at the annealed run's Σηt")
+                       if sd == seeds[0] else None)
+    ax.set_xticks(range(3), stages)
+    ax.set_ylabel("test accuracy (validation-chosen rates)")
+    ax.set_title(f"controls: equal Σηt; converged = train loss within {s.real.conv_gap:g} of L*", fontsize=8)
+    ax.legend(fontsize=6)
+    for a in axes:
+        a.grid(alpha=0.3)
     fig.suptitle(f"{NAME} (d): CIFAR-10 classes {s.real.classes}, deep linear net", fontsize=10)
+    fig.subplots_adjust(wspace=0.3)
     return fig
+
+
+def real_table(cfg: Config, tables: Tables) -> list[str]:
+    """(d): per seed, the chosen rates, their validation and test accuracy, and the controls' steps."""
+    out = ["(d) CIFAR-10: the best rate of each phase chosen on the validation split among k candidates per "
+           "phase (the k grid points on each side of the seed's measured onset); the controls continue the chosen "
+           f"runs (equal Σηt; converged: training loss within {cfg.claim.real.conv_gap:g} of L*, at most "
+           f"{cfg.claim.real.control_max_steps} steps):", "",
+           "| seed | k | lazy c (val / test) | catapult c (val / test) | anneal test | lazy at catapult's Σηt: steps "
+           "(test) | lazy at anneal's Σηt: steps (test) | converged steps (test): lazy, catapult, anneal |",
+           "|---|---|---|---|---|---|---|---|"]
+    for sd in cfg.execution.seeds:
+        t, ctrl = real_of(tables, sd), controls_of(tables, sd)
+        lazy, cat = chosen_of(t, "lazy"), chosen_of(t, "catapult")
+        ann = t[t.name == "anneal"]
+
+        def run(x) -> str:
+            return f"{x.c:g} ({x.val_acc:.3f} / {x.test_acc:.3f})" if x is not None else "none"
+
+        def ctl(name: str) -> str:
+            r = ctrl[ctrl.control == name]
+            if not len(r):
+                return "—"
+            r = r.iloc[0]
+            return f"{int(r.step)} ({r.test_acc:.3f})" if bool(r.met) else f"not within the cap (gap {r.gap:.3g})"
+
+        conv = ", ".join(ctl(f"{k}-converged") for k in ("lazy", "catapult", "anneal"))
+        out.append(f"| {sd} | {int(t.candidate.astype(bool).sum()) // 2} | {run(lazy)} | {run(cat)} | "
+                   f"{float(ann.test_acc.iloc[0]) if len(ann) else float('nan'):.3f} | "
+                   f"{ctl('lazy-same-time-catapult')} | {ctl('lazy-same-time-anneal')} | {conv} |")
+    return out + [""]
