@@ -51,18 +51,30 @@ class ReLUSettings(Strict):
 
 
 class RealSettings(Strict):
-    """(f): full-batch GD of an NTK-parameterised ReLU net on a CIFAR-10 subset, per η·λ0."""
+    """(f): full-batch GD of an NTK-parameterised ReLU net on a CIFAR-10 subset, per η·λ0; the best
+    rate of each phase chosen on a validation split, and the controls of the chosen rates (equal
+    Σηt, trained to convergence)."""
 
     seed_limit: int | None = Field(None, ge=2, description="run the first this many of execution.seeds "
                                    "(data subset and initialisation seeds; None: all)")
     n_per_class: int = Field(gt=0, description="training images per class")
+    val_per_class: int = Field(gt=0, description="validation images per class: CIFAR-10 training images "
+                               "outside the seed's training subset (disjoint from it and from the test set)")
     test_per_class: int = Field(gt=0, description="test images per class (a fixed subset)")
     pool: int = Field(4, gt=0, description="average-pool the 32×32 images by this factor")
     width: int = Field(gt=0)
     depth: int = Field(ge=1, le=3)
     steps: int = Field(gt=1)
-    grid: list[float] = Field(min_length=3, description="η·λ0 values, λ0 the top NTK eigenvalue")
+    grid: list[float] = Field(min_length=3, description="η·λ0 values, λ0 the top NTK eigenvalue; as many "
+                              "below 2 (lazy) as in (2, catapult_max] (catapult)")
+    catapult_max: float = Field(12.0, gt=2, description="the largest η·λ0 that is a catapult candidate: the "
+                                "paper's maximal stable rate of ReLU nets; grid points above it are no "
+                                "candidate of either phase [paper]")
     test_every: int = Field(gt=0)
+    conv_loss_frac: float = Field(gt=0, lt=1, description="trained to convergence: the first step at which "
+                                  "the training loss is at most this fraction of L0")
+    conv_max_steps: int = Field(gt=1, description="the step cap of the convergence runs: a run that has not "
+                                "met the criterion by then never converged (a failed seed)")
 
 
 class EoSSettings(Strict):
@@ -116,9 +128,19 @@ class Verdicts(Strict):
                                   "e^4 ≈ 55-fold width; the peak step is an integer); the loss growing "
                                   "(c − 1)²-fold per step up to L ~ width suggests 1/ln((c − 1)²) ≈ 0.72 "
                                   "at c = 3 [ours]")
-    real_gap_min: float = Field(0.01, gt=0, description="f-real-best-in-catapult: the smallest test-accuracy "
-                                "gain of the best catapult run over the best lazy run that matters, one "
-                                "percentage point [ours]")
+    settle_excess: float = Field(0.01, gt=0, lt=1, description="b-catapult-settles: the catapult run's final "
+                                 "excess loss over the least-squares floor L* is at most this share of "
+                                 "L0 − L* [ours]")
+    settle_window: int = Field(20, gt=0, description="b-catapult-settles: the loss has settled when it moves "
+                               "by at most settle_tol (relative to L_T) over the last this many steps [ours]")
+    settle_tol: float = Field(1e-3, gt=0, description="b-catapult-settles: see settle_window [ours]")
+    flat_ratio_min: float = Field(1.1, gt=1, description="b-catapult-flatter, f-real-catapult-flatter: the "
+                                  "smallest ratio λ_T(lazy)/λ_T(catapult) of paired runs that matters, 10% "
+                                  "flatter (judged as its log) [ours]")
+    real_gap_min: float = Field(0.01, gt=0, description="f-real-*: the smallest test-accuracy gain of the "
+                                "catapult rate over the lazy rate (each chosen on the validation split) that "
+                                "matters, at equal steps, at equal Σηt and at convergence: one percentage "
+                                "point [ours]")
     stay_quantile: float = Field(0.9, gt=0, le=1, description="eos-stays-*: this share of the probes after "
                                  "arrival must lie within claim.eos.band of 2/η (the quantile of "
                                  "|S·η/2 − 1| that is tested) [ours]")
@@ -131,7 +153,6 @@ class Config(Strict):
     execution: IntervalExecution
     claim: Settings
     verdicts: Verdicts = Verdicts()
-
 
     def real_seeds(self) -> list[int]:
         """The seeds of the CIFAR-10 accuracy sweep (f)."""
