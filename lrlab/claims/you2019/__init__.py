@@ -25,6 +25,18 @@ the small constant rate for round(Σηt / rate) epochs (``control_name``); (a) a
 reaches the decayed run's complex accuracy (equivalence, the paper's Fig. 9), (b) whether decay
 still beats it on noisy PS10 (superiority).
 
+Trained-to-convergence controls of (a) and (b), from the same records (no extra training): a run
+has converged at the first probe where its train accuracy on each clean training subset (simple,
+complex) reaches ``verdicts.converge_train_acc``, within its own length; ``<a|b>-converged-decay``
+and ``-control`` check that both compared runs get there (a run that never does is a failed
+seed), and ``a-complex-vs-constant-converged`` / ``b-noise-complex-converged`` compare their
+complex test accuracy each at its first converged epoch.
+
+Appendix A.2 (GD cannot take a larger initial rate): the gdsgd job also runs full-batch GD at
+``gd_diverge_factors`` × gd_lr from the same initialisation; ``gd-diverges-<f>x`` (bound) asks
+that each ends non-finite or at least ``verdicts.gd_diverge_multiple`` × its initial loss, and
+``gd-base-lr-stable`` that gd_lr itself does not.
+
 Each statement is a superiority, bound or equivalence test (``lrlab.stats``) with its threshold
 in the config (``verdicts``, or ``claim`` for ``gd_tol``, ``acc_tol`` and ``epoch_saving``).
 
@@ -33,6 +45,7 @@ results do not depend on the number of workers.
 """
 
 from .config import (
+    GD_LARGER,
     AutoDecaySettings,
     Config,
     GDSGDSettings,
@@ -43,6 +56,7 @@ from .config import (
     Verdicts,
     autodecay_names,
     control_name,
+    gd_larger_names,
     gd_names,
     pattern_names,
     sgd_names,
@@ -51,13 +65,15 @@ from .experiment import PARTS, jobs, preflight, run_job, transfer_net
 from .judge import NAME, REGIME, judge, judge_results, results
 from .report import PAPER, report
 
-JOBS_VERSION = 3
+JOBS_VERSION = 4
 """2: the noise jobs also store the `memorisation` table (predictions on the noisy points).
 3: the patterns and noise jobs also train the physical-time control (``control_name``: the small
-constant rate for the decayed run's Σηt) and store its curves in ``curves``."""
+constant rate for the decayed run's Σηt) and store its curves in ``curves``.
+4: the gdsgd jobs also train full-batch GD at ``gd_diverge_factors`` × gd_lr (``curves`` part
+``gd-larger``, ``gd_larger_names``)."""
 
 __all__ = ["AutoDecaySettings", "Config", "GDSGDSettings", "JOBS_VERSION", "NAME", "NoiseSettings", "PAPER", "PARTS",
            "PatternSettings", "REGIME", "Settings", "TransferSettings", "Verdicts", "autodecay_names",
-           "control_name", "gd_names",
+           "control_name", "GD_LARGER", "gd_larger_names", "gd_names",
            "jobs", "judge", "judge_results", "pattern_names", "preflight", "report", "results", "run_job",
            "sgd_names", "transfer_net"]

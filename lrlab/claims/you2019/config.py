@@ -94,11 +94,18 @@ class GDSGDSettings(Strict):
     top_k: int = Field(10, gt=0, description="Hessian eigenvalues of each GD-trained net")
     gd_tol: float = Field(0.01, gt=0, description="c-gd-decay-no-benefit: the equivalence margin of 'no "
                           "benefit': the best decayed GD run's final test acc lies within ± this of constant GD's")
+    gd_diverge_factors: list[float] = Field([1.5, 2.0], description="gd-diverges-<f>x (appendix A.2): the "
+                                            "'mildly larger' rates, as multiples f > 1 of gd_lr; each is run "
+                                            "by full-batch GD from the same initialisation for gd_steps steps "
+                                            "(empty: no runs, no verdicts)")
 
     @model_validator(mode="after")
     def _check(self) -> GDSGDSettings:
         if 32 % self.pool:
             raise ValueError(f"pool must divide 32, got {self.pool}")
+        f = self.gd_diverge_factors
+        if any(x <= 1 for x in f) or len(set(f)) != len(f):
+            raise ValueError(f"gd_diverge_factors must be distinct multiples of gd_lr above 1, got {f}")
         return self
 
 
@@ -184,10 +191,10 @@ class Verdicts(Strict):
                                     "counts as a jump (1 point)")
     complex_gain_min: float = Field(0.01, gt=0, description="a-complex-beats-constant-*: the smallest final "
                                     "complex test acc gain, decay − constant, that matters (1 point)")
-    noise_complex_gain_min: float = Field(0.01, gt=0, description="b-noise-complex and "
-                                          "b-noise-complex-same-time: the smallest final complex test acc gain, "
-                                          "decay − small constant LR (same epochs, or same Σηt), that matters "
-                                          "(1 point)")
+    noise_complex_gain_min: float = Field(0.01, gt=0, description="b-noise-complex, "
+                                          "b-noise-complex-same-time and b-noise-complex-converged: the smallest "
+                                          "complex test acc gain, decay − small constant LR (same epochs, same "
+                                          "Σηt, or each at its convergence), that matters (1 point)")
     memorization_gap_min: float = Field(0.01, gt=0, description="b-noise-memorizes-less: the smallest gap in "
                                         "train acc on the noise subset, small constant − decay, that matters "
                                         "(1 point of the noise subset)")
@@ -209,10 +216,33 @@ class Verdicts(Strict):
                                     "margin of 'the small constant LR, given the decayed run's Σηt, reaches its "
                                     "complex accuracy' (decay − constant same Σηt within ± this). Chosen before any "
                                     "result: twice the 1-point smallest gain of the superiority verdicts, so that "
-                                    "'reaches' tolerates the 1-point gains those verdicts call meaningful")
+                                    "'reaches' tolerates the 1-point gains those verdicts call meaningful; "
+                                    "a-complex-vs-constant-converged uses it too (each run at its convergence)")
     transfer_drop_min: float = Field(0.05, gt=0, description="transfer-*: the smallest drop of transferability "
                                      "from the next-to-last to the last stage that matters; about half the "
                                      "smallest drop the paper reports (Sketch250 fix 0.02 → −0.06)")
+    converge_train_acc: float = Field(0.99, gt=0, le=1, description="*-converged-* (trained to convergence): "
+                                      "a run has converged at the first probe where its train accuracy on each "
+                                      "clean training subset (simple and complex; the noisy points are left out) "
+                                      "is at least this; cap: the run's own length. Chosen before any result: the "
+                                      "nearest-pattern rule errs on ≈ 0.5% of complex examples at PS10's "
+                                      "feature_noise 0.02, so a net that has fit the patterns reaches 0.99")
+    gd_diverge_multiple: float = Field(2.0, ge=1, description="gd-diverges-* and gd-base-lr-stable: a GD run "
+                                       "has diverged when its final train loss is non-finite or above this "
+                                       "multiple of its initial loss L0 (it ended worse than the untrained net, "
+                                       "not merely without progress)")
+    gd_diverge_log_cap: float = Field(3.0, gt=0, description="gd-diverges-* and gd-base-lr-stable: log10 of "
+                                      "L_end / L0 is clipped to ± this, and a non-finite L_end (the trainer froze "
+                                      "the run) reads as + this, so a run that blew up is a diverged seed, not a "
+                                      "failed one")
+
+    @model_validator(mode="after")
+    def _cap(self) -> Verdicts:
+        if self.gd_diverge_log_cap <= math.log10(self.gd_diverge_multiple):
+            raise ValueError(f"gd_diverge_log_cap {self.gd_diverge_log_cap} must exceed log10(gd_diverge_multiple) "
+                             f"= {math.log10(self.gd_diverge_multiple):.3g}, or a run that blew up would not count "
+                             "as diverged")
+        return self
 
 
 class Config(Strict):
@@ -239,6 +269,15 @@ def control_name(p: PatternSettings) -> str:
 def gd_names(g: GDSGDSettings) -> list[str]:
     """The GD runs: constant, then one decayed at each step of ``gd_decay_at``."""
     return ["constant"] + [f"decay@{s}" for s in g.gd_decay_at]
+
+
+GD_LARGER = "gd-larger"
+"""The ``curves`` part of the GD runs at the mildly larger rates (``gd_larger_names``)."""
+
+
+def gd_larger_names(g: GDSGDSettings) -> list[str]:
+    """The GD runs at the mildly larger rates (appendix A.2), one per ``gd_diverge_factors``."""
+    return [f"lr ×{f:g}" for f in g.gd_diverge_factors]
 
 
 def sgd_names(g: GDSGDSettings) -> list[str]:

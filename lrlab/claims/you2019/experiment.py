@@ -21,6 +21,7 @@ from ...train.autodecay import AutoDecaySchedule
 from ...transfer import train_with_snapshots, transfer_stages
 from ..protocol import Job, JobContext, seed_job
 from .config import (
+    GD_LARGER,
     AutoDecaySettings,
     Config,
     GDSGDSettings,
@@ -28,6 +29,7 @@ from .config import (
     TransferSettings,
     autodecay_names,
     control_name,
+    gd_larger_names,
     gd_names,
     pattern_names,
     sgd_names,
@@ -42,6 +44,7 @@ MEMORY_GB = {"gdsgd": 2.0, "patterns": 1.0, "noise": 1.0, "transfer": 2.0, "auto
 PATTERN_METRICS = ("test.simple.acc", "test.complex.acc", "train.simple.acc", "train.complex.acc",
                    "train.noise.acc", "test.acc", "train.loss")
 GDSGD_METRICS = ("test.acc", "train.loss", "train.acc")
+GD_LARGER_METRICS = (*GDSGD_METRICS, "diverged")
 AUTODECAY_METRICS = ("test.acc", "train.loss")
 CURVE_COLUMNS = ["part", "seed", "name", "epoch", "metric", "value"]
 MEMORISATION_COLUMNS = ["seed", "name", "when", "epoch", "n_noisy", "n_not_true", "n_noisy_label"]
@@ -166,7 +169,9 @@ def _pattern_job(part: str, p: PatternSettings, seed: int, device: str) -> dict[
 
 
 def _gdsgd_job(g: GDSGDSettings, seed: int, device: str) -> dict[str, pd.DataFrame]:
-    """(c, d): GD runs (constant and decayed at each step in gd_decay_at), SGD runs, Hessian top-k."""
+    """(c, d): GD runs (constant and decayed at each step in gd_decay_at), SGD runs, Hessian top-k; and
+    (appendix A.2) GD at each ``gd_diverge_factors`` × gd_lr, same initialisation and steps, as a second
+    population (curves part ``gd-larger``; a run the trainer froze reads NaN from then on)."""
     split = cifar10_vectors(g.n_per_class, g.test_per_class, seed, pool=g.pool)
     x, y = split.train.x, split.train.y
     with seeded(seed):
@@ -178,6 +183,14 @@ def _gdsgd_job(g: GDSGDSettings, seed: int, device: str) -> dict[str, pd.DataFra
                            TrainConfig(loss="cross_entropy", steps=g.gd_steps, batch_size=None,
                                        eval_every=g.gd_eval_every, device=device))
     gd_curves = _curves(res, "gd", seed, names, GDSGD_METRICS, 1)
+    if g.gd_diverge_factors:  # appendix A.2: the larger rates, as their own population (the one above is unchanged)
+        lnames = gd_larger_names(g)
+        larger = [Member(n, seed, Constant(g.gd_lr * f)) for n, f in zip(lnames, g.gd_diverge_factors)]
+        lres = train_population(model, larger, split.train, split.test,
+                                TrainConfig(loss="cross_entropy", steps=g.gd_steps, batch_size=None,
+                                            eval_every=g.gd_eval_every, device=device))
+        gd_curves = pd.concat([gd_curves, _curves(lres, GD_LARGER, seed, lnames, GD_LARGER_METRICS, 1)],
+                              ignore_index=True)
     eig = population_top_eigs(model, res.params, x.to(device), y.to(device), "cross_entropy", 10, k=g.top_k,
                               iters=max(60, 4 * g.top_k), tol=1e-4)
     eig = eig.detach().double().cpu().numpy()

@@ -5,6 +5,8 @@ Tables (each with the driver's ``job`` column first; see docs/claims/you2019.md)
 * ``curves`` (part, seed, name, epoch, metric, value): part is patterns, noise, gd, sgd or
   autodecay; epoch is step / steps-per-epoch (for gd: the step); patterns and noise also hold
   the physical-time control ``constant <lr> same Σηt`` (``control_name``), trained longer;
+  part ``gd-larger`` holds the GD runs at ``gd_diverge_factors`` × gd_lr (``gd_larger_names``;
+  metrics also ``diverged``), NaN from the probe where the trainer froze a run;
 * ``eigs`` (seed, name, i, value): top Hessian eigenvalues of every GD-trained net;
 * ``gd_final_lr`` (seed, name, lr): each GD run's rate at the end;
 * ``transfer`` (stage, target, method, acc, tacc, transferability, seed);
@@ -25,7 +27,17 @@ import pandas as pd
 
 from ...stats import Verdict, verdict
 from ..protocol import Tables
-from .config import Config, autodecay_names, control_name, gd_names, pattern_names, sgd_names
+from .config import (
+    GD_LARGER,
+    Config,
+    PatternSettings,
+    autodecay_names,
+    control_name,
+    gd_larger_names,
+    gd_names,
+    pattern_names,
+    sgd_names,
+)
 
 NAME = "you2019"
 REGIME = "ps10+cifar"
@@ -63,8 +75,11 @@ def results(cfg: Config, tables: Tables) -> Results:
         names = gd_names(s.gdsgd)
         e = _of(tables, "eigs", sd).pivot(index="name", columns="i", values="value").loc[names]
         lr = _of(tables, "gd_final_lr", sd).set_index("name").lr
+        larger = gd_larger_names(s.gdsgd)  # their curves: None when not stored (jobs before JOBS_VERSION 4)
+        have = bool(larger) and (GD_LARGER, sd) in by and set(larger) <= set(by[(GD_LARGER, sd)].name)
         out[("gdsgd", sd)] = {"gd": _curves(by, "gd", sd, names), "sgd": _curves(by, "sgd", sd, sgd_names(s.gdsgd)),
-                              "eigs": e, "gd_final_lr": {n: float(lr[n]) for n in names}}
+                              "eigs": e, "gd_final_lr": {n: float(lr[n]) for n in names},
+                              "gd_larger": _curves(by, GD_LARGER, sd, larger) if have else None}
         out[("transfer", sd)] = {"table": _of(tables, "transfer", sd)}
         names = autodecay_names(s.autodecay)
         fin = _of(tables, "autodecay_final", sd).set_index("name").test_acc
@@ -98,10 +113,61 @@ def _at(curve: pd.Series, epoch: float) -> float:
     return float(curve.iloc[int(np.argmin(np.abs(idx - epoch)))])
 
 
+def first_converged(curves: dict[str, pd.DataFrame], name: str, level: float) -> float:
+    """The first probe epoch at which run ``name`` has train accuracy ≥ ``level`` on each clean
+    training subset (simple and complex); NaN if it never does (or its curves are missing)."""
+    if "train.simple.acc" not in curves or "train.complex.acc" not in curves:
+        return np.nan
+    both = pd.concat([curves["train.simple.acc"][name], curves["train.complex.acc"][name]], axis=1)
+    both = both.min(axis=1, skipna=False)  # a NaN probe (a diverged run) never meets it
+    hit = both.index[(both >= level).to_numpy()]
+    return float(hit[0]) if len(hit) else np.nan
+
+
+def converged(res: Results, part: str, p: PatternSettings, seeds: list[int], level: float) -> dict[str, np.ndarray]:
+    """Per seed, for the decayed run and the physical-time control of ``part``: the first epoch at
+    which each meets the convergence criterion (NaN: never, within its own length) and its complex
+    test accuracy there (NaN when it never converged)."""
+    out: dict[str, list[float]] = {"first_decay": [], "first_control": [], "acc_decay": [], "acc_control": []}
+    for sd in seeds:
+        r = res[(part, sd)]
+        for who, curves, name in (("decay", r["curves"], "decay"), ("control", r.get("control"), control_name(p))):
+            e = np.nan if curves is None else first_converged(curves, name, level)
+            acc = np.nan if not np.isfinite(e) else _at(curves["test.complex.acc"][name], e)
+            out[f"first_{who}"].append(e)
+            out[f"acc_{who}"].append(acc)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+
+def gd_log_loss_ratio(loss: pd.Series | None, steps: int, cap: float) -> tuple[float, float]:
+    """(log10(L_end / L0), peak finite loss / L0) of one GD run's ``train.loss`` curve, L0 its
+    loss at step 0 and L_end at step ``steps``: the log ratio clipped to ±``cap``, and a non-finite
+    L_end (the trainer froze the run) read as +``cap``. NaN when the curve is missing or L0 is not
+    a finite positive number."""
+    if loss is None:
+        return np.nan, np.nan
+    l0, end = _at(loss, 0), _at(loss, steps)
+    if not (np.isfinite(l0) and l0 > 0):
+        return np.nan, np.nan
+    peak = float(np.nanmax(loss.to_numpy(dtype=np.float64))) / l0 if loss.notna().any() else np.nan
+    if not np.isfinite(end):
+        return cap, peak
+    with np.errstate(divide="ignore"):
+        return float(np.clip(np.log10(end / l0), -cap, cap)), peak
+
+
 def _failed(seeds: list[int], values, why: str) -> str:
     """A note naming the seeds whose effect is not finite, and why ("" when there are none)."""
     bad = [sd for sd, x in zip(seeds, np.asarray(values, dtype=np.float64)) if not np.isfinite(x)]
     return f"failed seeds {bad}: {why}" if bad else ""
+
+
+def _first_one(flag: pd.DataFrame | None, name: str) -> float:
+    """The first probe step at which the ``diverged`` flag of run ``name`` is set (NaN: never)."""
+    if flag is None:
+        return np.nan
+    hit = flag.index[(flag[name] > 0).to_numpy()]
+    return float(hit[0]) if len(hit) else np.nan
 
 
 def _join(*notes: str) -> str:
@@ -121,10 +187,35 @@ def judge_results(cfg: Config, res: Results) -> list[Verdict]:
     v: list[Verdict] = []
     diverged = "a run's accuracy is not finite at the probe read (e.g. the run diverged)"
 
-    def add(id_, statement, effect, values, test, min_effect, notes="", kind="other", why=diverged):
+    def add(id_, statement, effect, values, test, min_effect, notes="", kind="other", why=diverged, control_of=""):
         values = np.asarray(values, dtype=np.float64)
         v.append(verdict(NAME, id_, statement, effect, values, min_effect, REGIME,
-                         notes=_join(notes, _failed(seeds, values, why)), kind=kind, test=test))
+                         notes=_join(notes, _failed(seeds, values, why)), kind=kind, test=test,
+                         control_of=control_of))
+
+    crit = (f"train accuracy ≥ {t.converge_train_acc:g} on each clean training subset, simple and complex, "
+            "within the run's own length")
+    never = ("a run never met the convergence criterion within its own length (or its curves are missing: jobs "
+             "stored before JOBS_VERSION 3)")
+
+    def add_converged(letter: str, part: str, q: PatternSettings, control_of: str) -> dict[str, np.ndarray]:
+        """The two '<letter>-converged-*' verdicts of ``part`` (controls of ``control_of``); returns the
+        per-seed measurements."""
+        conv = converged(res, part, q, seeds, t.converge_train_acc)
+        for who, name, cap in (("decay", "the step decay", q.epochs),
+                               ("control", f"the small constant LR {q.control_lr():g} (the same-Σηt control)",
+                                q.control_epochs())):
+            first = conv[f"first_{who}"]
+            add(f"{letter}-converged-{who}", f"PS10{' with noisy labels' if part == 'noise' else ''}: {name} is "
+                f"trained to convergence ({crit}: {cap} epochs)", f"{cap} − first epoch meeting the criterion",
+                cap - first, "bound", 0.0, why=never, control_of=control_of,
+                notes="first converged epoch per seed: " + ", ".join(f"{e:g}" for e in first))
+        return conv
+
+    def conv_notes(conv: dict[str, np.ndarray]) -> str:
+        return "first converged epoch / complex test acc there, decay; constant: " + "; ".join(
+            f"{a:g} / {b:.3f}; {c:g} / {d:.3f}" for a, b, c, d in
+            zip(conv["first_decay"], conv["acc_decay"], conv["first_control"], conv["acc_control"]))
 
     p = s.patterns
     R = [res[("patterns", sd)]["curves"] for sd in seeds]
@@ -170,6 +261,13 @@ def judge_results(cfg: Config, res: Results) -> list[Verdict]:
             np.asarray(dec) - np.asarray(ctl), "equivalence", t.same_time_margin,
             notes="final complex test acc, decay / constant same Σηt: " + "; ".join(
                 f"{a:.3f} / {b:.3f}" for a, b in zip(dec, ctl)), why=no_ctrl)
+        conv = add_converged("a", "patterns", p, "a-complex-vs-constant-same-time")
+        add("a-complex-vs-constant-converged", f"PS10: trained to convergence ({crit}), the small constant LR "
+            f"{p.control_lr():g} reaches the decayed run's complex test accuracy (each read at its first converged "
+            f"epoch; the two within ±{t.same_time_margin:g})",
+            f"complex test acc at convergence, decay − constant {p.control_lr():g}",
+            conv["acc_decay"] - conv["acc_control"], "equivalence", t.same_time_margin,
+            notes=conv_notes(conv), why=never, control_of="a-complex-vs-constant-same-time")
     q = s.noise
     N = [res[("noise", sd)]["curves"] for sd in seeds]
     small = f"constant {q.small_lr:g}"
@@ -187,7 +285,14 @@ def judge_results(cfg: Config, res: Results) -> list[Verdict]:
             f"final complex test acc (decay, {q.epochs} epochs) − (constant {q.small_lr:g}, {ce} epochs)",
             np.asarray(dec) - np.asarray(ctl), "superiority", t.noise_complex_gain_min, kind="accuracy",
             notes="final complex test acc, decay / constant same Σηt: " + "; ".join(
-                f"{a:.3f} / {b:.3f}" for a, b in zip(dec, ctl)), why=no_ctrl)
+                f"{a:.3f} / {b:.3f}" for a, b in zip(dec, ctl)), why=no_ctrl, control_of="b-noise-complex")
+        conv = add_converged("b", "noise", q, "b-noise-complex")
+        add("b-noise-complex-converged", f"PS10 with {q.data.noise_frac:.0%} noisy labels: trained to convergence "
+            f"({crit}), large LR + decay beats the small constant LR {q.small_lr:g} on complex test patterns (each "
+            f"read at its first converged epoch; by at least {t.noise_complex_gain_min:g})",
+            f"complex test acc at convergence, decay − constant {q.small_lr:g}",
+            conv["acc_decay"] - conv["acc_control"], "superiority", t.noise_complex_gain_min, kind="accuracy",
+            notes=conv_notes(conv), why=never, control_of="b-noise-complex")
     mem_d = [_at(c["train.noise.acc"]["decay"], q.epochs) for c in N]
     mem_s = [_at(c["train.noise.acc"][small], q.epochs) for c in N]
     mem_e1 = [_at(c["train.noise.acc"]["decay"], q.milestones[0]) for c in N]
@@ -259,6 +364,32 @@ def judge_results(cfg: Config, res: Results) -> list[Verdict]:
             ", ".join(f"{x:.2f}" for x in r["eigs"].loc["constant"].iloc[:3]) for r in G)
         + f"; 2/η = {2 / g.gd_lr:.2f}",
         why="λ1 of the constant GD run is not a finite positive number, so (0, 2/λ1) is not an interval")
+    m, cap = t.gd_diverge_multiple, t.gd_diverge_log_cap
+    clip = f"L_end/L0 clipped to 10^±{cap:g}, a non-finite L_end read as 10^{cap:g}"
+    no_loss = ("L0 (the run's train loss at step 0) is not a finite positive number, or the run's curves are "
+               "missing (jobs stored before JOBS_VERSION 4)")
+
+    def loss_notes(rows: list[tuple[float, float]]) -> str:
+        return "L_end/L0 (after clipping) / peak finite loss/L0 per seed: " + "; ".join(
+            f"{10 ** r:.3g} / {pk:.3g}" for r, pk in rows)
+
+    base = [gd_log_loss_ratio(r["gd"]["train.loss"]["constant"] if "train.loss" in r["gd"] else None, g.gd_steps,
+                              cap) for r in G]
+    add("gd-base-lr-stable", f"full-batch GD: the rate used, {g.gd_lr:g}, does not diverge (final train loss "
+        f"after {g.gd_steps} steps finite and below {m:g}× the initial loss L0)",
+        f"log10({m:g}) − log10(L_end/L0), constant GD at {g.gd_lr:g} ({clip})",
+        [np.log10(m) - r for r, _ in base], "bound", 0.0, notes=loss_notes(base), why=no_loss)
+    for f, name in zip(g.gd_diverge_factors, gd_larger_names(g)):
+        rows = [gd_log_loss_ratio(None if r["gd_larger"] is None else r["gd_larger"]["train.loss"][name],
+                                  g.gd_steps, cap) for r in G]
+        when = [np.nan if r["gd_larger"] is None else _first_one(r["gd_larger"].get("diverged"), name) for r in G]
+        add(f"gd-diverges-{f:g}x", f"full-batch GD (appendix A.2): a mildly larger rate, {f:g} × {g.gd_lr:g} = "
+            f"{f * g.gd_lr:g}, diverges from the same initialisation within {g.gd_steps} steps (final train loss "
+            f"non-finite or above {m:g}× the initial loss L0)",
+            f"log10(L_end/L0) − log10({m:g}), GD at {f * g.gd_lr:g} ({clip})",
+            [r - np.log10(m) for r, _ in rows], "bound", 0.0, why=no_loss,
+            notes=loss_notes(rows) + "; step the trainer froze the run (non-finite loss; — never): " + ", ".join(
+                "—" if not np.isfinite(w) else f"{w:g}" for w in when))
     tab = transfer_table(res, seeds)
     stages = sorted(tab.stage.unique())
     last, prev = stages[-1], stages[-2]

@@ -11,8 +11,8 @@ from matplotlib.figure import Figure
 from ...report.figures import save, subplots
 from ...stats import Verdict
 from ..protocol import Tables
-from .config import Config
-from .judge import NAME, Results, results, transfer_table
+from .config import Config, gd_larger_names
+from .judge import NAME, Results, converged, gd_log_loss_ratio, results, transfer_table
 
 PAPER = "You, Long, Wang & Jordan 2019 — how does learning-rate decay help?"
 
@@ -25,6 +25,7 @@ def report(cfg: Config, tables: Tables, verdicts: list[Verdict], figdir: Path, r
             (pattern_figure(cfg, res, "noise"), "noise", "PS10 with noisy labels"),
             (gdsgd_figure(cfg, res), "gd-sgd", "GD against SGD"),
             (eig_figure(cfg, res), "eigenvalues", "top Hessian eigenvalues of GD-trained nets"),
+            (gd_larger_figure(cfg, res), "gd-larger", "full-batch GD at the rate used and at mildly larger rates"),
             (transfer_figure(cfg, res), "transfer", "transferability per stage"),
             (autodecay_figure(cfg, res), "autodecay", "AutoDecay's smoothed loss and decisions")]
     p, g, t, a = s.patterns, s.gdsgd, s.transfer, s.autodecay
@@ -63,6 +64,8 @@ def report(cfg: Config, tables: Tables, verdicts: list[Verdict], figdir: Path, r
         lines += [f"Physical-time control ({part}): constant {q.control_lr():g} for {q.control_epochs()} epochs "
                   f"travels the step decay's Σηt = {q.sum_lr_epochs():.4g} epoch-units; final complex test acc "
                   f"(seed mean) {con:.3f}, against {dec:.3f} for the step decay after {q.epochs} epochs.", ""]
+    lines += convergence_lines(cfg, res)
+    lines += gd_larger_lines(cfg, res)
     if "memorisation" in tables:
         m = tables["memorisation"]
         m = m[m.seed.isin(seeds)]
@@ -78,6 +81,90 @@ def report(cfg: Config, tables: Tables, verdicts: list[Verdict], figdir: Path, r
         f = save(fig, figdir / f"{NAME}-{name}.png")
         lines += [f"![{alt}]({rel / f.name})", ""]
     return "\n".join(lines)
+
+
+def _num(x: float, fmt: str) -> str:
+    return format(x, fmt) if np.isfinite(x) else "never"
+
+
+def convergence_lines(cfg: Config, res: Results) -> list[str]:
+    """The trained-to-convergence controls of (a) and (b) as a table: per run and seed, the first
+    epoch meeting the criterion and the complex test accuracy there."""
+    s, seeds, level = cfg.claim, cfg.execution.seeds, cfg.verdicts.converge_train_acc
+    rows = []
+    for part in ("patterns", "noise"):
+        q = getattr(s, part)
+        if not q.control:
+            continue
+        conv = converged(res, part, q, seeds, level)
+        for who, name, cap in (("decay", "step decay", q.epochs),
+                               ("control", f"constant {q.control_lr():g} (same Σηt)", q.control_epochs())):
+            first, acc = conv[f"first_{who}"], conv[f"acc_{who}"]
+            rows.append(f"| {part} | {name} | {cap} | {', '.join(_num(e, 'g') for e in first)} | "
+                        f"{', '.join(_num(a, '.3f') if np.isfinite(e) else '—' for e, a in zip(first, acc))} |")
+    if not rows:
+        return []
+    return [f"Trained to convergence: a run has converged at the first probe where its train accuracy on each clean "
+            f"training subset (simple, complex) is at least {level:g}, within its own length (the cap). Per seed "
+            f"{seeds}:", "", "| part | run | cap (epochs) | first converged epoch | complex test acc there |",
+            "|---|---|---|---|---|", *rows, ""]
+
+
+def gd_larger_lines(cfg: Config, res: Results) -> list[str]:
+    """Full-batch GD at the rate used and at the larger rates: L_end/L0 per seed, as a table."""
+    g, t, seeds = cfg.claim.gdsgd, cfg.verdicts, cfg.execution.seeds
+    if not g.gd_diverge_factors:
+        return []
+    G = [res[("gdsgd", sd)] for sd in seeds]
+    runs = [(f"{g.gd_lr:g} (used)", [r["gd"].get("train.loss", {}).get("constant") for r in G])]
+    runs += [(f"{f * g.gd_lr:g} (×{f:g})", [None if r["gd_larger"] is None else r["gd_larger"]["train.loss"][n]
+                                             for r in G]) for f, n in zip(g.gd_diverge_factors, gd_larger_names(g))]
+    rows = []
+    for label, curves in runs:
+        vals = [gd_log_loss_ratio(c, g.gd_steps, t.gd_diverge_log_cap) for c in curves]
+        ends = [c is not None and not np.isfinite(_end(c, g.gd_steps)) for c in curves]
+        rows.append(f"| {label} | " + ", ".join(
+            ("non-finite" if e else f"{10 ** r:.3g}") for (r, _), e in zip(vals, ends)) + " | "
+            + ", ".join(f"{pk:.3g}" for _, pk in vals) + " |")
+    return [f"GD at mildly larger rates (appendix A.2): {g.gd_steps} full-batch steps from the same initialisation; "
+            f"a run has diverged when L_end/L0 is non-finite or above {t.gd_diverge_multiple:g}. Per seed {seeds}:",
+            "", "| rate | L_end / L0 | peak finite loss / L0 |", "|---|---|---|", *rows, ""]
+
+
+def _end(loss: pd.Series, steps: int) -> float:
+    idx = loss.index.to_numpy(dtype=np.float64)
+    return float(loss.iloc[int(np.argmin(np.abs(idx - steps)))])
+
+
+def gd_larger_figure(cfg: Config, res: Results) -> Figure:
+    """Train loss / L0 of full-batch GD at the rate used and at each larger rate, every seed (log
+    scale); a run the trainer froze (non-finite loss) ends with a cross at its last finite probe."""
+    g, t, seeds = cfg.claim.gdsgd, cfg.verdicts, cfg.execution.seeds
+    fig, ax = subplots(figsize=(6.4, 3.6))
+    runs = [(f"η = {g.gd_lr:g} (used)", lambda r: r["gd"].get("train.loss", {}).get("constant"))]
+    runs += [(f"η = {f * g.gd_lr:g} (×{f:g})", lambda r, n=n: None if r["gd_larger"] is None
+              else r["gd_larger"]["train.loss"][n]) for f, n in zip(g.gd_diverge_factors, gd_larger_names(g))]
+    for i, (label, get) in enumerate(runs):
+        color = f"C{i}"
+        for j, sd in enumerate(seeds):
+            c = get(res[("gdsgd", sd)])
+            if c is None or not np.isfinite(c.iloc[0]) or c.iloc[0] <= 0:
+                continue
+            y = c / c.iloc[0]
+            ax.plot(y.index, y.to_numpy(), color=color, lw=1, alpha=0.8, label=label if j == 0 else None)
+            if not np.isfinite(_end(c, g.gd_steps)) and y.notna().any():
+                last = y.dropna()
+                ax.plot(last.index[-1], last.iloc[-1], "x", color=color, ms=7)
+    ax.axhline(1, color="0.5", lw=0.7, ls=":")
+    ax.axhline(t.gd_diverge_multiple, color="k", lw=0.8, ls="--", label=f"diverged: above {t.gd_diverge_multiple:g}·L0")
+    ax.set_yscale("log")
+    ax.set_xlabel("GD step")
+    ax.set_ylabel("train loss / L0")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.suptitle(f"{NAME} (appendix A.2): GD at larger rates, one line per seed (×: loss went non-finite)",
+                 fontsize=10)
+    return fig
 
 
 def _stage_marks(ax, milestones) -> None:
