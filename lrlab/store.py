@@ -46,17 +46,37 @@ def runs_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root or os.environ.get(RUNS_ENV) or "runs")
 
 
+def _file_mode() -> int:
+    """The mode a new file gets under the process's umask (what ``open`` would give it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    """Write ``data`` to ``path`` durably: a new uniquely named temporary file in the same folder
+    (created with ``O_EXCL``, so it never follows or reuses a planted path), flushed to disk, given
+    the mode the user's umask asks for, then renamed over ``path``. On any failure the temporary
+    file is removed and ``path`` keeps its previous content; a full disk or a read-only folder is a
+    :class:`StoreError` naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise StoreError(f"{path}: cannot write ({e.strerror or e})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise StoreError(f"{path}: cannot write ({e.strerror or e}); the previous file, if any, is "
+                             "unchanged") from None
         raise
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import stat
 
 import pandas as pd
 import pytest
@@ -113,3 +116,44 @@ def test_list_runs_of_missing_root_is_empty(tmp_path):
     df = store.list_runs(tmp_path / "none")
     assert df.empty and list(df.columns) == ["run", "config", "status", "created", "members",
                                              "steps", "wall_time_s"]
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_follow_the_umask(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        store.write_atomic(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == mode
+
+
+def test_planted_symlinks_are_never_followed(tmp_path):
+    """A symlink planted where a fixed temporary name used to be (or any name) is left alone:
+    the temporary file is created new with O_EXCL, and the rename replaces only the real name."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    for name in ("f.txt.tmp", ".f.txt.tmp", "checkpoint.tmp"):
+        (tmp_path / name).symlink_to(victim)
+    store.write_atomic(tmp_path / "f.txt", "new")
+    assert victim.read_text() == "keep me" and (tmp_path / "f.txt").read_text() == "new"
+
+
+@pytest.mark.parametrize("where", ["fsync", "replace"])
+def test_a_full_disk_is_a_store_error_and_keeps_the_old_file(tmp_path, monkeypatch, where):
+    target = tmp_path / "f.txt"
+    store.write_atomic(target, "old")
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store.os, where, full)
+    with pytest.raises(store.StoreError, match=r"f\.txt: cannot write \(No space left on device\); the previous"):
+        store.write_atomic(target, "new")
+    assert target.read_text() == "old" and _files(tmp_path) == ["f.txt"]
+
+
+def test_an_unwritable_folder_is_a_store_error(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(store.StoreError, match=r"file/f\.txt: cannot write"):
+        store.write_atomic(tmp_path / "file" / "f.txt", "x")

@@ -15,6 +15,7 @@ Read one step top to bottom in :meth:`_Trainer.update`.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import pickle
@@ -35,6 +36,7 @@ from ..data.dataset import Dataset
 from ..data.images import ImageStream
 from ..data.stacked import StackedData
 from ..probes.accuracy import group_metrics
+from ..store import write_atomic
 from ..threads import set_threads
 from .schedules import Schedule, lr_table
 
@@ -417,10 +419,9 @@ class _Trainer:
     def save_checkpoint(self) -> None:
         if self.run_dir is None:
             return
-        path = self.run_dir / CHECKPOINT
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        torch.save(self.state(), buf)
+        write_atomic(self.run_dir / CHECKPOINT, buf.getvalue())  # a unique temp file, fsync, rename
 
     # ------------------------------------------------------------------ the loop
     def run(self, progress: bool | Callable[[int, int], None] = False) -> PopulationResult:

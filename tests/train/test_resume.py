@@ -43,11 +43,25 @@ def test_resume_after_interrupt_equals_uninterrupted_run(mode, tmp_path):
     assert full.members.diverged.any()  # the resumed state includes a frozen member
     with pytest.raises(KeyboardInterrupt):
         train_population(*args, run_dir=tmp_path, progress=interrupt_at(27, Stop))
-    ckpt = torch.load(tmp_path / pop.CHECKPOINT, weights_only=False)
+    ckpt = pop.load_checkpoint(tmp_path / pop.CHECKPOINT)
     assert ckpt["step"] == 20  # the last checkpoint before the interrupt
     resumed = train_population(*args, run_dir=tmp_path, resume=True)
     _assert_same(resumed, full)
     assert sorted(p.name for p in tmp_path.iterdir()) == [pop.CHECKPOINT]  # no temp files left
+
+
+def test_checkpoints_never_write_through_a_planted_symlink(tmp_path):
+    """The checkpoint goes through a new uniquely named temporary file: a symlink planted at the old
+    fixed temporary name keeps its target untouched, and no temporary file is left."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.tmp").symlink_to(victim)
+    train_population(*_setup("vectorized"), run_dir=run)
+    assert victim.read_bytes() == b"keep me"
+    assert sorted(p.name for p in run.iterdir()) == [pop.CHECKPOINT, "checkpoint.tmp"]
+    assert pop.load_checkpoint(run / pop.CHECKPOINT)["step"] == 40
 
 
 def test_resume_twice_interrupted(tmp_path):
