@@ -61,6 +61,8 @@ def run(
     config: Optional[Path] = typer.Argument(None, help="YAML run config (see configs/)."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     resume: Optional[str] = typer.Option(None, "--resume", help="Resume this run (name or path)."),
+    restart: bool = typer.Option(False, "--restart", help="With --resume: train the run again from step 0 "
+                                 "(when its checkpoint is missing or damaged)."),
     runs: Optional[Path] = typer.Option(None, "--runs", help="Runs folder (default $LRLAB_RUNS or ./runs)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_HELP),
@@ -71,10 +73,12 @@ def run(
         if resume:
             if config is not None:
                 raise ValueError("give either a config or --resume RUN, not both")
-            rd, res = experiment.resume(resume, root=runs, progress=progress, data_dir=data_dir)
+            rd, res = experiment.resume(resume, root=runs, progress=progress, data_dir=data_dir, restart=restart)
         else:
             if config is None:
                 raise ValueError("missing config file (or --resume RUN)")
+            if restart:
+                raise ValueError("--restart goes with --resume RUN")
             over = list(set_) + ([f"train.device={device}"] if device else [])
             cfg = load_config(config, over)
             rd, res = experiment.run(cfg, root=runs, progress=progress, data_dir=data_dir)
@@ -303,12 +307,16 @@ def list_(runs: Optional[Path] = typer.Option(None, "--runs", help="Runs folder.
     if df.empty:
         console.print("no runs")
         return
+    problems = df.dropna(subset=["problem"])
+    df = df.drop(columns="problem")
     t = Table()
     for c in df.columns:
-        t.add_column(c, no_wrap=(c == "run"), overflow="fold")
+        t.add_column(c, no_wrap=c in ("run", "status"), overflow="fold")
     for _, r in df.iterrows():
         t.add_row(*["" if v is None else str(v) for v in r])
     console.print(t)
+    for _, r in problems.iterrows():  # below the table, unwrapped: the file to look at
+        console.print(f"{r.run}: corrupt: {r.problem}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -22,7 +22,27 @@ class ConfigError(ValueError):
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 safe loader that also reads ``1e-3`` (no dot) as a float, like YAML 1.2."""
+    """YAML 1.1 safe loader that also reads ``1e-3`` (no dot) as a float, like YAML 1.2, and
+    refuses a key repeated in one mapping (plain YAML keeps the last, silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        """A mapping whose keys appear once each; keys brought in by a ``<<`` merge may still be
+        overridden."""
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base constructor reports it
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"duplicate key {key!r} (first at line {first.start_mark.line + 1})", key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -32,9 +52,46 @@ _Loader.add_implicit_resolver(
 )
 
 
+MAX_YAML_NODES = 100_000
+"""A config expands (aliases followed) to at most this many YAML nodes: bounds "billion laughs"."""
+
+
+def _expanded_size(node: yaml.Node, limit: int) -> int:
+    """The number of nodes ``node`` stands for with every alias followed (shared nodes counted
+    each time they are used), stopping once it passes ``limit``."""
+    sizes: dict[int, int] = {}
+
+    def size(n: yaml.Node) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        sizes[id(n)] = limit + 1  # a cycle (a recursive alias) counts as too large
+        if isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(c) for c in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in n.value)
+        else:
+            total = 1
+        sizes[id(n)] = min(total, limit + 1)
+        return sizes[id(n)]
+
+    return size(node)
+
+
 def yaml_load(text: str) -> Any:
-    """Parse YAML text with lrlab's loader."""
-    return yaml.load(text, Loader=_Loader)
+    """Parse YAML text with lrlab's loader: repeated keys are an error, and a document that
+    expands (through aliases) to more than :data:`MAX_YAML_NODES` nodes is refused before it is
+    built."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise ConfigError(f"the YAML expands to more than {MAX_YAML_NODES:,} nodes through its aliases "
+                              "(&anchor / *alias); a config is far smaller")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 class Strict(BaseModel):
@@ -434,9 +491,13 @@ def read_yaml(path: str | os.PathLike) -> dict:
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        raw = yaml_load(p.read_text())
+        raw = yaml_load(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text ({e}); a config is a UTF-8 YAML file") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({e})") from None
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level")
     return raw

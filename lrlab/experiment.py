@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
-import yaml
 
 from . import store
-from .config import Cifar10PatchConfig, RunConfig, TrainConfig, to_yaml, validate
+from .config import Cifar10PatchConfig, RunConfig, TrainConfig, read_yaml, to_yaml, validate
 from .data import Dataset, ImageStream, cifar10_split, make_dataset
 from .losses import check_loss
 from .models import make_model
 from .threads import set_threads
 from .train import Member, PopulationResult, Until, from_config, grid, train_population
+from .train.population import CHECKPOINT, load_checkpoint
 
 
 @dataclass
@@ -95,17 +98,50 @@ def _finish(run_dir: Path, res: PopulationResult, started: float) -> None:
                      diverged=int(res.members.diverged.sum()))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a scheduler) during a run: handled like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """While training in the main thread, SIGTERM raises :class:`Terminated`, so the run is marked
+    interrupted and keeps its last checkpoint, as after Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _record(run_dir: Path, **fields) -> None:
+    """Record an end state; when even that cannot be written (a full disk), the run's dead owner
+    makes it read as ``stale`` on the next look."""
+    with contextlib.suppress(store.StoreError, OSError):
+        store.write_meta(run_dir, **fields)
+
+
 def _guarded(run_dir: Path, fn: Callable[[], PopulationResult]) -> PopulationResult:
+    """Train and store the final records; every way out records the run's status: ``done``,
+    ``interrupted`` (Ctrl-C, SIGTERM) or ``failed`` with the error (including one while writing
+    the final records)."""
     started = time.perf_counter()
     try:
-        res = fn()
+        with _terminate_as_interrupt():
+            res = fn()
+            _finish(run_dir, res, started)
     except KeyboardInterrupt:
-        store.write_meta(run_dir, status="interrupted")
+        _record(run_dir, status="interrupted")
         raise
     except BaseException as e:
-        store.write_meta(run_dir, status="failed", error=f"{type(e).__name__}: {e}")
+        _record(run_dir, status="failed", error=f"{type(e).__name__}: {e}")
         raise
-    _finish(run_dir, res, started)
     return res
 
 
@@ -124,26 +160,41 @@ def run(cfg: RunConfig, *, root: str | os.PathLike | None = None, run_dir: str |
     else:
         rd = Path(run_dir)
         rd.mkdir(parents=True, exist_ok=False)
-    store.write_atomic(rd / "config.yaml", to_yaml(cfg))
-    store.write_meta(rd, name=cfg.name, status="running", created=store._now(),
-                     code=store.code_version(), environment=store.environment(),
-                     seeds=cfg.population.seeds, schedules=list(cfg.population.schedules),
-                     n_members=len(prep.members), steps=prep.train_cfg.steps,
-                     steps_per_epoch=prep.steps_per_epoch, data_source=prep.data_source,
-                     device=cfg.train.device)
-    return rd, _guarded(rd, lambda: _train(prep, rd, False, progress))
+    with store.lock(rd):
+        store.write_atomic(rd / "config.yaml", to_yaml(cfg))
+        store.write_meta(rd, name=cfg.name, status="running", created=store._now(), owner=store.owner(),
+                         code=store.code_version(), environment=store.environment(),
+                         seeds=cfg.population.seeds, schedules=list(cfg.population.schedules),
+                         n_members=len(prep.members), steps=prep.train_cfg.steps,
+                         steps_per_epoch=prep.steps_per_epoch, data_source=prep.data_source,
+                         device=cfg.train.device)
+        return rd, _guarded(rd, lambda: _train(prep, rd, False, progress))
 
 
 def resume(run: str | os.PathLike, *, root: str | os.PathLike | None = None,
            progress: bool | Callable[[int, int], None] = False,
-           data_dir: str | os.PathLike | None = None) -> tuple[Path, PopulationResult]:
-    """Continue an interrupted or killed run from its last checkpoint."""
+           data_dir: str | os.PathLike | None = None, restart: bool = False) -> tuple[Path, PopulationResult]:
+    """Continue an interrupted, failed or killed (``stale``) run from its last checkpoint. A run
+    without a usable checkpoint is an error unless ``restart`` is set, which trains it again from
+    step 0; a run another process is writing is an error naming that process."""
     rd = store.resolve_run(run, root)
     cfg_path = rd / "config.yaml"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{rd} is not an lrlab run (no config.yaml)")
-    cfg = validate(RunConfig, yaml.safe_load(cfg_path.read_text()), source=str(cfg_path))
-    prep = prepare(cfg, data_dir, progress=bool(progress))
-    has_ckpt = (rd / "checkpoint.pt").is_file()
-    store.write_meta(rd, status="running", resumed=store._now())
-    return rd, _guarded(rd, lambda: _train(prep, rd, has_ckpt, progress))
+    with store.lock(rd):
+        cfg = validate(RunConfig, read_yaml(cfg_path), source=str(cfg_path))
+        store.read_meta(rd / "meta.json")  # a damaged meta.json is named before anything runs
+        ckpt = rd / CHECKPOINT
+        again = f"`lrlab run --resume {rd.name} --restart` trains it again from step 0"
+        if not restart:
+            if not ckpt.is_file():
+                raise store.StoreError(f"{ckpt}: missing, so there is nothing to resume from; {again}")
+            try:
+                load_checkpoint(ckpt)
+            except ValueError as e:
+                raise store.StoreError(f"{e}; {again}") from None
+        prep = prepare(cfg, data_dir, progress=bool(progress))
+        if restart:
+            ckpt.unlink(missing_ok=True)
+        store.write_meta(rd, status="running", resumed=store._now(), owner=store.owner(), error=None)
+        return rd, _guarded(rd, lambda: _train(prep, rd, not restart, progress))

@@ -14,11 +14,13 @@ half-written file under its real name.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import io
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,13 +34,19 @@ import torch
 
 from ._version import __version__
 
+try:  # POSIX advisory locks; without them (Windows) a second writer is not detected
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
 RUNS_ENV = "LRLAB_RUNS"
 
 
 class StoreError(ValueError):
     """A stored file that is missing, unreadable or not what lrlab wrote; the message names it."""
 
-STATUSES = ("running", "interrupted", "failed", "done")
+STATUSES = ("running", "interrupted", "failed", "done", "stale", "corrupt")
+LOCK = ".lock"
 
 
 def runs_root(root: str | os.PathLike | None = None) -> Path:
@@ -150,14 +158,114 @@ def new_run_dir(root: str | os.PathLike | None, name: str) -> Path:
     raise RuntimeError(f"could not create a unique run directory under {base}")  # pragma: no cover
 
 
+RECORD_COLUMNS = ("member", "step", "metric", "value")
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """A run's meta.json ({} when absent), or :class:`StoreError` naming the file when it is not
+    the UTF-8 JSON object lrlab writes."""
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise StoreError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    except OSError as e:
+        raise StoreError(f"{path}: unreadable ({e.strerror or e})") from None
+    if not isinstance(meta, dict):
+        raise StoreError(f"{path}: expected a JSON object, found a {type(meta).__name__}")
+    return meta
+
+
+def read_text(path: Path) -> str:
+    """A stored text file, or :class:`StoreError` naming it when it is unreadable or not UTF-8."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise StoreError(f"{path}: not UTF-8 text ({e})") from None
+    except OSError as e:
+        raise StoreError(f"{path}: unreadable ({e.strerror or e})") from None
+
+
 def write_meta(run_dir: Path, **fields: Any) -> dict[str, Any]:
     """Merge ``fields`` into meta.json (atomically) and return the result."""
     path = run_dir / "meta.json"
-    meta = json.loads(path.read_text()) if path.is_file() else {}
+    meta = read_meta(path)
     meta.update(fields)
     meta["updated"] = _now()
     write_atomic(path, json.dumps(meta, indent=2, default=str))
     return meta
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), to tell a live owner from
+    a later process that reuses its pid; None where /proc is not available."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner() -> dict[str, Any]:
+    """Who is writing a run: host, pid, the process's start mark and the wall-clock start."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "process_start": _process_start(os.getpid()),
+            "since": _now()}
+
+
+def owner_alive(o: Any) -> bool | None:
+    """Whether the process that owns a run still lives: None when that cannot be told here (no
+    owner recorded, or another host)."""
+    if not isinstance(o, dict) or o.get("host") != socket.gethostname() or not isinstance(o.get("pid"), int):
+        return None
+    try:
+        os.kill(o["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    mark = o.get("process_start")
+    return mark is None or _process_start(o["pid"]) in (None, mark)
+
+
+def effective_status(meta: dict[str, Any]) -> str:
+    """The recorded status, except that a ``running`` run whose owner is gone is ``stale``: it was
+    killed (or its machine lost power) before it could record anything; resume it."""
+    status = meta.get("status", "unknown")
+    if status == "running" and owner_alive(meta.get("owner")) is False:
+        return "stale"
+    return status
+
+
+@contextlib.contextmanager
+def lock(folder: Path, what: str = "run"):
+    """Hold an exclusive lock on ``folder`` (a run, or a verify output) for the block; a second
+    writer stops at once with a :class:`StoreError` naming the holder. The lock dies with its
+    process, so a killed writer never leaves it behind."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), _file_mode())
+    except OSError as e:
+        raise StoreError(f"{path}: cannot open the lock ({e.strerror or e})") from None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+                except ValueError:
+                    holder = {}
+                raise StoreError(f"{folder}: this {what} is in use by pid {holder.get('pid', '?')} on "
+                                 f"{holder.get('host', '?')} since {holder.get('since', '?')}; wait for it to "
+                                 "finish or stop that process") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(owner()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -172,7 +280,8 @@ class StoredRun:
 
     @property
     def status(self) -> str:
-        return self.meta.get("status", "unknown")
+        """The recorded status, or ``stale`` for a ``running`` run whose owner is gone."""
+        return effective_status(self.meta)
 
 
 def resolve_run(run: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
@@ -187,34 +296,47 @@ def resolve_run(run: str | os.PathLike, root: str | os.PathLike | None = None) -
 
 
 def load_run(run: str | os.PathLike, root: str | os.PathLike | None = None) -> StoredRun:
-    """Read a run directory; records and members are None while a run has not finished."""
+    """Read a run directory; records and members are None while a run has not finished. A file
+    that is damaged, of the wrong shape, or missing from a finished run is a :class:`StoreError`
+    naming it."""
     p = resolve_run(run, root)
     cfg = p / "config.yaml"
     if not cfg.is_file():
         raise FileNotFoundError(f"{p} is not an lrlab run (no config.yaml)")
-    meta_p = p / "meta.json"
-    meta = json.loads(meta_p.read_text()) if meta_p.is_file() else {}
-    rec = p / "records.parquet"
-    mem = p / "members.parquet"
-    return StoredRun(
-        path=p, config_yaml=cfg.read_text(), meta=meta,
-        members=pd.read_parquet(mem) if mem.is_file() else None,
-        records=pd.read_parquet(rec) if rec.is_file() else None,
-    )
+    meta = read_meta(p / "meta.json")
+    rec, mem = p / "records.parquet", p / "members.parquet"
+    if meta.get("status") == "done":
+        for f in (rec, mem):
+            if not f.is_file():
+                raise StoreError(f"{f}: missing, though meta.json says the run is done (the run folder was "
+                                 "altered; rerun it)")
+    records = read_parquet(rec) if rec.is_file() else None
+    if records is not None and list(records.columns) != list(RECORD_COLUMNS):
+        raise StoreError(f"{rec}: columns {list(records.columns)}, expected {list(RECORD_COLUMNS)}")
+    members = read_parquet(mem) if mem.is_file() else None
+    if members is not None and "member" not in members.columns:
+        raise StoreError(f"{mem}: no 'member' column (columns {list(members.columns)})")
+    return StoredRun(path=p, config_yaml=read_text(cfg), meta=meta, members=members, records=records)
+
+
+LIST_COLUMNS = ["run", "config", "status", "created", "members", "steps", "wall_time_s", "problem"]
 
 
 def list_runs(root: str | os.PathLike | None = None) -> pd.DataFrame:
-    """One row per run directory under the root: name, status, created, members, wall time."""
+    """One row per run directory under the root: name, status, created, members, wall time. A run
+    whose meta.json is damaged is listed as ``corrupt`` with the problem named; the others are
+    unaffected."""
     base = runs_root(root)
     rows = []
     if base.is_dir():
         for p in sorted(base.iterdir()):
             if not (p / "config.yaml").is_file():
                 continue
-            meta_p = p / "meta.json"
-            meta = json.loads(meta_p.read_text()) if meta_p.is_file() else {}
-            rows.append({"run": p.name, "config": meta.get("name"), "status": meta.get("status"),
+            try:
+                meta, problem = read_meta(p / "meta.json"), None
+            except StoreError as e:
+                meta, problem = {"status": "corrupt"}, str(e)
+            rows.append({"run": p.name, "config": meta.get("name"), "status": effective_status(meta),
                          "created": meta.get("created"), "members": meta.get("n_members"),
-                         "steps": meta.get("steps"), "wall_time_s": meta.get("wall_time")})
-    return pd.DataFrame(rows, columns=["run", "config", "status", "created", "members", "steps",
-                                       "wall_time_s"])
+                         "steps": meta.get("steps"), "wall_time_s": meta.get("wall_time"), "problem": problem})
+    return pd.DataFrame(rows, columns=LIST_COLUMNS)

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 import lrlab
-from lrlab import experiment
+from lrlab import experiment, store
 from lrlab.config import RunConfig, load_config, validate
 from lrlab.store import list_runs, load_run
 from tests.helpers import interrupt_at, tiny_run_cfg, tiny_run_dict, write_yaml
@@ -25,7 +25,7 @@ def test_run_writes_a_complete_run_directory(tmp_path):
     cfg = tiny_run_cfg()
     rd, res = experiment.run(cfg, root=tmp_path)
     assert rd.parent == tmp_path and rd.name.startswith("tiny-")
-    assert {p.name for p in rd.iterdir()} == {"config.yaml", "meta.json", "records.parquet",
+    assert {p.name for p in rd.iterdir()} == {"config.yaml", "meta.json", "records.parquet", ".lock",
                                              "members.parquet", "checkpoint.pt"}
     assert validate(RunConfig, yaml.safe_load((rd / "config.yaml").read_text())) == cfg
     meta = json.loads((rd / "meta.json").read_text())
@@ -93,7 +93,11 @@ def test_resume_interrupted_run_equals_uninterrupted(tmp_path, stop_at):
     stored = load_run(rd)
     assert stored.status == "interrupted" and stored.records is None
     assert (rd / "checkpoint.pt").is_file() == (stop_at > 5)
-    rd2, res = experiment.resume(rd.name, root=tmp_path / "b")
+    if stop_at <= 5:  # nothing to continue from: resuming says so, and --restart trains from step 0
+        with pytest.raises(store.StoreError, match=r"checkpoint.pt: missing, so there is nothing to resume from; "
+                           rf"`lrlab run --resume {rd.name} --restart` trains it again from step 0"):
+            experiment.resume(rd.name, root=tmp_path / "b")
+    rd2, res = experiment.resume(rd.name, root=tmp_path / "b", restart=stop_at <= 5)
     assert rd2 == rd
     pd.testing.assert_frame_equal(res.records, full.records, check_exact=True)
     pd.testing.assert_frame_equal(res.members, full.members, check_exact=True)
@@ -139,7 +143,11 @@ def _cli(*args):
     return [sys.executable, "-m", "lrlab.cli", *map(str, args)]
 
 
-def test_cli_resume_after_sigkill_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_cli_resume_after_sigkill_equals_uninterrupted(tmp_path, sig):
+    """Killed (no chance to record anything: the run reads as stale, its owner gone) or terminated
+    (recorded as interrupted, exit 130), the run resumes from its last checkpoint to the records of
+    an uninterrupted run."""
     cfg_path = write_yaml(tmp_path / "long.yaml", LONG)
     runs = tmp_path / "runs"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -155,7 +163,7 @@ def test_cli_resume_after_sigkill_equals_uninterrupted(tmp_path):
             found = list(runs.glob("*/checkpoint.pt")) if runs.is_dir() else []
             ckpt = found[0] if found else None
             time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(sig)
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
@@ -163,8 +171,14 @@ def test_cli_resume_after_sigkill_equals_uninterrupted(tmp_path):
             proc.wait()
     rd = ckpt.parent
     killed = load_run(rd)
-    assert killed.status == "running" and killed.records is None  # it really was cut short
-    step = torch.load(ckpt, weights_only=False)["step"]
+    assert killed.meta["owner"]["pid"] == proc.pid and killed.records is None  # it really was cut short
+    if sig == signal.SIGKILL:  # 'running' on record, but its owner is gone
+        assert killed.status == "stale" and killed.meta["status"] == "running"
+    else:
+        assert killed.status == "interrupted" and proc.returncode == 130
+        assert "interrupted" in proc.stderr.read().decode()
+    assert list_runs(runs).set_index("run").status[rd.name] == killed.status
+    step = torch.load(ckpt, weights_only=True)["step"]
     assert 0 < step < LONG["train"]["steps"]
     print(f"killed after the checkpoint at step {step}")
 

@@ -115,7 +115,7 @@ def test_load_unfinished_run_and_list(tmp_path):
 def test_list_runs_of_missing_root_is_empty(tmp_path):
     df = store.list_runs(tmp_path / "none")
     assert df.empty and list(df.columns) == ["run", "config", "status", "created", "members",
-                                             "steps", "wall_time_s"]
+                                             "steps", "wall_time_s", "problem"]
 
 
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

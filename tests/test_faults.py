@@ -1,0 +1,203 @@
+"""Faults a run directory must survive: a second writer, a failure while writing the final records,
+an owner that died, and each stored file damaged in turn (list, show and resume name the file)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from lrlab import experiment, store
+from lrlab.cli import app
+from lrlab.config import ConfigError, RunConfig, read_yaml, validate, yaml_load
+from lrlab.store import StoreError, list_runs, load_run
+from tests.helpers import interrupt_at, tiny_run_cfg, tiny_run_dict
+
+runner = CliRunner()
+
+
+def _interrupted(root):
+    """A run stopped by Ctrl-C after its checkpoint at step 10 (of 20)."""
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(tiny_run_cfg(), root=root, progress=interrupt_at(13))
+    (rd,) = root.iterdir()
+    return rd
+
+
+def test_a_second_writer_stops_at_once_naming_the_holder(tmp_path):
+    rd = _interrupted(tmp_path)
+    with store.lock(rd):  # another resume holds the run
+        with pytest.raises(StoreError, match=r"this run is in use by pid \d+ on .+ since .+; wait for it"):
+            experiment.resume(rd)
+        res = runner.invoke(app, ["run", "--resume", str(rd), "--no-progress"])
+        assert res.exit_code == 2 and "is in use by pid" in res.output
+    assert load_run(rd).status == "interrupted"  # the refused writer changed nothing
+    _, done = experiment.resume(rd)  # once the holder is gone, the run resumes
+    assert load_run(rd).status == "done" and len(done.records)
+
+
+def test_a_failure_while_writing_the_final_records_is_recorded(tmp_path, monkeypatch):
+    def full(path, df):
+        raise StoreError(f"{path}: cannot write (No space left on device)")
+
+    monkeypatch.setattr(store, "write_parquet", full)
+    with pytest.raises(StoreError, match="No space left"):
+        experiment.run(tiny_run_cfg(), root=tmp_path)
+    (rd,) = tmp_path.iterdir()
+    meta = load_run(rd).meta
+    assert meta["status"] == "failed" and "records.parquet: cannot write" in meta["error"]
+
+
+def test_a_run_whose_owner_died_reads_as_stale_and_resumes(tmp_path):
+    rd = _interrupted(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    owner = {**store.owner(), "pid": int(dead.stdout)}  # a process that has ended
+    store.write_meta(rd, status="running", owner=owner)
+    assert load_run(rd).status == "stale"
+    assert list_runs(tmp_path).status.tolist() == ["stale"]
+    store.write_meta(rd, owner={**owner, "host": "elsewhere"})  # another machine's: cannot tell
+    assert load_run(rd).status == "running"
+    store.write_meta(rd, owner=store.owner())  # this very process: alive
+    assert load_run(rd).status == "running"
+    experiment.resume(rd)
+    assert load_run(rd).status == "done"
+
+
+DAMAGE = {
+    "meta-not-utf8": ("meta.json", b"\xff\xfe{\x00", "meta.json: unreadable"),
+    "meta-truncated": ("meta.json", b'{"status": "do', "meta.json: unreadable"),
+    "meta-a-list": ("meta.json", b"[1, 2]", "meta.json: expected a JSON object, found a list"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_a_damaged_meta_lists_the_run_as_corrupt_and_leaves_the_others(tmp_path, case):
+    _, good = experiment.run(tiny_run_cfg(name="good"), root=tmp_path)
+    bad, _ = experiment.run(tiny_run_cfg(name="bad"), root=tmp_path)
+    name, data, message = DAMAGE[case]
+    (bad / name).write_bytes(data)
+    df = list_runs(tmp_path).set_index("run")
+    assert df.status[bad.name] == "corrupt" and message in df.problem[bad.name]
+    assert set(df.status) == {"done", "corrupt"} and df.problem.isna().sum() == 1
+    res = runner.invoke(app, ["list", "--runs", str(tmp_path)])
+    assert res.exit_code == 0 and "corrupt" in res.output and "done" in res.output
+    for args in (["show", str(bad)], ["run", "--resume", str(bad), "--no-progress"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and "meta.json" in res.output and "Traceback" not in res.output, args
+
+
+def _damaged_run(tmp_path, name: str, data: bytes | None):
+    rd = _interrupted(tmp_path)
+    if data is None:
+        (rd / name).unlink()
+    else:
+        (rd / name).write_bytes(data)
+    return rd
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("config.yaml", b"name: [unclosed", "config.yaml"),
+    ("config.yaml", b"\xff\xfe", "config.yaml: not UTF-8 text"),
+    ("checkpoint.pt", b"PK\x03\x04 truncated", "not a loadable lrlab checkpoint"),
+    ("checkpoint.pt", None, "checkpoint.pt: missing, so there is nothing to resume from"),
+])
+def test_resume_names_the_damaged_file_and_what_to_do(tmp_path, name, data, message):
+    rd = _damaged_run(tmp_path, name, data)
+    with pytest.raises((StoreError, ValueError), match=message):
+        experiment.resume(rd)
+    res = runner.invoke(app, ["run", "--resume", str(rd), "--no-progress"])
+    assert res.exit_code == 2 and message.split(":")[0] in res.output and "Traceback" not in res.output
+    if name == "checkpoint.pt":  # --restart is the way out, and trains to the same records
+        assert "--restart" in res.output
+        _, again = experiment.resume(rd, restart=True)
+        _, ref = experiment.run(tiny_run_cfg(), root=tmp_path / "ref")
+        pd.testing.assert_frame_equal(again.records, ref.records, check_exact=True)
+
+
+@pytest.mark.parametrize("damage", ["records-columns", "records-garbage", "records-missing", "members-missing"])
+def test_show_names_a_damaged_table_of_a_finished_run(tmp_path, damage):
+    rd, _ = experiment.run(tiny_run_cfg(), root=tmp_path)
+    if damage == "records-columns":
+        store.write_parquet(rd / "records.parquet", pd.DataFrame({"x": [1]}))
+        message = r"records.parquet: columns \['x'\], expected \['member', 'step', 'metric', 'value'\]"
+    elif damage == "records-garbage":
+        (rd / "records.parquet").write_bytes(b"not parquet")
+        message = "records.parquet: stored table is unreadable"
+    else:
+        f = "records.parquet" if damage == "records-missing" else "members.parquet"
+        (rd / f).unlink()
+        message = f"{f}: missing, though meta.json says the run is done"
+    with pytest.raises(StoreError, match=message):
+        load_run(rd)
+    res = runner.invoke(app, ["show", str(rd)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert json.loads((rd / "meta.json").read_text())["status"] == "done"  # looking changed nothing
+
+
+# ----------------------------------------------------------------------------------------- configs
+LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(8))
+
+
+@pytest.mark.parametrize("text, message", [
+    (LAUGHS.encode(), "expands to more than 100,000 nodes through its aliases"),
+    (b"name: a\ntrain: {steps: 5, steps: 6}\n", "duplicate key 'steps'"),
+    ("name: a\n".encode("utf-16"), "not UTF-8 text"),
+    (b"\x00\x01\x02binary", "not UTF-8 text|not valid YAML"),
+])
+def test_config_files_that_cannot_hang_or_mislead(tmp_path, text, message):
+    """A billion-laughs file is refused at once, a repeated key is an error (not last-wins), and a
+    binary or UTF-16 file is an error naming the file; no run directory is created."""
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(text)
+    t0 = time.perf_counter()
+    res = runner.invoke(app, ["run", str(path), "--runs", str(tmp_path / "runs"), "--no-progress"])
+    assert time.perf_counter() - t0 < 10
+    assert res.exit_code == 2 and "bad.yaml" in res.output and "Traceback" not in res.output
+    assert re.search(message, " ".join(res.output.split()))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_claim_configs_may_still_share_sections_through_aliases():
+    assert yaml_load("a: &x {b: 1}\nc: *x\nd: {<<: *x, b: 2}\n") == {"a": {"b": 1}, "c": {"b": 1}, "d": {"b": 2}}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=200))
+def test_any_text_reads_as_a_mapping_or_a_config_error(tmp_path, text):
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text)
+    try:
+        raw = read_yaml(path)
+    except ConfigError as e:
+        assert "fuzz.yaml" in str(e)
+    else:
+        assert isinstance(raw, dict)
+
+
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=True),
+                   st.text(max_size=8), st.lists(st.integers(-3, 3), max_size=3))
+FIELDS = ["train.steps", "train.batch_size", "train.eval_every", "train.threads", "train.device", "train.loss",
+          "model.width", "data.d", "data.n_train", "population.seeds", "train.momentum", "name"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(FIELDS), VALUES, min_size=1, max_size=3))
+def test_any_config_values_validate_or_raise_a_config_error(changes):
+    raw = tiny_run_dict()
+    for key, value in changes.items():
+        section, field = key.split(".") if "." in key else (None, key)
+        (raw[section] if section else raw)[field] = value
+    try:
+        validate(RunConfig, raw, source="fuzz.yaml")
+    except ConfigError as e:
+        assert "fuzz.yaml" in str(e)
