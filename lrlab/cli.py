@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import driver, experiment
+from . import driver, experiment, store
 from .config import ConfigError, load_config
 from .exec.local import TaskError
 from .phase import phase_diagram
@@ -174,7 +174,11 @@ def verify(
         console.print(_verdict_table(vs))
         console.print(f"wrote {out / 'verdicts.json'} and {out / 'report.md'}")
 
-    _guard(go)
+    try:
+        _guard(go)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the finished jobs are stored in {out}; the same command continues from them")
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -186,7 +190,8 @@ def report(
     def go():
         if not out.is_dir():
             raise FileNotFoundError(f"no verify output at {out}")
-        vs = driver.report(out, claims or None, log=_log)
+        with store.lock(out, "verify output"):
+            vs = driver.report(out, claims or None, log=_log)
         console.print(_verdict_table(vs))
         console.print(f"wrote {out / 'verdicts.json'} and {out / 'report.md'}")
 

@@ -27,6 +27,7 @@ import pandas as pd
 import yaml
 
 from . import claims as _claims
+from . import experiment, store
 from .claims.protocol import Job, JobContext, default_workers
 from .config import ConfigError, apply_overrides, config_dir, read_yaml, to_yaml, validate
 from .exec.local import run_tasks
@@ -226,25 +227,27 @@ def verify(names: Sequence[str], scale: str, out: Path, seeds: int | None = None
     for n in names:  # everything is validated before anything runs
         _claim(n).preflight(cfgs[n])
     out = Path(out)
-    options = {"seeds": seeds, "overrides": list(overrides), "device": device, "threads": threads}
-    for n in names:
-        mod, cfg = _claim(n), cfgs[n]
-        _write_claim_files(out, n, cfg, scale, options)
-        jobs = mod.jobs(cfg)
-        todo = [j for j in jobs if not is_done(out, n, cfg, j)]
-        nw = cfg.execution.workers or default_workers(len(todo))
-        log(f"[{n}] {len(jobs)} jobs, {len(jobs) - len(todo)} already stored; running {len(todo)} "
-            f"on {nw} worker(s), device {cfg.execution.device}, {cfg.execution.threads} thread(s) each")
-        data = cfg.model_dump(mode="json")
-        t0 = time.perf_counter()
-        try:
-            run_tasks(run_one, [(n, data, j, str(out)) for j in todo], nw, log=log,
-                      label=lambda t: f"{t[0]} {t[2].key}", progress=progress)
-        finally:
-            if todo:
-                _log_session(out, n, len(todo), nw, time.perf_counter() - t0)
-    judged = report(out, log=log)
-    return [v for v in judged if v.claim in names]
+    # one writer per output folder; SIGTERM ends the run like Ctrl-C (the workers are stopped)
+    with store.lock(out, "verify output"), experiment.terminate_as_interrupt():
+        options = {"seeds": seeds, "overrides": list(overrides), "device": device, "threads": threads}
+        for n in names:
+            mod, cfg = _claim(n), cfgs[n]
+            _write_claim_files(out, n, cfg, scale, options)
+            jobs = mod.jobs(cfg)
+            todo = [j for j in jobs if not is_done(out, n, cfg, j)]
+            nw = cfg.execution.workers or default_workers(len(todo))
+            log(f"[{n}] {len(jobs)} jobs, {len(jobs) - len(todo)} already stored; running {len(todo)} "
+                f"on {nw} worker(s), device {cfg.execution.device}, {cfg.execution.threads} thread(s) each")
+            data = cfg.model_dump(mode="json")
+            t0 = time.perf_counter()
+            try:
+                run_tasks(run_one, [(n, data, j, str(out)) for j in todo], nw, log=log,
+                          label=lambda t: f"{t[0]} {t[2].key}", progress=progress)
+            finally:
+                if todo:
+                    _log_session(out, n, len(todo), nw, time.perf_counter() - t0)
+        judged = report(out, log=log)
+        return [v for v in judged if v.claim in names]
 
 
 # ------------------------------------------------------------------------------------ judging

@@ -103,7 +103,7 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt():
+def terminate_as_interrupt():
     """While training in the main thread, SIGTERM raises :class:`Terminated`, so the run is marked
     interrupted and keeps its last checkpoint, as after Ctrl-C."""
     if threading.current_thread() is not threading.main_thread():
@@ -133,7 +133,7 @@ def _guarded(run_dir: Path, fn: Callable[[], PopulationResult]) -> PopulationRes
     the final records)."""
     started = time.perf_counter()
     try:
-        with _terminate_as_interrupt():
+        with terminate_as_interrupt():
             res = fn()
             _finish(run_dir, res, started)
     except KeyboardInterrupt:

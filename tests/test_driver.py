@@ -184,3 +184,60 @@ def test_a_bumped_jobs_version_reruns_the_jobs(tmp_path, monkeypatch):
     assert driver.fingerprint(cfg, job, version) != driver.fingerprint(cfg, job, (version or 1) + 1)
     monkeypatch.setattr(CLAIMS["lu2023"], "JOBS_VERSION", (version or 1) + 1, raising=False)
     assert not driver.is_done(out, "lu2023", cfg, job)
+
+
+def _children(pid: int) -> set[int]:
+    """The live processes whose parent is ``pid`` (from /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the workers")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_killing_verify_ends_its_workers_and_a_second_verify_is_refused(tmp_path, monkeypatch, sig):
+    """`lrlab verify` killed (kill -9) or terminated while its workers train: no worker keeps
+    running; while it runs, a second verify on the same --out stops at once naming it."""
+    cfgdir = _tiny_lu(tmp_path, monkeypatch, grid=[0.01, 0.1, 0.3, 0.35], small=0.01)
+    env = {**os.environ, "LRLAB_CONFIGS": str(cfgdir)}
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "lrlab.cli", "verify", "lu2023", "--out", str(out), "--workers", "2",
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        workers: set[int] = set()
+        while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            workers = {p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()}
+            time.sleep(0.05)
+        assert len(workers) >= 2, "verify should have started its 2 workers"
+        second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and f"this verify output is in use by pid {proc.pid}" in second.stderr
+        assert all(_alive(p) for p in workers) and proc.poll() is None, "the jobs should still be running"
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(p) for p in workers), "a worker outlived verify"
+        assert not (out / "lu2023" / "jobs" / "control" / "done.json").exists()  # it was cut short
+        if sig == signal.SIGTERM:
+            assert proc.returncode == 130 and "interrupted" in proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

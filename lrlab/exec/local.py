@@ -7,8 +7,11 @@ before they return), so an interrupted batch keeps every task that finished.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import signal
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -32,6 +35,36 @@ class TaskError(RuntimeError):
 def _progress(total: int, enabled: bool) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     disable=not enabled or total == 0, transient=True)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """Worker initializer: on Linux, ask the kernel to send this worker SIGTERM when the process that
+    started it dies, however it dies (kill -9 included), so no worker trains on as an orphan. A
+    job in a worker meets SIGTERM as an interrupt (its run is marked interrupted and keeps its
+    checkpoint)."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the parent's own cleanup remains
+            pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes (running jobs included) and reap them."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=10)
+        if proc.is_alive():  # pragma: no cover - a worker that ignores SIGTERM
+            proc.kill()
 
 
 def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], workers: int, *,
@@ -67,15 +100,17 @@ def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], workers: int, *,
                     continue
                 done(i, value, wall=time.perf_counter() - t0)
         else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                     initializer=die_with_parent) as pool:
                 futs = {pool.submit(fn, *task): i for i, task in enumerate(tasks)}
                 try:
                     for f in as_completed(futs):
                         err = f.exception()
                         done(futs[f], None if err else f.result(), err)
-                except BaseException:
+                except BaseException:  # Ctrl-C, SIGTERM (as an interrupt), a crash: no worker outlives us
                     for f in futs:
                         f.cancel()
+                    _stop_workers(pool)
                     raise
     if failures:
         raise TaskError(failures)
