@@ -14,11 +14,42 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key."""
+
+
+THREADS_PER_CPU = 4
+"""Torch threads may be at most this many times the machine's CPU count (more only thrash, and
+absurd counts crash torch)."""
+
+DEVICE = re.compile(r"^(cpu|mps|cuda(:\d{1,3})?)$")
+
+
+def max_threads() -> int:
+    """The most torch threads a config may ask for on this machine."""
+    return THREADS_PER_CPU * (os.cpu_count() or 1)
+
+
+def check_threads(n: int) -> int:
+    """``n`` if it is a thread count this machine can use, else a ValueError saying the bound."""
+    if n > max_threads():
+        raise ValueError(f"threads = {n} is more than {THREADS_PER_CPU} per CPU ({max_threads()} on this "
+                         f"machine with {os.cpu_count()} CPUs)")
+    return n
+
+
+def check_device(device: str) -> str:
+    """``device`` if it names a device lrlab trains on (cpu, cuda, cuda:N, mps), else a ValueError."""
+    if not DEVICE.match(device):
+        raise ValueError(f"device {device!r} is not one of cpu, cuda, cuda:N, mps")
+    return device
+
+
+Device = Annotated[str, AfterValidator(check_device)]
+Threads = Annotated[int, Field(gt=0), AfterValidator(check_threads)]
 
 
 class _Loader(yaml.SafeLoader):
@@ -355,8 +386,8 @@ class TrainConfig(Strict):
         None, gt=0, description="checkpoint at the first probe at or after each multiple"
     )
     mode: Literal["auto", "vectorized", "loop"] = "auto"
-    device: str = "cpu"
-    threads: int | None = Field(None, gt=0, description="torch threads; None keeps torch's default")
+    device: Device = "cpu"
+    threads: Threads | None = Field(None, description="torch threads; None keeps torch's default")
 
     @model_validator(mode="after")
     def _nesterov(self) -> TrainConfig:

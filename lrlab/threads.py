@@ -6,6 +6,8 @@ import operator
 
 import torch
 
+from .config import check_threads
+
 
 def set_threads(n: int | None) -> int:
     """Use ``n`` intra-op threads in torch (a positive integer); ``None`` keeps the current count.
@@ -24,6 +26,7 @@ def set_threads(n: int | None) -> int:
         raise ValueError(f"threads must be a positive integer, got {n!r}") from None
     if count < 1:
         raise ValueError(f"threads must be at least 1, got {count}")
+    check_threads(count)
     if count != before:
         torch.set_num_threads(count)
     return before

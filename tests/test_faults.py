@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 
 from lrlab import experiment, store
 from lrlab.cli import app
-from lrlab.config import ConfigError, RunConfig, read_yaml, validate, yaml_load
+from lrlab.config import ConfigError, RunConfig, max_threads, read_yaml, validate, yaml_load
 from lrlab.store import StoreError, list_runs, load_run
-from tests.helpers import interrupt_at, tiny_run_cfg, tiny_run_dict
+from lrlab.threads import set_threads
+from tests.helpers import interrupt_at, tiny_run_cfg, tiny_run_dict, write_yaml
 
 runner = CliRunner()
 
@@ -201,3 +202,18 @@ def test_any_config_values_validate_or_raise_a_config_error(changes):
         validate(RunConfig, raw, source="fuzz.yaml")
     except ConfigError as e:
         assert "fuzz.yaml" in str(e)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("train.threads", 100000, "threads = 100000 is more than 4 per CPU"),
+    ("train.device", "meta", "device 'meta' is not one of cpu, cuda, cuda:N, mps"),
+    ("train.device", "cuda;rm", "is not one of cpu, cuda, cuda:N, mps"),
+])
+def test_machine_bounded_fields_are_config_errors_and_leave_no_run(tmp_path, key, value, message):
+    path = write_yaml(tmp_path / "c.yaml", tiny_run_dict())
+    res = runner.invoke(app, ["run", str(path), "--set", f"{key}={value}", "--runs", str(tmp_path / "runs"),
+                              "--no-progress"])
+    assert res.exit_code == 2 and message in " ".join(res.output.split()) and "c.yaml" in res.output
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(ValueError, match="more than 4 per CPU"):
+        set_threads(max_threads() + 1)

@@ -33,7 +33,7 @@ from typing import Annotated, Any, Callable, Mapping, Protocol, Sequence, runtim
 import pandas as pd
 from pydantic import AfterValidator, Field
 
-from ..config import Strict
+from ..config import Device, Strict, Threads
 from ..stats import Verdict
 
 Tables = Mapping[str, pd.DataFrame]
@@ -46,8 +46,8 @@ class Execution(Strict):
 
     seeds: list[int] = Field(min_length=1, description="seeds of every part (a part may run a "
                              "stated prefix of them, see its config)")
-    device: str = Field("cpu", min_length=1, description="torch device of every job: cpu, cuda, cuda:1, …")
-    threads: int = Field(1, gt=0, description="torch threads per job (1: jobs run side by side)")
+    device: Device = Field("cpu", description="torch device of every job: cpu, cuda, cuda:1, mps")
+    threads: Threads = Field(1, description="torch threads per job (1: jobs run side by side)")
     workers: int | None = Field(None, gt=0, description="local processes running jobs (None: one per core)")
 
     def seeds_for(self, limit: int | None) -> list[int]:
