@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import driver, experiment, store
+from .check import check_store
 from .config import ConfigError, load_config
 from .exec.local import TaskError
 from .phase import phase_diagram
@@ -341,6 +342,25 @@ def show(run: str = typer.Argument(..., help="Run name or path."),
         else:
             console.print("no records yet (run not finished: resume with `lrlab run --resume "
                           f"{r.path.name}`)")
+
+    _guard(go)
+
+
+@app.command()
+def check(runs: Optional[Path] = typer.Argument(None, help="Runs folder (default $LRLAB_RUNS or ./runs)."),
+          ) -> None:
+    """Read every file of every run and report damage or inconsistency (exit 1 if any); changes nothing."""
+    def go():
+        found = check_store(runs)
+        bad = [c for c in found if not c.ok]
+        for c in found:
+            mark = "[green]ok[/]" if c.ok else "[red]problem[/]"
+            console.print(f"{mark}  {c.path.name}  ({c.status})", highlight=False)
+            for msg in c.problems:
+                console.print(f"    {msg}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"{len(found)} run(s) checked, {len(bad)} with problems")
+        if bad:
+            raise typer.Exit(1)
 
     _guard(go)
 

@@ -47,6 +47,7 @@ class StoreError(ValueError):
 
 STATUSES = ("running", "interrupted", "failed", "done", "stale", "corrupt")
 LOCK = ".lock"
+CHECKPOINT_FILE = "checkpoint.pt"  # written by the trainer (lrlab.train.population.CHECKPOINT)
 
 
 def runs_root(root: str | os.PathLike | None = None) -> Path:

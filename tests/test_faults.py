@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from lrlab import experiment, store
+from lrlab.check import check_store
 from lrlab.cli import app
 from lrlab.config import ConfigError, RunConfig, max_threads, read_yaml, validate, yaml_load
 from lrlab.store import StoreError, list_runs, load_run
@@ -217,3 +218,34 @@ def test_machine_bounded_fields_are_config_errors_and_leave_no_run(tmp_path, key
     assert not (tmp_path / "runs").exists()
     with pytest.raises(ValueError, match="more than 4 per CPU"):
         set_threads(max_threads() + 1)
+
+
+def test_lrlab_check_reads_every_file_and_names_each_problem(tmp_path):
+    """`lrlab check` passes a healthy store (a finished and an interrupted run) and, after damage
+    to one file at a time, names that file and exits 1; it changes nothing."""
+    root = tmp_path / "runs"
+    done, _ = experiment.run(tiny_run_cfg(name="done"), root=root)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(tiny_run_cfg(name="cut"), root=root, progress=interrupt_at(13))
+    cut = next(p for p in root.iterdir() if p.name.startswith("cut"))
+    res = runner.invoke(app, ["check", str(root)])
+    assert res.exit_code == 0 and "2 run(s) checked, 0 with problems" in res.output
+    assert [c.status for c in check_store(root)] == ["interrupted", "done"]
+
+    rec = load_run(done).records
+    store.write_parquet(done / "records.parquet", rec[rec.step < rec.step.max()])  # records cut short
+    (cut / "checkpoint.pt").write_bytes(b"garbage")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    res = runner.invoke(app, ["check", str(root)])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1 and "2 run(s) checked, 2 with problems" in text
+    assert "records.parquet: ends at step 15, the run has 20 steps" in text
+    assert "checkpoint.pt: not a loadable lrlab checkpoint" in text
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before  # nothing changed
+    (cut / "checkpoint.pt").unlink()
+    (done / "meta.json").write_text("[]")
+    problems = {c.path.name[:3]: c.problems for c in check_store(root)}
+    assert any("can not resume" in p or "cannot resume" in p for p in problems["cut"])
+    assert any("meta.json: expected a JSON object" in p for p in problems["don"])
+    res = runner.invoke(app, ["check", str(tmp_path / "nowhere")])
+    assert res.exit_code == 2 and "no runs folder" in res.output

@@ -36,7 +36,7 @@ from ..data.dataset import Dataset
 from ..data.images import ImageStream
 from ..data.stacked import StackedData
 from ..probes.accuracy import group_metrics
-from ..store import write_atomic
+from ..store import CHECKPOINT_FILE, write_atomic
 from ..threads import set_threads
 from .schedules import Schedule, lr_table
 
@@ -44,7 +44,7 @@ from .schedules import Schedule, lr_table
 # (measured: benchmarks/bench_population.py, see benchmarks/RESULTS.md).
 LOOP_THRESHOLD_FLOPS = 16e6
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = CHECKPOINT_FILE
 
 
 @dataclass(frozen=True)
