@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import threading
@@ -18,6 +19,7 @@ from .config import Cifar10PatchConfig, RunConfig, TrainConfig, read_yaml, to_ya
 from .data import Dataset, ImageStream, cifar10_split, make_dataset
 from .losses import check_loss
 from .models import make_model
+from .resources import check_memory, schedule_tables
 from .threads import set_threads
 from .train import Member, PopulationResult, Until, from_config, grid, train_population
 from .train.population import CHECKPOINT, load_checkpoint
@@ -54,6 +56,37 @@ def prepare(cfg: RunConfig, data_dir: str | os.PathLike | None = None,
     except (RuntimeError, AssertionError) as e:
         raise ValueError(f"train.device {cfg.train.device!r} is not available here ({e})") from None
     set_threads(cfg.train.threads)
+    try:
+        return _build(cfg, data_dir, progress)
+    except MemoryError:
+        raise ValueError(f"{_sizes(cfg)}: more memory than this machine has") from None
+    except RuntimeError as e:
+        if "alloc" not in str(e).lower():
+            raise
+        raise ValueError(f"{_sizes(cfg)}: more memory than this machine has ({str(e).splitlines()[0]})") from None
+
+
+def _sizes(cfg: RunConfig) -> str:
+    """The sizes that set a run's memory, as the config states them (for an out-of-memory error)."""
+    d = {k: v for k, v in cfg.data.model_dump().items() if k.startswith(("n_", "d")) and isinstance(v, int)}
+    m = {k: v for k, v in cfg.model.model_dump().items() if k in ("width", "depth")}
+    return ("the data (" + ", ".join(f"data.{k} = {v:,}" for k, v in d.items()) + ") and model ("
+            + ", ".join(f"model.{k} = {v:,}" for k, v in m.items()) + f") of {cfg.name!r} need")
+
+
+def _param_bytes(model, seed: int) -> int | None:
+    """Bytes of one member's parameters, from their shapes on the meta device (nothing allocated);
+    None when the model cannot say."""
+    try:
+        with torch.device("meta"):
+            params = model.init([seed])
+        return sum(v.numel() * v.element_size() for v in params.values())
+    except Exception:  # noqa: BLE001 - an estimate only: the real allocation still fails cleanly
+        return None
+
+
+def _build(cfg: RunConfig, data_dir: str | os.PathLike | None, progress: bool) -> Prepared:
+    """Datasets, model and members of ``cfg`` (see :func:`prepare`)."""
     seeds = cfg.population.seeds
     source = None
     if isinstance(cfg.data, Cifar10PatchConfig):
@@ -64,6 +97,11 @@ def prepare(cfg: RunConfig, data_dir: str | os.PathLike | None = None,
         first = split.train
     else:
         seeds_data = seeds if cfg.data_seed == "member" else [0]
+        size = [getattr(cfg.data, k, None) for k in ("n_train", "n_test", "d")]
+        if all(isinstance(x, int) for x in size):  # float32 inputs of every draw, before drawing them
+            check_memory(4 * (size[0] + size[1]) * size[2] * len(seeds_data),
+                         f"the data of {cfg.name!r} (data.n_train + data.n_test = {size[0] + size[1]:,} points of "
+                         f"dimension data.d = {size[2]:,}, {len(seeds_data)} draw(s))")
         splits = [make_dataset(cfg.data, s) for s in seeds_data]
         train, test = [s.train for s in splits], [s.test for s in splits]
         first = splits[0].train
@@ -81,6 +119,16 @@ def prepare(cfg: RunConfig, data_dir: str | os.PathLike | None = None,
     noise = {name: Until(n.sigma, None if n.until is None else n.until * k)
              for name, n in cfg.population.activation_noise.items()}
     members = grid(schedules, seeds, data_per_seed=cfg.data_seed == "member", noise=noise)
+    width = getattr(cfg.model, "width", None) or 1
+    inputs = math.prod(first.input_shape)
+    rough = 12 * width * max(width, inputs) * max(getattr(cfg.model, "depth", 1) or 1, 1) * len(members)
+    per_member = _param_bytes(model, seeds[0]) if rough > 1e9 else None  # the exact count costs ~2 s once
+    if per_member is not None:  # weights, momentum and gradients of every member
+        check_memory(3 * per_member * len(members), f"the model of {cfg.name!r} ({cfg.model.kind}, "
+                     + ", ".join(f"model.{k} = {v:,}" for k, v in cfg.model.model_dump().items()
+                                 if k in ("width", "depth") and isinstance(v, int)) + f") with {len(members)} members")
+    check_memory(schedule_tables(train_cfg.steps, len(members)),  # before any run folder exists
+                 f"train.steps = {cfg.train.steps:,} ({train_cfg.steps:,} steps) with {len(members)} members")
     return Prepared(cfg, train, test, model, members, train_cfg, spe, source)
 
 

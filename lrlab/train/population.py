@@ -36,6 +36,7 @@ from ..data.dataset import Dataset
 from ..data.images import ImageStream
 from ..data.stacked import StackedData
 from ..probes.accuracy import group_metrics
+from ..resources import check_memory, schedule_tables
 from ..store import CHECKPOINT_FILE, write_atomic
 from ..threads import set_threads
 from .schedules import Schedule, lr_table
@@ -167,6 +168,8 @@ class _Trainer:
         self.full_batch = B == n and self.stream is None
         self.data_index = torch.tensor([m.data_index for m in self.members], device=dev)
         self.seeds = [m.seed for m in self.members]
+        check_memory(schedule_tables(cfg.steps, len(self.members)),
+                     f"the learning-rate table of {len(self.members)} members over {cfg.steps:,} steps")
         self.lrs = lr_table([m.schedule for m in self.members], cfg.steps).to(dev)
         self.mode = choose_mode(model, tuple(first.input_shape), B, K, cfg.mode)
         self.run_dir = run_dir
