@@ -209,8 +209,8 @@ def test_any_config_values_validate_or_raise_a_config_error(changes):
     ("train.threads", 100000, "threads = 100000 is more than 4 per CPU"),
     ("train.device", "meta", "device 'meta' is not one of cpu, cuda, cuda:N, mps"),
     ("train.device", "cuda;rm", "is not one of cpu, cuda, cuda:N, mps"),
-    ("train.steps", "100000000000000", "train.steps = 100,000,000,000,000 (100,000,000,000,000 steps) with 4 members needs about"),
-    ("model.width", "1000000000", "the model of 'tiny' (two_layer_relu, model.width = 1,000,000,000) with 4 members needs"),
+    ("train.steps", "100000000000000", "train.steps = 100,000,000,000,000 (100,000,000,000,000 steps) with 4 members"),
+    ("model.width", "1000000000", "the model of 'tiny' (two_layer_relu, model.width = 1,000,000,000) with 4 members"),
     ("data.d", "1000000000", "dimension data.d = 1,000,000,000, 2 draw(s)) needs about 768 GB"),
 ])
 def test_machine_bounded_fields_are_config_errors_and_leave_no_run(tmp_path, key, value, message):
