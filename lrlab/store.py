@@ -167,12 +167,11 @@ def read_meta(path: Path) -> dict[str, Any]:
     the UTF-8 JSON object lrlab writes."""
     if not path.is_file():
         return {}
+    text = read_text(path)
     try:
-        meta = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+        meta = json.loads(text)
+    except ValueError as e:
         raise StoreError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
-    except OSError as e:
-        raise StoreError(f"{path}: unreadable ({e.strerror or e})") from None
     if not isinstance(meta, dict):
         raise StoreError(f"{path}: expected a JSON object, found a {type(meta).__name__}")
     return meta

@@ -75,7 +75,7 @@ def test_a_run_whose_owner_died_reads_as_stale_and_resumes(tmp_path):
 
 
 DAMAGE = {
-    "meta-not-utf8": ("meta.json", b"\xff\xfe{\x00", "meta.json: unreadable"),
+    "meta-not-utf8": ("meta.json", b"\xff\xfe{\x00", "meta.json: not UTF-8 text"),
     "meta-truncated": ("meta.json", b'{"status": "do', "meta.json: unreadable"),
     "meta-a-list": ("meta.json", b"[1, 2]", "meta.json: expected a JSON object, found a list"),
 }
