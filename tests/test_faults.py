@@ -254,3 +254,30 @@ def test_lrlab_check_reads_every_file_and_names_each_problem(tmp_path):
     assert any("meta.json: expected a JSON object" in p for p in problems["don"])
     res = runner.invoke(app, ["check", str(tmp_path / "nowhere")])
     assert res.exit_code == 2 and "no runs folder" in res.output
+
+
+_REFERENCE: dict[str, pd.DataFrame] = {}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stops=st.lists(st.integers(1, 19), min_size=1, max_size=3))
+def test_interrupted_at_any_steps_then_resumed_gives_the_uninterrupted_records(tmp_path_factory, stops):
+    """Ctrl-C (or SIGTERM, which lrlab handles the same way) at random steps, once or several times,
+    then resume (with --restart when no checkpoint was written yet): the records equal an
+    uninterrupted run's, bit for bit."""
+    if "records" not in _REFERENCE:
+        _, ref = experiment.run(tiny_run_cfg(), root=tmp_path_factory.mktemp("ref"))
+        _REFERENCE["records"] = ref.records
+    root = tmp_path_factory.mktemp("cut")
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(tiny_run_cfg(), root=root, progress=interrupt_at(stops[0]))
+    (rd,) = root.iterdir()
+    for stop in stops[1:]:
+        restart = not (rd / "checkpoint.pt").is_file()
+        try:
+            experiment.resume(rd, restart=restart, progress=interrupt_at(stop))
+        except KeyboardInterrupt:
+            assert load_run(rd).status == "interrupted"
+    if load_run(rd).status != "done":
+        experiment.resume(rd, restart=not (rd / "checkpoint.pt").is_file())
+    pd.testing.assert_frame_equal(load_run(rd).records, _REFERENCE["records"], check_exact=True)
