@@ -248,7 +248,7 @@ def _load_xy(path: Path):
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     if path.suffix == ".npz":
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             if "x" not in z or "y" not in z:
                 raise ValueError(f"{path} must hold arrays 'x' and 'y', has {sorted(z.files)}")
             return torch.from_numpy(z["x"]), torch.from_numpy(z["y"])

@@ -4,10 +4,13 @@ an owner that died, and each stored file damaged in turn (list, show and resume 
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -19,9 +22,10 @@ from lrlab import experiment, store
 from lrlab.check import check_store
 from lrlab.cli import app
 from lrlab.config import ConfigError, RunConfig, max_threads, read_yaml, validate, yaml_load
+from lrlab.data.cifar import _unpickle
 from lrlab.store import StoreError, list_runs, load_run
 from lrlab.threads import set_threads
-from tests.helpers import interrupt_at, tiny_run_cfg, tiny_run_dict, write_yaml
+from tests.helpers import interrupt_at, tiny_run_cfg, tiny_run_dict, write_cifar_pickles, write_yaml
 
 runner = CliRunner()
 
@@ -281,3 +285,23 @@ def test_interrupted_at_any_steps_then_resumed_gives_the_uninterrupted_records(t
     if load_run(rd).status != "done":
         experiment.resume(rd, restart=not (rd / "checkpoint.pt").is_file())
     pd.testing.assert_frame_equal(load_run(rd).records, _REFERENCE["records"], check_exact=True)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+MARKER = "/tmp/lrlab-test-pickle-ran"
+
+
+def test_a_crafted_cifar_batch_runs_nothing(tmp_path):
+    """Official-format CIFAR-10 batches are pickles: they are read with an unpickler that builds
+    arrays only, so a batch carrying code is refused and the code never runs."""
+    root = write_cifar_pickles(tmp_path / "cifar-10-batches-py")
+    assert _unpickle(root / "data_batch_1")[b"data"].shape == (12, 3072)  # the real format still loads
+    Path(MARKER).unlink(missing_ok=True)
+    (root / "data_batch_1").write_bytes(pickle.dumps({b"data": _Payload(), b"labels": [0]}))
+    with pytest.raises(ValueError, match=r"data_batch_1: refused to load posix.system"):
+        _unpickle(root / "data_batch_1")
+    assert not Path(MARKER).exists()
