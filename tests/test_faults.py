@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -305,3 +306,28 @@ def test_a_crafted_cifar_batch_runs_nothing(tmp_path):
     with pytest.raises(ValueError, match=r"data_batch_1: refused to load posix.system"):
         _unpickle(root / "data_batch_1")
     assert not Path(MARKER).exists()
+
+
+def _file_size_limit(nbytes: int):
+    def limit():  # in the child, before exec: files may not grow beyond nbytes (a "full disk")
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+    return limit
+
+
+def test_a_real_full_disk_ends_the_run_failed_or_stale_with_no_temp_file(tmp_path):
+    """`ulimit -f`: the run cannot write its records (EFBIG). It stops with an error naming the
+    file, leaves no temporary file, keeps every file it wrote before intact, and reads as failed
+    (or, when even that could not be written, stale)."""
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_run_dict(data={"n_train": 256, "n_test": 256},
+                                                          train={"steps": 400, "eval_every": 1}))
+    runs = tmp_path / "runs"
+    res = subprocess.run([sys.executable, "-m", "lrlab.cli", "run", str(cfg), "--runs", str(runs), "--no-progress"],
+                         capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit(40_000))
+    assert res.returncode == 2, res.stderr
+    assert "cannot write (File too large)" in res.stderr and "Traceback" not in res.stderr
+    (rd,) = runs.iterdir()
+    assert not [p.name for p in rd.iterdir() if p.name.endswith(".tmp")]
+    assert read_yaml(rd / "config.yaml")["name"] == "tiny"  # written before the fault: intact
+    run = load_run(rd)
+    assert run.status in ("failed", "stale") and run.records is None
+    assert check_store(runs)[0].status == run.status
