@@ -42,7 +42,7 @@ def check_run(path: Path) -> RunCheck:
 
     try:
         meta = read_meta(path / "meta.json")
-        out.status = effective_status(meta)
+        out.status = effective_status(meta, path)
     except StoreError as e:
         meta = {}
         out.status = "corrupt"

@@ -168,6 +168,28 @@ def terminate_as_interrupt():
         signal.signal(signal.SIGTERM, old)
 
 
+@contextlib.contextmanager
+def _heartbeat(run_dir: Path, every: float = store.HEARTBEAT_EVERY_S):
+    """While the block runs, a background thread records every ``every`` seconds that the run is
+    alive (what tells a live run owned by another host from a dead one)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while True:
+            with contextlib.suppress(store.StoreError, OSError):
+                store.beat(run_dir)
+            if stop.wait(every):
+                return
+
+    t = threading.Thread(target=loop, name="lrlab-heartbeat", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+
+
 def _record(run_dir: Path, **fields) -> None:
     """Record an end state; when even that cannot be written (a full disk), the run's dead owner
     makes it read as ``stale`` on the next look."""
@@ -181,7 +203,7 @@ def _guarded(run_dir: Path, fn: Callable[[], PopulationResult]) -> PopulationRes
     the final records)."""
     started = time.perf_counter()
     try:
-        with terminate_as_interrupt():
+        with terminate_as_interrupt(), _heartbeat(run_dir):
             res = fn()
             _finish(run_dir, res, started)
     except KeyboardInterrupt:

@@ -48,6 +48,9 @@ class StoreError(ValueError):
 STATUSES = ("running", "interrupted", "failed", "done", "stale", "corrupt")
 LOCK = ".lock"
 CHECKPOINT_FILE = "checkpoint.pt"  # written by the trainer (lrlab.train.population.CHECKPOINT)
+HEARTBEAT = "heartbeat"  # the time a running run last proved alive (for owners on other hosts)
+HEARTBEAT_EVERY_S = 60.0
+STALE_AFTER_S = 600.0  # an owner on another host silent this long is taken for gone
 
 
 def runs_root(root: str | os.PathLike | None = None) -> Path:
@@ -228,13 +231,34 @@ def owner_alive(o: Any) -> bool | None:
     return mark is None or _process_start(o["pid"]) in (None, mark)
 
 
-def effective_status(meta: dict[str, Any]) -> str:
+def beat(run_dir: Path) -> None:
+    """Record that the run in ``run_dir`` is alive now (its own small file, never meta.json, so a
+    heartbeat can never overwrite a status)."""
+    write_atomic(Path(run_dir) / HEARTBEAT, _now())
+
+
+def silent_for(run_dir: Path) -> float | None:
+    """Seconds since the run's last heartbeat; None when it has none (or it is unreadable)."""
+    try:
+        last = _dt.datetime.fromisoformat((Path(run_dir) / HEARTBEAT).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return (_dt.datetime.now(_dt.timezone.utc) - last).total_seconds()
+
+
+def effective_status(meta: dict[str, Any], run_dir: Path | None = None) -> str:
     """The recorded status, except that a ``running`` run whose owner is gone is ``stale``: it was
-    killed (or its machine lost power) before it could record anything; resume it."""
+    killed (or its machine lost power) before it could record anything; resume it. An owner on
+    this host is gone when its process is; one on another host when its heartbeat (``run_dir``'s)
+    has been silent for :data:`STALE_AFTER_S`."""
     status = meta.get("status", "unknown")
-    if status == "running" and owner_alive(meta.get("owner")) is False:
-        return "stale"
-    return status
+    if status != "running":
+        return status
+    alive = owner_alive(meta.get("owner"))
+    if alive is None and run_dir is not None:
+        quiet = silent_for(run_dir)
+        alive = None if quiet is None else quiet < STALE_AFTER_S
+    return "stale" if alive is False else status
 
 
 @contextlib.contextmanager
@@ -281,7 +305,7 @@ class StoredRun:
     @property
     def status(self) -> str:
         """The recorded status, or ``stale`` for a ``running`` run whose owner is gone."""
-        return effective_status(self.meta)
+        return effective_status(self.meta, self.path)
 
 
 def resolve_run(run: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
@@ -336,7 +360,7 @@ def list_runs(root: str | os.PathLike | None = None) -> pd.DataFrame:
                 meta, problem = read_meta(p / "meta.json"), None
             except StoreError as e:
                 meta, problem = {"status": "corrupt"}, str(e)
-            rows.append({"run": p.name, "config": meta.get("name"), "status": effective_status(meta),
+            rows.append({"run": p.name, "config": meta.get("name"), "status": effective_status(meta, p),
                          "created": meta.get("created"), "members": meta.get("n_members"),
                          "steps": meta.get("steps"), "wall_time_s": meta.get("wall_time"), "problem": problem})
     return pd.DataFrame(rows, columns=LIST_COLUMNS)

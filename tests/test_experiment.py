@@ -25,7 +25,7 @@ def test_run_writes_a_complete_run_directory(tmp_path):
     cfg = tiny_run_cfg()
     rd, res = experiment.run(cfg, root=tmp_path)
     assert rd.parent == tmp_path and rd.name.startswith("tiny-")
-    assert {p.name for p in rd.iterdir()} == {"config.yaml", "meta.json", "records.parquet", ".lock",
+    assert {p.name for p in rd.iterdir()} == {"config.yaml", "meta.json", "records.parquet", ".lock", "heartbeat",
                                              "members.parquet", "checkpoint.pt"}
     assert validate(RunConfig, yaml.safe_load((rd / "config.yaml").read_text())) == cfg
     meta = json.loads((rd / "meta.json").read_text())

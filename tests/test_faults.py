@@ -3,6 +3,7 @@ an owner that died, and each stored file damaged in turn (list, show and resume 
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pickle
@@ -71,8 +72,13 @@ def test_a_run_whose_owner_died_reads_as_stale_and_resumes(tmp_path):
     store.write_meta(rd, status="running", owner=owner)
     assert load_run(rd).status == "stale"
     assert list_runs(tmp_path).status.tolist() == ["stale"]
-    store.write_meta(rd, owner={**owner, "host": "elsewhere"})  # another machine's: cannot tell
-    assert load_run(rd).status == "running"
+    store.write_meta(rd, owner={**owner, "host": "elsewhere"})  # another machine's: its heartbeat tells
+    assert load_run(rd).status == "running"  # its last heartbeat is recent
+    old = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=store.STALE_AFTER_S + 5))
+    (rd / store.HEARTBEAT).write_text(old.isoformat(timespec="seconds"))
+    assert load_run(rd).status == "stale" and list_runs(tmp_path).status.tolist() == ["stale"]
+    (rd / store.HEARTBEAT).unlink()
+    assert load_run(rd).status == "running"  # no heartbeat at all: cannot tell, so not called stale
     store.write_meta(rd, owner=store.owner())  # this very process: alive
     assert load_run(rd).status == "running"
     experiment.resume(rd)
