@@ -9,6 +9,7 @@ import os
 import pickle
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -337,3 +338,30 @@ def test_a_real_full_disk_ends_the_run_failed_or_stale_with_no_temp_file(tmp_pat
     run = load_run(rd)
     assert run.status in ("failed", "stale") and run.records is None
     assert check_store(runs)[0].status == run.status
+
+
+_DONE_RUN: dict[str, Path] = {}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["meta.json", "config.yaml", "records.parquet", "members.parquet", "checkpoint.pt"]),
+       data=st.binary(max_size=300))
+def test_any_bytes_in_any_store_file_give_a_named_error_never_a_crash(tmp_path_factory, name, data):
+    """Whatever bytes replace one file of a finished run: list never fails, check reports instead of
+    raising, and show/load raise only lrlab's own errors."""
+    if "run" not in _DONE_RUN:
+        _DONE_RUN["run"], _ = experiment.run(tiny_run_cfg(), root=tmp_path_factory.mktemp("store"))
+    src = _DONE_RUN["run"]
+    root = tmp_path_factory.mktemp("fuzz")
+    rd = root / src.name
+    shutil.copytree(src, rd)
+    (rd / name).write_bytes(data)
+    assert len(list_runs(root)) == 1
+    found = check_store(root)[0]
+    assert found.ok or all(isinstance(p, str) and p for p in found.problems)
+    try:
+        load_run(rd)
+    except (StoreError, ConfigError) as e:
+        assert name.split(".")[0] in str(e) or "meta.json" in str(e)
+    res = runner.invoke(app, ["show", str(rd)])
+    assert res.exit_code in (0, 2) and "Traceback" not in res.output
