@@ -1,9 +1,9 @@
 """Top Hessian eigenvalues: lrlab (Lanczos / power iteration) against PyHessian (issue 4).
 
-    /work/bench-venv4/bin/python benchmarks/bench_hessian.py [--threads 1] [--tol 1e-3]
+    .venv/bin/python benchmarks/bench_hessian.py [--threads 1] [--tol 1e-3]
 
-PyHessian is installed only in the benchmark's own venv (``pip install torch==2.13.0 pyhessian``
-then ``pip install -e .``), never as an lrlab dependency. Both run in this one process on the same
+PyHessian comes with the optional ``bench`` extra (``pip install -e '.[bench]'``, see
+benchmarks/README.md), never as an lrlab dependency. Both run in this one process on the same
 ~1M-parameter MLP (3072 → 300 → 300 → 10, ReLU) and the same 1,000 CIFAR-10 images (random
 inputs if the data are absent), cross-entropy loss, float32, at the same relative tolerance:
 lrlab's Lanczos with its own rule (Ritz residual < tol·|λ|) and with PyHessian's (the estimate
