@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ConfigError, RunConfig, read_yaml, validate
-from .store import CHECKPOINT_FILE, RECORD_COLUMNS, StoreError, effective_status, read_meta, read_parquet, runs_root
+from .store import CHECKPOINT_FILE, StoreError, effective_status, read_meta, read_tables, runs_root
 from .train.population import load_checkpoint
 
 
@@ -53,22 +53,11 @@ def check_run(path: Path) -> RunCheck:
         bad(str(e))
     steps = meta.get("steps")
     n_members = meta.get("n_members")
-    tables = {}
-    for name in ("records", "members"):
-        f = path / f"{name}.parquet"
-        if f.is_file():
-            try:
-                tables[name] = read_parquet(f)
-            except StoreError as e:
-                bad(str(e))
-        elif meta.get("status") == "done":
-            bad(f"{f}: missing, though meta.json says the run is done")
+    tables, problems = read_tables(path, meta)
+    out.problems += problems
     rec = tables.get("records")
-    if rec is not None:
-        if list(rec.columns) != list(RECORD_COLUMNS):
-            bad(f"{path / 'records.parquet'}: columns {list(rec.columns)}, expected {list(RECORD_COLUMNS)}")
-        elif isinstance(steps, int) and len(rec) and int(rec.step.max()) != steps:
-            bad(f"{path / 'records.parquet'}: ends at step {int(rec.step.max())}, the run has {steps} steps")
+    if rec is not None and isinstance(steps, int) and len(rec) and int(rec.step.max()) != steps:
+        bad(f"{path / 'records.parquet'}: ends at step {int(rec.step.max())}, the run has {steps} steps")
     mem = tables.get("members")
     if mem is not None and isinstance(n_members, int) and len(mem) != n_members:
         bad(f"{path / 'members.parquet'}: {len(mem)} members, meta.json says {n_members}")

@@ -319,6 +319,32 @@ def resolve_run(run: str | os.PathLike, root: str | os.PathLike | None = None) -
     raise FileNotFoundError(f"no run {str(run)!r} (looked at {p} and {q})")
 
 
+def read_tables(run_dir: Path, meta: dict[str, Any]) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """A run's ``records`` and ``members`` tables (those present and readable) and every problem
+    found reading them, each naming its file: unreadable, wrong columns, or missing from a run
+    meta.json calls done."""
+    tables: dict[str, pd.DataFrame] = {}
+    problems: list[str] = []
+    for name, needed in (("records", list(RECORD_COLUMNS)), ("members", ["member"])):
+        f = Path(run_dir) / f"{name}.parquet"
+        if not f.is_file():
+            if meta.get("status") == "done":
+                problems.append(f"{f}: missing, though meta.json says the run is done (the run folder was "
+                                "altered; rerun it)")
+            continue
+        try:
+            df = read_parquet(f)
+        except StoreError as e:
+            problems.append(str(e))
+            continue
+        exact = name == "records"  # records have exactly these columns; members at least these
+        if (list(df.columns) != needed) if exact else not set(needed) <= set(df.columns):
+            problems.append(f"{f}: columns {list(df.columns)}, expected {needed}")
+            continue
+        tables[name] = df
+    return tables, problems
+
+
 def load_run(run: str | os.PathLike, root: str | os.PathLike | None = None) -> StoredRun:
     """Read a run directory; records and members are None while a run has not finished. A file
     that is damaged, of the wrong shape, or missing from a finished run is a :class:`StoreError`
@@ -328,18 +354,10 @@ def load_run(run: str | os.PathLike, root: str | os.PathLike | None = None) -> S
     if not cfg.is_file():
         raise FileNotFoundError(f"{p} is not an lrlab run (no config.yaml)")
     meta = read_meta(p / "meta.json")
-    rec, mem = p / "records.parquet", p / "members.parquet"
-    if meta.get("status") == "done":
-        for f in (rec, mem):
-            if not f.is_file():
-                raise StoreError(f"{f}: missing, though meta.json says the run is done (the run folder was "
-                                 "altered; rerun it)")
-    records = read_parquet(rec) if rec.is_file() else None
-    if records is not None and list(records.columns) != list(RECORD_COLUMNS):
-        raise StoreError(f"{rec}: columns {list(records.columns)}, expected {list(RECORD_COLUMNS)}")
-    members = read_parquet(mem) if mem.is_file() else None
-    if members is not None and "member" not in members.columns:
-        raise StoreError(f"{mem}: no 'member' column (columns {list(members.columns)})")
+    tables, problems = read_tables(p, meta)
+    if problems:
+        raise StoreError(problems[0])
+    records, members = tables.get("records"), tables.get("members")
     return StoredRun(path=p, config_yaml=read_text(cfg), meta=meta, members=members, records=records)
 
 
