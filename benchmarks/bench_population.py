@@ -45,7 +45,8 @@ Usage::
 
     python benchmarks/bench_population.py [--workloads W1,W2,W3] [--threads 1,2] [--repeat N]
                                           [--out benchmarks/results.json]
-    python benchmarks/bench_population.py --profile W2 --threads 1   # where lrlab's step goes
+    python benchmarks/bench_population.py --profile W1,W2,W3 --threads 1 --out benchmarks/profile.json
+                                          # where lrlab's step goes (shares of wall time)
 
 A full default run (3 workloads × threads 1,2 × repeat 2, with JAX) took 781 s (13 min) on a
 quiet 2-core machine: the slow implementations alone (torch loop, lrlab loop, lrlab vectorized
@@ -56,11 +57,14 @@ on W3) need that long at two repeats. ``--threads 1`` or a subset of ``--workloa
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime as _dt
 import json
 import math
 import os
 import platform
+import pstats
+import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -75,6 +79,7 @@ from torch import nn
 import lrlab
 from lrlab.threads import set_threads
 from lrlab.train import Constant, Member, choose_mode
+from lrlab.train import fused as _fused
 from lrlab.train import population as _population
 
 K = 64
@@ -252,6 +257,13 @@ def run_lrlab(p: Problem, mode: str, steps: int | None = None) -> RunOut:
     return RunOut(dt, final, div, note=f"ran as {res.mode}")
 
 
+def _auto_mode(w: Workload) -> str:
+    """The mode lrlab's ``auto`` resolves to on this workload (the trainer's own rule)."""
+    model = lrlab.TwoLayerReLU(w.d, w.width)
+    cfg = lrlab.TrainConfig(steps=w.steps, batch_size=w.batch, eval_every=w.steps)
+    return choose_mode(model, (w.d,), w.B, K, "auto", _fused.eligible(model, cfg, False, False))
+
+
 def _module_for(p: Problem, k: int) -> nn.Sequential:
     """Member k as nn.Sequential(Linear, ReLU, Linear) holding the shared initial weights."""
     first = nn.Linear(p.w.d, p.w.width)
@@ -370,7 +382,7 @@ class JaxRunner:
 def bench_workload(w: Workload, threads: int, repeat: int, use_jax: bool, log) -> dict:
     pin_threads(threads)
     p = make_problem(w)
-    auto_mode = choose_mode(p.model, (w.d,), w.B, K, "auto")
+    auto_mode = _auto_mode(w)
     mm_before = matmul_gflops()
     # warm-up: one-off costs (allocator, MKL/oneDNN init) kept out of the first timing
     run_torch_loop(p, steps=3)
@@ -381,6 +393,7 @@ def bench_workload(w: Workload, threads: int, repeat: int, use_jax: bool, log) -
         ("torch loop", lambda: run_torch_loop(p), repeat),
         ("lrlab vectorized", lambda: run_lrlab(p, "vectorized"), repeat),
         ("lrlab loop", lambda: run_lrlab(p, "loop"), repeat),
+        ("lrlab fused", lambda: run_lrlab(p, "fused"), repeat),
         # auto runs exactly the code path of the mode it resolves to; timed once to save time
         ("lrlab auto", lambda: run_lrlab(p, "auto"), 1),
     ]
@@ -430,13 +443,14 @@ def bench_workload(w: Workload, threads: int, repeat: int, use_jax: bool, log) -
             rows[-1]["best_plus_compile_s"] = best + jax_info["compile_s"]
             rows[-1]["vs_loop_with_compile"] = loop_best / rows[-1]["best_plus_compile_s"]
     auto_time = min(times["lrlab auto"])
-    vec, lp = min(times["lrlab vectorized"]), min(times["lrlab loop"])
+    modes = {m: min(times[f"lrlab {m}"]) for m in ("fused", "vectorized", "loop")}
+    vec, lp = modes["vectorized"], modes["loop"]
     return {
         "workload": asdict(w), "threads": threads, "rows": rows,
         "matmul_gflops": {"before": mm_before, "after": mm_after},
         "train_gflop": w.train_flops / 1e9,
         "forward_flops_per_member_step": w.forward_flops,
-        "auto": {"picked": auto_mode, "faster_mode": "vectorized" if vec <= lp else "loop",
+        "auto": {"picked": auto_mode, "faster_mode": min(modes, key=modes.get), "fused_s": modes["fused"],
                  "auto_s": auto_time, "vectorized_s": vec, "loop_s": lp},
     }
 
@@ -465,7 +479,7 @@ def format_table(results: list[dict], have_jax: bool) -> str:
                 f"{r['diverged']:>3d} {diff:>8s}  {note}")
         a = res["auto"]
         lines.append(f"{'':4s} {'':3s}  auto picked {a['picked']}; faster here: {a['faster_mode']} "
-                     f"(vectorized {a['vectorized_s']:.2f} s, loop {a['loop_s']:.2f} s); "
+                     f"(fused {a['fused_s']:.2f} s, vectorized {a['vectorized_s']:.2f} s, loop {a['loop_s']:.2f} s); "
                      f"matmul {res['matmul_gflops']['before']:.0f}/{res['matmul_gflops']['after']:.0f} "
                      f"GFLOP/s before/after; counted {res['train_gflop']:.0f} GFLOP")
         lines.append("")
@@ -474,39 +488,58 @@ def format_table(results: list[dict], have_jax: bool) -> str:
     return "\n".join(lines)
 
 
-def profile_vectorized(name: str, steps: int, threads: int, mode: str = "vectorized") -> None:
-    """Where lrlab's trainer spends its time on one workload: plain timing with page faults,
-    then cProfile (wall-accurate, Python level), then torch.profiler (per aten op).
+# cProfile names of the fused step's torch calls, by what they do (anything else is overhead)
+PROFILE_CATEGORIES = {
+    "products": ("torch.baddbmm", "torch.bmm", "'baddbmm_'"),
+    "element-wise": ("'clamp_min_'", "torch.sigmoid", "softplus", "torch.mul", "aten.", "'sum'", "'sub_'",
+                     "'neg_'", "'mul_'", "'mean'", "torch.isfinite", "torch.where", "'all'", "'any'"),
+    "gather": ("torch.index_select", "'index_select'", "'__getitem__'", "'view'", "'reshape'"),
+}
 
-    Caveat, measured on this VM: torch.profiler inflates the ops that allocate large fresh
-    outputs several-fold, so use its table for ranking, the cProfile numbers for magnitudes.
+
+TRAIN_CALLERS = ("step", "_loss_and_slope", "_gather_rows", "_fused_update")  # the fused training step
+
+
+def profile_breakdown(name: str, steps: int, threads: int) -> dict:
+    """Where the fused trainer (what ``auto`` picks) spends its time on one workload, in wall-clock
+    shares: the matrix products of training (and their GFLOP/s against this machine's matmul
+    peak), element-wise work, input gathering, the two evaluations, and everything else (Python
+    and dispatch overhead), from cProfile; plus minor page faults per step. cProfile adds about a
+    microsecond per call, which lands in "overhead"; the unprofiled time is printed beside it.
     """
-    import cProfile
-    import pstats
-    import resource
-
-    from torch.profiler import ProfilerActivity, profile
-
     pin_threads(threads)
     w = replace(WORKLOADS[name], steps=steps)
     p = make_problem(w)
-    run_lrlab(p, mode, steps=5)
+    run_lrlab(p, "fused", steps=5)
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    plain = run_lrlab(p, mode)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
-    print(f"{name} ({w.describe()}), lrlab {mode}, {threads} thread(s): {plain.seconds:.3f} s = "
-          f"{1e3 * plain.seconds / steps:.2f} ms/step, {faults / steps:.0f} minor page faults/step "
-          f"(both evaluations included)")
-    prof_py = cProfile.Profile()
-    prof_py.enable()
-    out = run_lrlab(p, mode)
-    prof_py.disable()
-    print(f"\n== cProfile ({out.seconds:.3f} s under cProfile), top by own time ==")
-    pstats.Stats(prof_py).sort_stats("tottime").print_stats(12)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        out = run_lrlab(p, mode)
-    print(f"== torch.profiler ({out.seconds:.3f} s under the profiler; see caveat) ==")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    plain = run_lrlab(p, "fused")
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / steps
+    prof = cProfile.Profile()
+    prof.enable()
+    out = run_lrlab(p, "fused")
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # (file, line, fn) -> (calls, calls, own s, cumulative s, {caller: edge})
+    shares = {k: 0.0 for k in PROFILE_CATEGORIES}
+    evaluation = sum(v[3] for (_, _, fn), v in stats.items() if fn == "group_metrics")
+    for (_, _, fn), (*_, callers) in stats.items():
+        cat = next((c for c, keys in PROFILE_CATEGORIES.items() if any(k in fn for k in keys)), None)
+        if cat is not None:  # only the calls made by the training step (evaluations call them too)
+            shares[cat] += sum(edge[2] for (_, _, caller), edge in callers.items() if caller in TRAIN_CALLERS)
+    total = out.seconds
+    matmul = matmul_gflops()
+    row = {"workload": name, "threads": threads, "steps": steps, "plain_s": plain.seconds, "profiled_s": total,
+           "faults_per_step": faults, "evaluation_s": evaluation, "matmul_peak_gflops": matmul,
+           **{f"{k}_s": v for k, v in shares.items()}}
+    row["overhead_s"] = max(0.0, total - evaluation - sum(shares.values()))
+    row["product_gflops"] = 3 * w.forward_flops * K * steps / max(1e-9, shares["products"]) / 1e9
+    print(f"{name} fused, {threads} thread(s), {steps} steps: {plain.seconds:.2f} s plain, {total:.2f} s profiled, "
+          f"{faults:.0f} page faults/step")
+    for k in (*shares, "evaluation", "overhead"):
+        v = row[f"{k}_s"]
+        print(f"  {k:13s} {v:7.2f} s  {100 * v / total:5.1f}%")
+    print(f"  training products at {row['product_gflops']:.0f} GFLOP/s = {100 * row['product_gflops'] / matmul:.0f}% "
+          f"of this machine's {matmul:.0f} GFLOP/s matmul")
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -517,16 +550,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per implementation (best kept)")
     ap.add_argument("--out", default="benchmarks/results.json", help="where to write the JSON results")
     ap.add_argument("--no-jax", action="store_true", help="skip the JAX reference even if jax imports")
-    ap.add_argument("--profile", metavar="WORKLOAD",
-                    help="instead of benchmarking, profile lrlab's vectorized trainer on WORKLOAD")
+    ap.add_argument("--profile", metavar="WORKLOADS",
+                    help="instead of benchmarking, break down where the fused trainer's time goes on these workloads")
     ap.add_argument("--profile-steps", type=int, default=300)
-    ap.add_argument("--profile-mode", default="vectorized", choices=["vectorized", "loop"])
     ap.add_argument("--step-scale", type=float, default=1.0,
                     help="multiply every workload's steps (smoke tests only; results not comparable)")
     args = ap.parse_args(argv)
 
     names = [s.strip() for s in args.workloads.split(",") if s.strip()]
-    for s in names + ([args.profile] if args.profile else []):
+    for s in names + (args.profile.split(",") if args.profile else []):
         if s not in WORKLOADS:
             ap.error(f"unknown workload {s!r}; choose from {', '.join(WORKLOADS)}")
     threads = [int(s) for s in args.threads.split(",") if s.strip()]
@@ -534,7 +566,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--repeat must be at least 1")
 
     if args.profile:
-        profile_vectorized(args.profile, args.profile_steps, threads[0], args.profile_mode)
+        rows = [profile_breakdown(n, args.profile_steps, th)
+                for n in args.profile.split(",") for th in threads]
+        if args.out:
+            Path(args.out).write_text(json.dumps({"env": {"date": _dt.datetime.now().astimezone().isoformat(
+                timespec="seconds"), "cpu": _cpu_name(), "torch": torch.__version__}, "profile": rows}, indent=1))
         return 0
 
     use_jax = HAVE_JAX and not args.no_jax
@@ -551,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         "lrlab": lrlab.__version__, "nproc": os.cpu_count(), "cpus_allowed": len(ALL_CPUS),
         "cpu": _cpu_name(), "members": K, "lrs": [float(LRS[0]), float(LRS[-1])],
         "loop_threshold_flops": _population.LOOP_THRESHOLD_FLOPS, "step_scale": args.step_scale,
-        "load_avg_start": os.getloadavg(),
+        "load_avg_start": os.getloadavg(), "xla_flags": os.environ.get("XLA_FLAGS"),
     }
     print(f"lrlab population benchmark  {env['date']}")
     print(f"cpu: {env['cpu']}, nproc {env['nproc']}, torch {env['torch']}, jax {env['jax']}, "
@@ -562,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         w = WORKLOADS[n]
         print(f"{n}: {w.describe()}; forward {w.forward_flops / 1e6:.2f} MFLOP per member-step; "
-              f"auto -> {choose_mode(lrlab.TwoLayerReLU(w.d, w.width), (w.d,), w.B, K, 'auto')}")
+              f"auto -> {_auto_mode(w)}")
 
     results = []
     t_start = time.perf_counter()

@@ -385,7 +385,10 @@ class TrainConfig(Strict):
     checkpoint_every: int | None = Field(
         None, gt=0, description="checkpoint at the first probe at or after each multiple"
     )
-    mode: Literal["auto", "vectorized", "loop"] = "auto"
+    mode: Literal["auto", "fused", "vectorized", "loop"] = Field(
+        "auto", description="'fused': the hand-written two-layer SGD step; 'vectorized': autograd over "
+        "all members at once; 'loop': one member at a time; 'auto': fused where it applies, else the "
+        "cost model (lrlab.train.choose_mode)")
     device: Device = "cpu"
     threads: Threads | None = Field(None, description="torch threads; None keeps torch's default")
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -73,3 +74,31 @@ def test_summary_and_missing_end_marker(tmp_path):
     with pytest.raises(ValueError, match="no end marker"):
         update_readme(readme, results)
     shutil.rmtree(results / "toy")
+
+
+def _bench_summary():
+    """benchmarks/summary.py, loaded from its path (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_summary", ROOT / "benchmarks" / "summary.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_readme_performance_blocks_match_the_committed_benchmarks():
+    summary = _bench_summary()
+    text = README.read_text()
+    assert "<!-- bench:population -->" in text
+    assert summary.update_readme(README, check=True) == [], (
+        "README performance numbers differ from benchmarks/results*.json: run `python benchmarks/summary.py`")
+
+
+def test_bench_summary_rewrites_only_its_blocks(tmp_path):
+    summary = _bench_summary()
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- bench:population -->\nW1 0.1 s typed by hand\n<!-- /bench:population -->\noutro\n")
+    assert summary.update_readme(readme, check=True) == ["population"]
+    assert "typed by hand" in readme.read_text()
+    assert summary.update_readme(readme) == ["population"]
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "typed by hand" not in text
+    assert "| W1 |" in text

@@ -4,10 +4,17 @@ K members run through ``vmap(functional_call)``; a single member (loop mode) cal
 functionally without vmap, which is what runs fastest for convolutional nets on CPU
 (benchmarks/RESULTS.md). Buffers — BatchNorm running statistics, activation-noise σ — are
 stacked like parameters and updated in place by a training-mode forward.
+
+``compile=True`` runs the single-member training-mode forward through ``torch.compile``
+(inductor), so AOTAutograd compiles its backward too and fuses the BatchNorm, activation-noise
+and ReLU arithmetic around the convolutions (benchmarks/bench_cnn_population.py measures it).
+Random draws use ``fallback_random`` (the eager kernels on the global generator), so a seeded
+forward draws exactly the noise an eager one does.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Sequence
 
 import torch
@@ -28,10 +35,15 @@ class FromModule:
     eval mode (running statistics, no noise). ``channels_last`` hands image batches to a
     single member in channels-last memory format (faster convolutions on CPU; see
     benchmarks/RESULTS.md).
+
+    ``compile=True`` compiles the one-member training-mode forward (loop mode) with
+    ``torch.compile`` on first use; evaluation and vmapped populations stay eager (their batch
+    sizes vary, and each new shape would recompile). If compiling or running the compiled
+    forward raises, a warning is issued once and this model runs eager from then on.
     """
 
     def __init__(self, factory: Callable[[], nn.Module], frozen: Sequence[str] = (),
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, compile: bool = False) -> None:
         if isinstance(factory, nn.Module) or not callable(factory):
             raise TypeError(f"FromModule needs a factory (a callable returning a fresh nn.Module, "
                             f"e.g. lambda: MyNet()), got {type(factory).__name__}")
@@ -52,6 +64,9 @@ class FromModule:
         self.stochastic = bool(self.noise_buffers) or any(
             isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in base.modules())
         self._fwd = vmap(self._single, randomness="different")
+        self.compile = bool(compile)
+        self._compiled: Callable[[dict[str, Tensor], Tensor], Tensor] | None = None
+        self._compile_failed = False
 
     def _single(self, p: dict[str, Tensor], x: Tensor) -> Tensor:
         out = functional_call(self.base, p, (x,))
@@ -75,8 +90,35 @@ class FromModule:
             x1 = x[0]
             if self.channels_last and x1.dim() == 4:
                 x1 = x1.contiguous(memory_format=torch.channels_last)
-            return self._single({k: v[0] for k, v in params.items()}, x1).unsqueeze(0)
+            p1 = {k: v[0] for k, v in params.items()}
+            if train and self.compile and not self._compile_failed:
+                return self._compiled_single(p1, x1).unsqueeze(0)
+            return self._single(p1, x1).unsqueeze(0)
         return self._fwd(params, x)
+
+    def _compiled_single(self, p: dict[str, Tensor], x: Tensor) -> Tensor:
+        """``_single`` through torch.compile; on any error warn once and run eager from now on.
+
+        ``dynamic=False``: the trainer feeds one shape, and static shapes give inductor its
+        fastest kernels. ``fallback_random``: inductor's own RNG would draw different noise than
+        eager for the same seed; the eager kernels keep the draws identical.
+        """
+        if self._compiled is None:
+            self._compiled = torch.compile(self._single, dynamic=False, options={"fallback_random": True})
+        try:
+            return self._compiled(p, x)
+        except Exception as e:  # noqa: BLE001 - a compiler failure may raise nearly anything
+            self._compile_failed = True
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            warnings.warn(f"torch.compile failed for {type(self.base).__name__} ({first}); "
+                          f"running eager", RuntimeWarning, stacklevel=3)
+            return self._single(p, x)
+
+    def __getstate__(self) -> dict:
+        """Picklable state: the compiled function is rebuilt on first use after unpickling."""
+        state = dict(self.__dict__)
+        state["_compiled"] = None
+        return state
 
     def flops_per_example(self, input_shape: tuple[int, ...]) -> int:
         with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:

@@ -27,13 +27,17 @@ def group_metrics(model, params: dict[str, Tensor], data: StackedData, data_inde
 
     ``data_index[k]`` says which stacked dataset member k is scored on. The forward runs in
     eval mode (BatchNorm running statistics, no noise), over chunks of at most ``member_chunk``
-    members (default: as many as fit) and of examples, so that no input tensor exceeds
+    members (default: as many as fit) and of examples, so that no input tensor — nor, for models
+    that report their ``activation_elements`` per example, any hidden activation — exceeds
     ``max_elements`` numbers. Returns metric name -> float64 tensor [K]; groups with no
     examples give NaN.
     """
     K = data_index.shape[0]
     n = data.n
     per_example = max(1, data.x[0, 0].numel()) if n else 1
+    acts = getattr(model, "activation_elements", None)
+    if acts is not None and n:
+        per_example = max(per_example, acts(tuple(data.x.shape[2:])))
     whole_sets = max(1, max_elements // max(1, per_example * n))  # members whose whole set fits
     mc = min(K, member_chunk or K, whole_sets)
     ec = max(1, min(n, max_elements // (per_example * mc)))

@@ -7,8 +7,10 @@ weight decay with each member's own learning rate — the same arithmetic as
 ``torch.optim.SGD``. A member whose loss turns inf/NaN is frozen and marked diverged.
 
 ``mode="loop"`` runs the same step for one member at a time (for models too large for
-batched products to pay); ``mode="auto"`` picks by a fixed cost model, so the choice — and
-therefore the numbers — depend only on the config.
+batched products to pay); ``mode="fused"`` runs the hand-written step of :mod:`.fused` (the
+two-layer ReLU net under plain SGD) in cache-sized chunks of members; ``mode="auto"`` picks
+fused where it applies and otherwise a fixed cost model, so the choice — and therefore the
+numbers — depend only on the config.
 
 Read one step top to bottom in :meth:`_Trainer.update`.
 """
@@ -38,11 +40,17 @@ from ..probes.accuracy import group_metrics
 from ..resources import check_memory, schedule_tables
 from ..store import CHECKPOINT_FILE, write_atomic
 from ..threads import set_threads
+from . import fused
 from .schedules import Schedule, lr_table
 
 # Forward FLOPs per member per step above which loop mode beats batched products on CPU
-# (measured: benchmarks/bench_population.py, see benchmarks/RESULTS.md).
+# (measured: benchmarks/bench_population.py, see benchmarks/RESULTS.md). Used for models that
+# cannot say how many activations they hold; TwoLayerReLU switches on those instead.
 LOOP_THRESHOLD_FLOPS = 16e6
+# Hidden activations per member per step (batch × width) above which loop mode beats one batched
+# product over all members: measured between 66k (vectorized faster) and 131k (loop faster).
+LOOP_THRESHOLD_ACTIVATIONS = 1e5
+MODES = ("auto", "fused", "vectorized", "loop")
 
 CHECKPOINT = CHECKPOINT_FILE
 
@@ -120,14 +128,28 @@ def _batch_seed(seed: int, epoch: int) -> int:
     return (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + 0x94D049BB) % (2**63 - 1)
 
 
-def choose_mode(model, input_shape: tuple[int, ...], batch: int, members: int, mode: str) -> str:
-    """Resolve ``auto`` with the cost model; pass ``vectorized``/``loop`` through."""
-    if mode not in ("auto", "vectorized", "loop"):
-        raise ValueError(f"mode must be 'auto', 'vectorized' or 'loop', got {mode!r}")
+def choose_mode(model, input_shape: tuple[int, ...], batch: int, members: int, mode: str,
+                fused_blocker: str | None = "not checked") -> str:
+    """Resolve ``auto``: ``fused`` when ``fused_blocker`` is None (nothing stops the fused step),
+    else the cost model; check an explicit mode is possible and pass it through.
+
+    The cost model: loop mode once a member's step holds more than LOOP_THRESHOLD_ACTIVATIONS
+    hidden activations (models with ``activation_elements``) or LOOP_THRESHOLD_FLOPS forward
+    FLOPs (any other model); one batched step over all members below.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+    if mode == "fused" and fused_blocker is not None:
+        raise ValueError(f"mode 'fused' cannot train this run: {fused_blocker}; use mode 'auto'")
     if mode != "auto":
         return mode
+    if fused_blocker is None:
+        return "fused"
     if members == 1:
         return "vectorized"
+    acts = getattr(model, "activation_elements", None)
+    if acts is not None:
+        return "loop" if acts(input_shape) * batch > LOOP_THRESHOLD_ACTIVATIONS else "vectorized"
     flops = model.flops_per_example(input_shape) * batch
     return "loop" if flops > LOOP_THRESHOLD_FLOPS else "vectorized"
 
@@ -170,7 +192,6 @@ class _Trainer:
         check_memory(schedule_tables(cfg.steps, len(self.members)),
                      f"the learning-rate table of {len(self.members)} members over {cfg.steps:,} steps")
         self.lrs = lr_table([m.schedule for m in self.members], cfg.steps).to(dev)
-        self.mode = choose_mode(model, tuple(first.input_shape), B, K, cfg.mode)
         self.run_dir = run_dir
         # state: parameters and buffers (BatchNorm statistics, noise σ) in one stacked dict
         self.params = {k: v.to(dev) for k, v in model.init(self.seeds).items()}
@@ -179,6 +200,8 @@ class _Trainer:
         self.noise_names = tuple(getattr(model, "noise_buffers", ()))
         self.sigmas = self._noise_table()
         self.stochastic = bool(getattr(model, "stochastic", False))
+        self.fused_blocker = fused.eligible(model, cfg, self.stochastic, self.stream is not None)
+        self._set_mode(choose_mode(model, tuple(first.input_shape), B, K, cfg.mode, self.fused_blocker))
         self.momentum = ({k: torch.zeros_like(self.params[k]) for k in self.trainable}
                          if cfg.momentum else {})
         self.active = torch.ones(K, dtype=torch.bool, device=dev)
@@ -201,10 +224,26 @@ class _Trainer:
         # running minibatch loss / correct / count by group since the last probe (streams only)
         self._running = torch.zeros(3, K, G, dtype=torch.float64, device=dev)
 
-    @property
-    def chunks(self) -> list[slice]:
+    def _set_mode(self, mode: str) -> None:
+        """Adopt a resolved mode: its member chunks and, for ``fused``, the step's buffers."""
         K = len(self.members)
-        return [slice(0, K)] if self.mode == "vectorized" else [slice(k, k + 1) for k in range(K)]
+        self.mode, self.fused, self._full_x = mode, None, None
+        if mode == "fused":
+            if self.fused_blocker is not None:
+                raise ValueError(f"this run cannot use mode 'fused': {self.fused_blocker}")
+            size = fused.chunk_size(K, self.B, self.model.width)
+            self.chunks = [slice(lo, min(K, lo + size)) for lo in range(0, K, size)]
+            w = self.params["W"]
+            self.fused = fused.TwoLayerSGD(self.model, self.cfg.loss, size, self.B, self.cfg.weight_decay,
+                                           w.dtype, self.device)
+            self._x_flat = self.train.x.flatten(2).reshape(-1, self.model.d_in)
+            self._y_flat = self.train.y.reshape(-1)
+            if self.full_batch:  # every step trains on the whole set: gather each chunk's inputs once
+                self._full_x = [self._gather_rows(sl, None) for sl in self.chunks]
+        elif mode == "vectorized":
+            self.chunks = [slice(0, K)]
+        else:
+            self.chunks = [slice(k, k + 1) for k in range(K)]
 
     def _noise_table(self) -> Tensor | None:
         """σ for every step and member [T, K], or None when no member has noise."""
@@ -258,9 +297,45 @@ class _Trainer:
             return self.model.forward(p, xb, train=True)
 
     # ------------------------------------------------------------------ one SGD step
+    def _fused_update(self, t: int, lr_t: Tensor) -> None:
+        """The hand-written step (mode 'fused'), chunk by chunk, inputs gathered into its buffers."""
+        idx = self._indices(t)
+        trainable = set(self.trainable)
+        for j, sl in enumerate(self.chunks):
+            if not bool(self.active[sl].any()):
+                continue  # every member of the chunk has diverged: nothing to compute
+            if self._full_x is not None:
+                xb, yb = self._full_x[j]
+            else:
+                xb, yb = self._gather_rows(sl, idx, self.fused.x)
+            loss, ok = self.fused.step(self.params, sl, xb, yb, lr_t[sl], self.active[sl], trainable)
+            if self.adaptive:
+                self._epoch_loss[sl] += loss.to(torch.float64)
+            newly = self.active[sl] & ~ok
+            if bool(newly.any()):
+                ks = torch.arange(sl.start, sl.stop)[newly.cpu()]
+                self.diverged_step[ks] = t
+            self.active[sl] = ok
+
+    def _gather_rows(self, sl: slice, idx: Tensor | None, buf: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Inputs [k, B, d] and labels [k, B] of members ``sl`` (minibatch ``idx``, or every example),
+        gathered into ``buf`` when given (no allocation), else into fresh tensors."""
+        k, n = sl.stop - sl.start, self.train.x.shape[1]
+        rows = (self.data_index[sl] * n).unsqueeze(1)
+        rows = (rows + (idx[sl] if idx is not None else torch.arange(n, device=self.device))).reshape(-1)
+        if buf is None:
+            xb = self._x_flat.index_select(0, rows).view(k, self.B, -1)
+        else:
+            xb = buf[:k]
+            torch.index_select(self._x_flat, 0, rows, out=xb.view(k * self.B, -1))
+        return xb, self._y_flat[rows].view(k, self.B)
+
     def update(self, t: int) -> None:
         cfg = self.cfg
         lr_t = self.lrs[t].to(self.params[self.trainable[0]].dtype)
+        if self.fused is not None:
+            self._fused_update(t, lr_t)
+            return
         if self.sigmas is not None:
             for name in self.noise_names:
                 self.params[name].copy_(self.sigmas[t].to(self.params[name].dtype))
@@ -403,7 +478,8 @@ class _Trainer:
         self.momentum = {k: v.to(self.device) for k, v in st["momentum"].items()}
         self.active = st["active"].to(self.device)
         self.diverged_step = st["diverged_step"]
-        self.eval_steps, self.mode = list(st["eval_steps"]), st["mode"]
+        self.eval_steps = list(st["eval_steps"])
+        self._set_mode(st["mode"])  # resume in the mode the run started in
         self.evals = {}
         for k, v in st["evals"].items():  # older checkpoints hold lists of [K] tensors
             table = torch.stack(v) if isinstance(v, list) else v

@@ -13,7 +13,7 @@ from lrlab.data import li2019_mixture
 from lrlab.models import FromModule, TwoLayerReLU
 from lrlab.probes import metric_names
 from lrlab.train import Constant, Member, StepDecay, grid, total_lr, train_population
-from lrlab.train.population import LOOP_THRESHOLD_FLOPS, choose_mode
+from lrlab.train.population import LOOP_THRESHOLD_ACTIVATIONS, LOOP_THRESHOLD_FLOPS, choose_mode
 from tests.helpers import (
     assert_records_close,
     minibatch,
@@ -208,11 +208,20 @@ def test_from_module_frozen_parameters_do_not_move(split):
 def test_choose_mode():
     small = TwoLayerReLU(10, 8)
     assert choose_mode(small, (10,), 32, 4, "auto") == "vectorized"
-    big = TwoLayerReLU(1000, 1000)
-    assert big.flops_per_example((1000,)) * 32 > LOOP_THRESHOLD_FLOPS
+    assert choose_mode(small, (10,), 32, 4, "auto", fused_blocker=None) == "fused"
+    # a model that reports its activations switches on batch × width, not FLOPs
+    narrow_deep = TwoLayerReLU(10_000, 64)
+    assert narrow_deep.flops_per_example((10_000,)) * 32 > LOOP_THRESHOLD_FLOPS
+    assert choose_mode(narrow_deep, (10_000,), 32, 4, "auto") == "vectorized"
+    big = TwoLayerReLU(1000, 4096)
+    assert 32 * 4096 > LOOP_THRESHOLD_ACTIVATIONS
     assert choose_mode(big, (1000,), 32, 4, "auto") == "loop"
     assert choose_mode(big, (1000,), 32, 1, "auto") == "vectorized"  # one member: nothing to loop
     assert choose_mode(big, (1000,), 32, 4, "vectorized") == "vectorized"
+    # a model that does not: forward FLOPs
+    conv = FromModule(lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3), torch.nn.Flatten(),
+                                                  torch.nn.Linear(64 * 30 * 30, 1)))
+    assert choose_mode(conv, (3, 32, 32), 128, 3, "auto") == "loop"
     assert choose_mode(small, (10,), 32, 4, "loop") == "loop"
     with pytest.raises(ValueError, match="mode"):
         choose_mode(small, (10,), 32, 4, "parallel")

@@ -23,7 +23,10 @@ from .experiment import RUNS, jobs, preflight, run_config, run_job, train
 from .judge import NAME, Regime, first_fit_step, judge, judge_regime, per_seed_final, regime_of, result_of, window_steps
 from .report import PAPER, report
 
-__all__ = ["Config", "NAME", "PAPER", "RUNS", "Regime", "Settings", "Verdicts", "anneal_step", "control_config",
+JOBS_VERSION = 2  # 2: the two-layer net trains in mode auto → fused (the hand-written step; float round-off only)
+
+__all__ = ["Config", "JOBS_VERSION", "NAME", "PAPER", "RUNS", "Regime", "Settings", "Verdicts", "anneal_step",
+           "control_config",
            "control_name", "first_fit_step", "jobs", "judge", "judge_regime",
            "per_seed_final", "preflight", "regime_of", "report", "result_of", "run_config", "run_job", "train",
            "window_steps"]
