@@ -7,9 +7,9 @@ fixed Gaussian data set whose ±1 labels come from a random linear teacher.
 
 Implementations, all timed in this one process:
 
-* ``lrlab vectorized`` / ``lrlab loop`` / ``lrlab auto``: ``lrlab.train_population`` with
-  ``TrainConfig(mode=...)``; its cost includes the two evaluations it always does (step 0 and
-  the end) and building the result tables.
+* ``lrlab fused`` / ``lrlab vectorized`` / ``lrlab loop`` / ``lrlab auto``: ``lrlab.train_population``
+  with ``TrainConfig(mode=...)`` (``auto`` resolves to ``fused`` on these workloads); its cost
+  includes the two evaluations it always does (step 0 and the end) and building the result tables.
 * ``torch loop``: the baseline. For each member, an ``nn.Sequential(Linear, ReLU, Linear)``
   trained with ``torch.optim.SGD``; then its loss on the whole training set.
 * ``jax`` (only if ``jax`` imports): ``jit(lax.scan(vmap(step)))`` over members, batch indices
@@ -48,9 +48,10 @@ Usage::
     python benchmarks/bench_population.py --profile W1,W2,W3 --threads 1 --out benchmarks/profile.json
                                           # where lrlab's step goes (shares of wall time)
 
-A full default run (3 workloads × threads 1,2 × repeat 2, with JAX) took 781 s (13 min) on a
-quiet 2-core machine: the slow implementations alone (torch loop, lrlab loop, lrlab vectorized
-on W3) need that long at two repeats. ``--threads 1`` or a subset of ``--workloads`` is faster;
+A run of 3 workloads × repeat 2 with JAX took 644 s at 1 thread and 407 s at 2 threads on a quiet
+2-core machine (benchmarks/RESULTS.md): the slow implementations (torch loop, lrlab loop) need
+most of that. Measure each thread count in its own process with its XLA_FLAGS
+(benchmarks/README.md). ``--threads 1`` or a subset of ``--workloads`` is faster;
 ``--step-scale 0.1`` is a smoke test whose numbers are not comparable.
 """
 
@@ -531,7 +532,8 @@ def profile_breakdown(name: str, steps: int, threads: int) -> dict:
            "faults_per_step": faults, "evaluation_s": evaluation, "matmul_peak_gflops": matmul,
            **{f"{k}_s": v for k, v in shares.items()}}
     row["overhead_s"] = max(0.0, total - evaluation - sum(shares.values()))
-    row["product_gflops"] = 3 * w.forward_flops * K * steps / max(1e-9, shares["products"]) / 1e9
+    # the fused step's products: first layer forward and ∂W (no ∂x), second layer forward and ∂a
+    row["product_gflops"] = 4 * w.B * w.width * (w.d + 1) * K * steps / max(1e-9, shares["products"]) / 1e9
     print(f"{name} fused, {threads} thread(s), {steps} steps: {plain.seconds:.2f} s plain, {total:.2f} s profiled, "
           f"{faults:.0f} page faults/step")
     for k in (*shares, "evaluation", "overhead"):

@@ -57,11 +57,14 @@ class TwoLayerReLU:
             h = torch.relu(F.linear(x[0], W[0], params["b"][0] if "b" in params else None))
             out = F.linear(h, a[0].T, params["c"][0] if "c" in params else None).unsqueeze(0)
             return out.squeeze(-1) if self.out_dim == 1 else out
-        # hidden units as [K, width, B]: autograd then returns ∂L/∂W = ∂L/∂pre · x contiguous, and the
-        # update makes one contiguous pass instead of a strided one (W3: 37.7 → 33.5 s, RESULTS.md)
-        xt = x.transpose(1, 2)
-        pre = torch.baddbmm(params["b"].unsqueeze(2), W, xt) if "b" in params else torch.bmm(W, xt)
-        out = torch.bmm(a.transpose(1, 2), torch.relu(pre)).transpose(1, 2)
+        # The [K, width, B] layout (∂L/∂W contiguous) is faster on wide nets but sums in another
+        # order; with momentum SGD's chaotic runs that moved published verdicts, so it stays out
+        # (benchmarks/RESULTS.md, issue 17). Plain SGD takes the fused step, which has neither cost.
+        if "b" in params:
+            pre = torch.baddbmm(params["b"].unsqueeze(1), x, W.transpose(1, 2))
+        else:
+            pre = torch.bmm(x, W.transpose(1, 2))
+        out = torch.bmm(torch.relu(pre), a)
         if "c" in params:
             out = out + params["c"].unsqueeze(1)
         return out.squeeze(-1) if self.out_dim == 1 else out
