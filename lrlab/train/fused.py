@@ -71,7 +71,7 @@ class TwoLayerSGD:
         self.x = torch.empty(chunk, B, d, **opts)  # the trainer gathers each minibatch into this
 
     def step(self, params: dict[str, Tensor], sl: slice, x: Tensor, y: Tensor, lr: Tensor,
-             active: Tensor, trainable: set[str]) -> tuple[Tensor, Tensor]:
+             active: Tensor, trainable: frozenset[str] | set[str]) -> tuple[Tensor, Tensor]:
         """One SGD step of members ``sl`` on x [k, B, d], y [k, B]; updates ``params`` in place.
 
         Returns (loss [k], ok [k]): each member's minibatch loss before the step and whether it
@@ -98,9 +98,8 @@ class TwoLayerSGD:
         loss = per_ex.mean(1)
         ok = active & torch.isfinite(loss)
         all_ok = bool(ok.all())
-        # lr_k · ∂L/∂f (L is the batch mean); zero for a member that does not step
-        scale = (lr / self.B) if all_ok else torch.where(ok, lr / self.B, 0.0)
-        g = d_f.mul_(scale.unsqueeze(1))
+        lr_eff = lr if all_ok else torch.where(ok, lr, 0.0)  # zero for a member that does not step
+        g = d_f.mul_((lr_eff / self.B).unsqueeze(1))  # lr_k · ∂L/∂f (L is the batch mean)
         if not all_ok:
             g = torch.where(ok.unsqueeze(1), g, 0.0)
             keep = {n: v[sl][~ok].clone() for n, v in params.items()}
@@ -108,7 +107,7 @@ class TwoLayerSGD:
         if self.weight_decay:  # W ← (1 − lr·wd)·W − lr·∇W, and likewise for every trained tensor
             for name in trainable:
                 v = params[name][sl]
-                v.mul_((1 - scale * self.B * self.weight_decay).view((-1,) + (1,) * (v.dim() - 1)))
+                v.mul_((1 - lr_eff * self.weight_decay).view((-1,) + (1,) * (v.dim() - 1)))
         if "a" in trainable:
             torch.bmm(g.unsqueeze(1), hid, out=g_a)  # lr·∂L/∂a as a row
             a.sub_(g_a.transpose(1, 2))

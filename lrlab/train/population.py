@@ -236,6 +236,7 @@ class _Trainer:
             w = self.params["W"]
             self.fused = fused.TwoLayerSGD(self.model, self.cfg.loss, size, self.B, self.cfg.weight_decay,
                                            w.dtype, self.device)
+            self._trainable_set = frozenset(self.trainable)
             self._x_flat = self.train.x.flatten(2).reshape(-1, self.model.d_in)
             self._y_flat = self.train.y.reshape(-1)
             if self.full_batch:  # every step trains on the whole set: gather each chunk's inputs once
@@ -300,7 +301,6 @@ class _Trainer:
     def _fused_update(self, t: int, lr_t: Tensor) -> None:
         """The hand-written step (mode 'fused'), chunk by chunk, inputs gathered into its buffers."""
         idx = self._indices(t)
-        trainable = set(self.trainable)
         for j, sl in enumerate(self.chunks):
             if not bool(self.active[sl].any()):
                 continue  # every member of the chunk has diverged: nothing to compute
@@ -308,7 +308,7 @@ class _Trainer:
                 xb, yb = self._full_x[j]
             else:
                 xb, yb = self._gather_rows(sl, idx, self.fused.x)
-            loss, ok = self.fused.step(self.params, sl, xb, yb, lr_t[sl], self.active[sl], trainable)
+            loss, ok = self.fused.step(self.params, sl, xb, yb, lr_t[sl], self.active[sl], self._trainable_set)
             if self.adaptive:
                 self._epoch_loss[sl] += loss.to(torch.float64)
             newly = self.active[sl] & ~ok
