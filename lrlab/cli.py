@@ -19,10 +19,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import driver, experiment, store
+from . import driver, experiment, maps, store
 from .check import check_store
+from .claims import CLAIMS
 from .config import ConfigError, load_config
 from .exec.local import TaskError
+from .exec.ray import ExecutorError
 from .phase import phase_diagram
 from .report import plot_phase_diagram
 from .report.results import publish as publish_claim
@@ -49,7 +51,7 @@ def _guard(fn):
     """Turn expected input errors into 'error: ...' and exit code 2."""
     try:
         return fn()
-    except TaskError as e:
+    except (TaskError, ExecutorError) as e:
         err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except (ConfigError, ValueError, FileNotFoundError, KeyError) as e:
@@ -158,6 +160,15 @@ def verify(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_HELP),
     workers: Optional[int] = typer.Option(None, "--workers",
                                           help="Local processes running jobs (default: one per core)."),
+    executor: str = typer.Option("local", "--executor", help="Where jobs run: local (processes on this machine) "
+                                 "or ray (Ray tasks; pip install 'lrlab[ray]')."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --executor ray: the cluster to join "
+                                          "(auto, or HOST:PORT); default: start a local Ray instance."),
+    retries: int = typer.Option(2, "--retries", help="With --executor ray: how often a job whose worker died "
+                                "is run again."),
+    map_: List[str] = typer.Option([], "--map", help="Verify one claim at every point of a grid: "
+                                   "KEY=V1,V2,... (repeatable; the grid is their product)."),
+    maps_: bool = typer.Option(False, "--maps", help="Run the verdict maps the claims' configs declare (maps:)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Run claims' jobs that are not stored yet, judge them, write verdicts.json, report.md and figures."""
@@ -170,8 +181,18 @@ def verify(
         for flag, value in (("--workers", workers), ("--threads", threads)):
             if value is not None and value < 1:
                 raise ValueError(f"{flag} must be at least 1, got {value}")
-        vs = driver.verify(names, scale, out, seeds=seeds, overrides=list(set_), device=device, threads=threads,
-                           progress=progress, log=_log, workers=workers)
+        if retries < 0:
+            raise ValueError(f"--retries must be at least 0, got {retries}")
+        run_opts = dict(seeds=seeds, device=device, threads=threads, workers=workers, executor=executor,
+                        address=address, retries=retries, progress=progress, log=_log)
+        if map_ or maps_:
+            specs = _map_specs(names, scale, map_, maps_, set_)
+            for name, spec in specs:
+                maps.run_map(name, spec, scale, out, overrides=[s for s in set_ if not map_], **run_opts)
+            maps.report_all(out, log=_log)
+            console.print(f"wrote {len(specs)} verdict map(s) under {out / 'maps'} and {out / 'report.md'}")
+            return
+        vs = driver.verify(names, scale, out, overrides=list(set_), reporter=maps.report_all, **run_opts)
         console.print(_verdict_table(vs))
         console.print(f"wrote {out / 'verdicts.json'} and {out / 'report.md'}")
 
@@ -180,6 +201,23 @@ def verify(
     except KeyboardInterrupt:
         err.print(f"interrupted: the finished jobs are stored in {out}; the same command continues from them")
         raise typer.Exit(130) from None
+
+
+def _map_specs(names: list[str], scale: str, options: list[str], declared: bool,
+               fixed: list[str]) -> list[tuple[str, maps.MapSpec]]:
+    """(claim, map) pairs to run: the ad hoc map of ``--map`` (one claim), or the declared maps."""
+    if options and declared:
+        raise ValueError("give either --map KEY=V1,V2,... or --maps, not both")
+    if options:
+        if len(names) != 1:
+            raise ValueError(f"--map needs exactly one claim, got {len(names)}: name it, e.g. "
+                             f"`lrlab verify lu2023 --map claim.data.weak_norm=0.1,0.15`")
+        return [(names[0], maps.adhoc_spec(options, fixed))]
+    found = [(n, spec) for n in (names or list(CLAIMS)) for spec in maps.declared(n, scale).values()]
+    if not found:
+        raise ValueError(f"no verdict maps declared in the {scale} configs of {', '.join(names or list(CLAIMS))} "
+                         f"(add a maps: section, or give --map KEY=V1,V2,...)")
+    return found
 
 
 @app.command()
@@ -192,7 +230,7 @@ def report(
         if not out.is_dir():
             raise FileNotFoundError(f"no verify output at {out}")
         with store.lock(out, "verify output"):
-            vs = driver.report(out, claims or None, log=_log)
+            vs = maps.report_all(out, claims or None, log=_log)
         console.print(_verdict_table(vs))
         console.print(f"wrote {out / 'verdicts.json'} and {out / 'report.md'}")
 

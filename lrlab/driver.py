@@ -28,15 +28,17 @@ import yaml
 
 from . import claims as _claims
 from . import experiment, store
-from .claims.protocol import Job, JobContext, default_workers
+from .claims.protocol import Job, JobContext, Resources, default_workers
 from .config import ConfigError, apply_overrides, config_dir, read_yaml, to_yaml, validate
-from .exec.local import run_tasks
+from .exec.local import TaskError, run_tasks
+from .exec.ray import RayExecutor, RayJob, require_ray
 from .report import verdict_bars, write_report
 from .stats import Verdict, holm, verdict_from_dict
 from .store import StoreError, code_version, now, read_parquet, write_atomic, write_parquet
 from .threads import set_threads
 
 SCALES = ("quick", "paper")
+EXECUTORS = ("local", "ray")
 Log = Callable[[str], None]
 
 
@@ -74,6 +76,7 @@ def load_claim_config(name: str, scale: str, seeds: int | None = None, overrides
     ``device``/``threads``/``workers`` set the ``execution`` section all jobs read."""
     path = claim_config_path(name, scale)
     raw = read_yaml(path)
+    raw.pop("maps", None)  # the verdict maps this config declares (lrlab.maps), not a setting of any job
     ex = raw.setdefault("execution", {})
     if not isinstance(ex, dict):
         raise ConfigError(f"{path}: execution must be a section")
@@ -95,15 +98,29 @@ def claim_dir(out: Path, name: str) -> Path:
     return Path(out) / name
 
 
-def fingerprint(cfg: Any, job: Job, jobs_version: int | None = None) -> str:
-    """What makes a stored job reusable: the resolved config, the job, and the claim's
-    ``JOBS_VERSION`` when it declares one (bumped when its jobs' tables change). Left out: the
-    worker count and the ``verdicts`` section (thresholds only the judge reads), so changing a
-    threshold re-judges without training."""
+def _claim_of(cfg: Any):
+    """The claim package whose Config ``cfg`` is (None for a config of no claim)."""
+    return next((m for m in _claims.CLAIMS.values() if isinstance(cfg, m.Config)), None)
+
+
+def job_inputs(cfg: Any, job: Job) -> dict[str, Any]:
+    """What ``job`` reads of ``cfg``: the claim's ``job_inputs`` when it declares one, else the
+    whole config but the worker count and the judge-only ``verdicts`` section."""
+    mod = _claim_of(cfg)
+    if mod is not None and hasattr(mod, "job_inputs"):
+        return mod.job_inputs(cfg, job)
     data = cfg.model_dump(mode="json")
     data.get("execution", {}).pop("workers", None)
     data.pop("verdicts", None)
-    ident = {"config": data, "key": job.key, "part": job.part, "params": job.params}
+    return data
+
+
+def fingerprint(cfg: Any, job: Job, jobs_version: int | None = None) -> str:
+    """What makes a stored job reusable: what it reads of the config (:func:`job_inputs`), the
+    job, and the claim's ``JOBS_VERSION`` when it declares one (bumped when its jobs' tables
+    change). Thresholds only the judge reads are left out, so changing one re-judges without
+    training; so are the settings of a claim's other parts when it declares ``job_inputs``."""
+    ident = {"config": job_inputs(cfg, job), "key": job.key, "part": job.part, "params": job.params}
     if jobs_version is not None:
         ident["jobs_version"] = jobs_version
     text = json.dumps(ident, sort_keys=True, default=str)
@@ -174,23 +191,89 @@ def _job_walls(out: Path, name: str, jobs: Sequence[Job]) -> float:
 
 
 # ------------------------------------------------------------------------------------ running jobs
-def run_one(name: str, cfg_data: dict, job: Job, out: str, progress: bool = False) -> float:
-    """Run one job and store its tables (in this process or a worker); returns its wall time."""
+def compute_job(name: str, cfg_data: dict, job: Job, workdir: str, progress: bool = False) -> tuple[dict, float]:
+    """Run one job (in this process, a local worker or a Ray task): its tables and wall time."""
     mod = _claim(name)
     cfg = mod.Config.model_validate(cfg_data)
     ex = cfg.execution
-    work = claim_dir(Path(out), name) / "work" / job.key
-    work.mkdir(parents=True, exist_ok=True)
+    Path(workdir).mkdir(parents=True, exist_ok=True)
     before = set_threads(ex.threads)
     t0 = time.perf_counter()
     try:
-        tables = mod.run_job(cfg, job, JobContext(ex.device, ex.threads, work, progress))
+        tables = mod.run_job(cfg, job, JobContext(ex.device, ex.threads, Path(workdir), progress))
     finally:
         set_threads(before)
-    wall = time.perf_counter() - t0
-    store_job(Path(out), name, cfg, job, tables, wall)
+    return tables, time.perf_counter() - t0
+
+
+def work_dir(out: Path, name: str, job: Job) -> Path:
+    """A job's scratch folder (checkpoints) while it runs; removed once its tables are stored."""
+    return claim_dir(Path(out), name) / "work" / job.key
+
+
+def run_one(name: str, cfg_data: dict, job: Job, out: str, progress: bool = False) -> float:
+    """Run one job and store its tables (in this process or a worker); returns its wall time."""
+    work = work_dir(Path(out), name, job)
+    tables, wall = compute_job(name, cfg_data, job, str(work), progress)
+    store_job(Path(out), name, _claim(name).Config.model_validate(cfg_data), job, tables, wall)
     shutil.rmtree(work, ignore_errors=True)
     return wall
+
+
+def _run_indexed(name: str, cfg_data: dict, job: Job, out: str, _index: int) -> float:
+    """:func:`run_one` in a local worker (the index only names the task in logs)."""
+    return run_one(name, cfg_data, job, out)
+
+
+def job_resources(cfg: Any, job: Job) -> Resources:
+    """What ``job`` asks of an executor: its declared resources, at least ``execution.threads``
+    CPUs, and a GPU when the claim runs on ``cuda``."""
+    r, ex = job.resources, cfg.execution
+    gpus = max(r.gpus, 1 if str(ex.device).startswith("cuda") else 0)
+    return Resources(cpus=max(r.cpus, ex.threads), gpus=gpus, memory_gb=r.memory_gb)
+
+
+Item = tuple[str, Any, Job, Path]
+"""One job to run: (claim name, its config, the job, the output folder that stores it)."""
+
+
+def make_executor(executor: str = "local", address: str | None = None, retries: int = 2,
+                  num_cpus: int | None = None) -> RayExecutor | None:
+    """The executor ``--executor`` names: None for local processes, else a :class:`RayExecutor`."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; expected one of {list(EXECUTORS)}")
+    if executor == "local":
+        if address is not None:
+            raise ConfigError(f"--address {address} needs --executor ray")
+        return None
+    require_ray()
+    return RayExecutor(address, retries=retries, num_cpus=num_cpus)
+
+
+def run_jobs(items: Sequence[Item], workers: int, executor: RayExecutor | None = None, log: Log = print,
+             progress: bool = False, labels: Sequence[str] | None = None) -> None:
+    """Run and store ``items``: in ``workers`` local processes, or as Ray tasks. Every job that
+    finishes is stored whatever the others do; :class:`TaskError` then names every failure
+    (by ``labels``, default "<claim> <job>")."""
+    names = list(labels) if labels is not None else [f"{n} {j.key}" for n, _, j, _ in items]
+    if executor is None:
+        tasks = [(n, c.model_dump(mode="json"), j, str(o), i) for i, (n, c, j, o) in enumerate(items)]
+        run_tasks(_run_indexed, tasks, workers, log=log, label=lambda t: names[t[4]], progress=progress)
+        return
+    rjobs = []
+    for (n, c, j, o), name in zip(items, names):
+        r = job_resources(c, j)
+        work = str(work_dir(Path(o).resolve(), n, j))
+        rjobs.append(RayJob(name, (n, c.model_dump(mode="json"), j, work), r.cpus, r.gpus, r.memory_gb, work))
+
+    def stored(i: int, value: tuple[dict, float]) -> None:
+        n, c, j, o = items[i]
+        store_job(Path(o), n, c, j, value[0], value[1])
+        shutil.rmtree(work_dir(Path(o), n, j), ignore_errors=True)
+
+    failures = executor.run(compute_job, rjobs, stored, log=log, progress=progress)
+    if failures:
+        raise TaskError(failures)
 
 
 def _write_claim_files(out: Path, name: str, cfg: Any, scale: str, options: dict) -> None:
@@ -219,34 +302,41 @@ def _log_session(out: Path, name: str, jobs_run: int, workers: int, wall: float)
 def verify(names: Sequence[str], scale: str, out: Path, seeds: int | None = None,
            overrides: Sequence[str] = (), progress: bool = False, log: Log = print,
            workers: int | None = None, device: str | None = None,
-           threads: int | None = None) -> list[Verdict]:
-    """Run the named claims (default: all) into ``out``: jobs not stored yet, then judge and
-    report every claim stored under ``out``. Returns the verdicts of the named claims."""
+           threads: int | None = None, executor: str = "local", address: str | None = None,
+           retries: int = 2, reporter: Callable[..., list[Verdict]] | None = None) -> list[Verdict]:
+    """Run the named claims (default: all) into ``out``: jobs not stored yet, on local processes
+    or Ray (``executor``), then judge and report every claim stored under ``out`` (with
+    ``reporter``, default :func:`report`; the CLI's also reports stored verdict maps). Returns the
+    verdicts of the named claims."""
     names = list(names) or list(_claims.CLAIMS)
     cfgs = {n: load_claim_config(n, scale, seeds, overrides, device, threads, workers) for n in names}
     for n in names:  # everything is validated before anything runs
         _claim(n).preflight(cfgs[n])
+    ex = make_executor(executor, address, retries)
     out = Path(out)
     # one writer per output folder; SIGTERM ends the run like Ctrl-C (the workers are stopped)
     with store.lock(out, "verify output"), experiment.terminate_as_interrupt():
-        options = {"seeds": seeds, "overrides": list(overrides), "device": device, "threads": threads}
-        for n in names:
-            mod, cfg = _claim(n), cfgs[n]
-            _write_claim_files(out, n, cfg, scale, options)
-            jobs = mod.jobs(cfg)
-            todo = [j for j in jobs if not is_done(out, n, cfg, j)]
-            nw = cfg.execution.workers or default_workers(len(todo))
-            log(f"[{n}] {len(jobs)} jobs, {len(jobs) - len(todo)} already stored; running {len(todo)} "
-                f"on {nw} worker(s), device {cfg.execution.device}, {cfg.execution.threads} thread(s) each")
-            data = cfg.model_dump(mode="json")
-            t0 = time.perf_counter()
-            try:
-                run_tasks(run_one, [(n, data, j, str(out)) for j in todo], nw, log=log,
-                          label=lambda t: f"{t[0]} {t[2].key}", progress=progress)
-            finally:
-                if todo:
-                    _log_session(out, n, len(todo), nw, time.perf_counter() - t0)
-        judged = report(out, log=log)
+        try:
+            options = {"seeds": seeds, "overrides": list(overrides), "device": device, "threads": threads}
+            for n in names:
+                mod, cfg = _claim(n), cfgs[n]
+                _write_claim_files(out, n, cfg, scale, options)
+                jobs = mod.jobs(cfg)
+                todo = [j for j in jobs if not is_done(out, n, cfg, j)]
+                nw = cfg.execution.workers or default_workers(len(todo))
+                where = f"{nw} worker(s)" if ex is None else ex.describe() if todo else "Ray"
+                log(f"[{n}] {len(jobs)} jobs, {len(jobs) - len(todo)} already stored; running {len(todo)} "
+                    f"on {where}, device {cfg.execution.device}, {cfg.execution.threads} thread(s) each")
+                t0 = time.perf_counter()
+                try:
+                    run_jobs([(n, cfg, j, out) for j in todo], nw, ex, log=log, progress=progress)
+                finally:
+                    if todo:
+                        _log_session(out, n, len(todo), nw if ex is None else 0, time.perf_counter() - t0)
+        finally:
+            if ex is not None:
+                ex.shutdown()
+        judged = (reporter or report)(out, log=log)
         return [v for v in judged if v.claim in names]
 
 
@@ -287,12 +377,14 @@ def _dump(verdicts: Sequence[Verdict], **head: Any) -> str:
     return json.dumps({**head, "verdicts": [v.to_dict() for v in verdicts]}, indent=2)
 
 
-def report(out: Path, names: Sequence[str] | None = None, log: Log = print) -> list[Verdict]:
+def report(out: Path, names: Sequence[str] | None = None, log: Log = print,
+           extra_sections: Sequence[str] = ()) -> list[Verdict]:
     """Judge and report every claim stored under ``out`` (or ``names``) from its stored tables:
-    writes ``<claim>/verdicts.json``, the figures, and OUT/verdicts.json and OUT/report.md."""
+    writes ``<claim>/verdicts.json``, the figures, and OUT/verdicts.json and OUT/report.md
+    (``extra_sections``, e.g. verdict maps, close the report)."""
     out = Path(out)
     names = list(names) if names else stored_claims(out)
-    if not names:
+    if not names and not extra_sections:
         raise StoreError(f"{out}: no stored claims (run `lrlab verify --out {out}` first)")
     verdicts: list[Verdict] = []
     sections, scales, wall = [], set(), 0.0
@@ -304,10 +396,16 @@ def report(out: Path, names: Sequence[str] | None = None, log: Log = print) -> l
         sections.append(section)
         scales.add(scale)
         wall += w
+    if extra_sections:
+        sections += ["## Verdict maps", "", *extra_sections]
     scale = "/".join(sorted(scales))
-    write_atomic(out / "verdicts.json", _dump(verdicts, scale=scale, claims=names, job_wall_time_s=round(wall, 1)))
-    intro = (f"Claims {', '.join(f'`{n}`' for n in names)} at scale `{scale}`; the jobs took "
-             f"{wall:.0f} s of compute (summed over jobs). Regenerate with `lrlab report {out}`.")
+    if names:
+        write_atomic(out / "verdicts.json", _dump(verdicts, scale=scale, claims=names,
+                                                  job_wall_time_s=round(wall, 1)))
+        intro = (f"Claims {', '.join(f'`{n}`' for n in names)} at scale `{scale}`; the jobs took "
+                 f"{wall:.0f} s of compute (summed over jobs). Regenerate with `lrlab report {out}`.")
+    else:
+        intro = f"Verdict maps only (no claim verified at its own settings). Regenerate with `lrlab report {out}`."
     write_report(out / "report.md", "lrlab verification report", intro, verdicts, sections)
     log(f"judged {len(verdicts)} verdicts of {len(names)} claim(s) from the tables under {out}")
     return verdicts

@@ -13,7 +13,10 @@ A claim is a package ``lrlab/claims/<paper>/`` whose ``__init__`` exposes::
     report(cfg, tables, verdicts, figdir, rel) -> str  figures + the Markdown section
 
 Optionally ``JOBS_VERSION`` (an int): bump it when the jobs' code changes what they store, so
-stored jobs of the same config run again.
+stored jobs of the same config run again; and ``job_inputs(cfg, job) -> dict``, the part of the
+config one job reads (default: all of it but the judge-only ``verdicts``). A stored job is reused
+while its inputs are unchanged, so changing one part's settings re-runs that part only, and the
+points of a verdict map share the jobs their knobs do not touch.
 
 The driver (:mod:`lrlab.driver`) runs the jobs that are not stored yet, stores each job's
 tables under ``OUT/<claim>/jobs/<job key>/``, concatenates every table over the jobs (adding
@@ -144,6 +147,20 @@ class Claim(Protocol):
     def judge(self, cfg: Any, tables: Tables) -> list[Verdict]: ...
 
     def report(self, cfg: Any, tables: Tables, verdicts: list[Verdict], figdir: Path, rel: Path) -> str: ...
+
+
+def config_inputs(cfg: Any, keep_claim: Sequence[str] | None = None, drop_claim: Sequence[str] = (),
+                  **extra: Any) -> dict[str, Any]:
+    """A ``job_inputs`` slice: the device and threads, the ``claim`` section (only the keys in
+    ``keep_claim`` when given, less those in ``drop_claim``) and ``extra``. Seeds are left out:
+    a job reads its own seed from its params, not the list of every seed."""
+    data = cfg.model_dump(mode="json")
+    claim = data["claim"]
+    if keep_claim is not None:
+        claim = {k: claim[k] for k in keep_claim}
+    ex = data["execution"]
+    return {"execution": {"device": ex["device"], "threads": ex["threads"]},
+            "claim": {k: v for k, v in claim.items() if k not in drop_claim}, **extra}
 
 
 def default_workers(n_jobs: int) -> int:

@@ -40,6 +40,7 @@ from .experiment import (
                          choose_best,
                          depth_job,
                          entropy,
+                         job_inputs,
                          jobs,
                          preflight,
                          real_split,
@@ -67,6 +68,6 @@ JOBS_VERSION = 3  # 2: the onset sweep over depth (jobs depth<L>-seed<s>, tables
 __all__ = ["Config", "DEPTH_PART", "DegenerateSettings", "EDGE", "GaussianSettings", "JOBS_VERSION", "LinearGD",
            "NAME", "NetSettings", "PAPER", "PARTS", "RealSettings", "Settings", "Sweep", "TRACE_EVERY", "Verdicts",
            "best_linear_loss", "boundary_grid", "catapult_rise", "choose_best", "chosen_of", "controls_of",
-           "curves_of", "depth_figure", "depth_job", "depths_of", "entropy", "flatness_figure", "jobs", "judge",
-           "preflight", "real_figure", "real_of", "real_split", "report", "run_job", "sweep_of",
+           "curves_of", "depth_figure", "depth_job", "depths_of", "entropy", "flatness_figure", "job_inputs",
+           "jobs", "judge", "preflight", "real_figure", "real_of", "real_split", "report", "run_job", "sweep_of",
            "trajectory_figure", "width_scaling"]

@@ -18,7 +18,7 @@ from ...phase import initial_curvature, phase_diagram
 from ...seeding import seeded
 from ...train import Constant, StepDecay
 from ...train.schedules import lr_table
-from ..protocol import Job, JobContext, Resources, seed_job
+from ..protocol import Job, JobContext, Resources, config_inputs, seed_job
 from .config import Config, NetSettings, RealSettings, Settings
 from .linear_gd import LinearGD
 
@@ -40,6 +40,17 @@ def jobs(cfg: Config) -> list[Job]:
     seeds = cfg.execution.seeds
     return ([seed_job(part, sd, cpus=1, memory_gb=MEMORY_GB[part]) for part in PARTS for sd in seeds]
             + [depth_job(L, sd) for L in cfg.claim.degenerate.depths for sd in seeds])
+
+
+def job_inputs(cfg: Config, job: Job) -> dict:
+    """What a job reads: the claim's tolerances and its own part's section (the depth sweep reads
+    the degenerate one); the CIFAR-10 job also whether it runs the annealed convergence control."""
+    mine = "degenerate" if job.part == DEPTH_PART else job.part
+    extra = {}
+    if job.part == "real":
+        annealed = cfg.execution.seeds_for(cfg.claim.real.anneal_control_seeds)
+        extra["anneal_control"] = int(job.params["seed"]) in annealed
+    return config_inputs(cfg, drop_claim=[p for p in PARTS if p != mine], **extra)
 
 
 def preflight(cfg: Config) -> None:

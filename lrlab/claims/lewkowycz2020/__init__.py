@@ -26,7 +26,17 @@ maximal-rate sweeps) for every seed, ``real`` (f, with its controls) and ``eos``
 """
 
 from .config import Config, EoSSettings, Grid, RealSettings, ReLUSettings, Settings, UVSettings, Verdicts
-from .experiment import PARTS, control_run, jobs, least_squares_floor, preflight, real_data, regression_data, run_job
+from .experiment import (
+           PARTS,
+           control_run,
+           job_inputs,
+           jobs,
+           least_squares_floor,
+           preflight,
+           real_data,
+           regression_data,
+           run_job,
+)
 from .judge import NAME, REGIME, Measured, at, boundary, judge, measured, real_summary
 from .report import PAPER, report
 from .selection import choose, grid_phases
@@ -36,6 +46,7 @@ JOBS_VERSION = 2  # 2: real gains the validation split, the balanced grid and it
 
 __all__ = ["Config", "EoSSettings", "Grid", "JOBS_VERSION", "Measured", "NAME", "PAPER", "PARTS", "REGIME",
            "ReLUSettings", "RealSettings", "Settings", "UVSettings", "Verdicts", "at", "boundary", "choose",
-           "control_run", "grid_phases", "jobs", "judge", "least_squares_floor", "measured", "phase_from_tables",
-           "phase_tables", "preflight", "real_data", "real_summary", "regression_data", "report", "run_job",
+           "control_run", "grid_phases", "job_inputs", "jobs", "judge", "least_squares_floor", "measured",
+           "phase_from_tables", "phase_tables", "preflight", "real_data", "real_summary", "regression_data",
+           "report", "run_job",
            "sharpness_from_tables", "sharpness_tables"]

@@ -24,7 +24,7 @@ from ...probes.curvature import top_hessian_eigs
 from ...probes.ntk import population_ntk_top_eigenvalue
 from ...seeding import seeded
 from ...train import Constant, Member, train_population
-from ..protocol import Job, JobContext, seed_job
+from ..protocol import Job, JobContext, config_inputs, seed_job
 from .config import Config, RealSettings, Settings
 from .selection import check_balanced, choose, equal_sum_steps
 from .tables import phase_tables, sharpness_tables
@@ -79,6 +79,15 @@ def jobs(cfg: Config) -> list[Job]:
     return ([seed_job("core", sd, cpus=1, memory_gb=1.0) for sd in cfg.execution.seeds]
             + [seed_job("real", sd, cpus=1, memory_gb=1.5) for sd in cfg.real_seeds()]
             + [seed_job("eos", sd, cpus=1, memory_gb=1.5) for sd in cfg.eos_seeds()])
+
+
+SECTIONS = {"core": ("uv", "relu"), "real": ("real",), "eos": ("eos",)}
+"""The claim sections each part reads (besides the tolerances)."""
+
+
+def job_inputs(cfg: Config, job: Job) -> dict:
+    """What a job reads: the claim's tolerances and its own part's sections."""
+    return config_inputs(cfg, drop_claim=[k for p, ks in SECTIONS.items() if p != job.part for k in ks])
 
 
 def _core_job(s: Settings, seed: int, device: str) -> dict[str, pd.DataFrame]:

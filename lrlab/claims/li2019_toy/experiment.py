@@ -49,6 +49,12 @@ def run_config(cfg: Config, job: Job, ctx: JobContext) -> RunConfig:
     return rc
 
 
+def job_inputs(cfg: Config, job: Job) -> dict:
+    """What a job reads: exactly the run config it trains (its regime, or that regime's control)."""
+    ex = cfg.execution
+    return {"run": run_config(cfg, job, JobContext(ex.device, ex.threads)).model_dump(mode="json")}
+
+
 def train(rc: RunConfig, run_dir: Path, progress: bool = False) -> PopulationResult:
     """Train ``rc`` into ``run_dir``; continue from its checkpoint when an interrupted attempt
     of the same config left one there (the records are then those of an uninterrupted run)."""

@@ -61,7 +61,7 @@ from .config import (
     pattern_names,
     sgd_names,
 )
-from .experiment import PARTS, jobs, preflight, run_job, transfer_net
+from .experiment import PARTS, job_inputs, jobs, preflight, run_job, transfer_net
 from .judge import NAME, REGIME, judge, judge_results, results
 from .report import PAPER, report
 
@@ -75,5 +75,5 @@ constant rate for the decayed run's Σηt) and store its curves in ``curves``.
 __all__ = ["AutoDecaySettings", "Config", "GDSGDSettings", "JOBS_VERSION", "NAME", "NoiseSettings", "PAPER", "PARTS",
            "PatternSettings", "REGIME", "Settings", "TransferSettings", "Verdicts", "autodecay_names",
            "control_name", "GD_LARGER", "gd_larger_names", "gd_names",
-           "jobs", "judge", "judge_results", "pattern_names", "preflight", "report", "results", "run_job",
+           "job_inputs", "jobs", "judge", "judge_results", "pattern_names", "preflight", "report", "results", "run_job",
            "sgd_names", "transfer_net"]

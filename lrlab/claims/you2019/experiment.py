@@ -19,7 +19,7 @@ from ...seeding import seeded
 from ...train import Constant, Member, StepDecay, train_population
 from ...train.autodecay import AutoDecaySchedule
 from ...transfer import train_with_snapshots, transfer_stages
-from ..protocol import Job, JobContext, seed_job
+from ..protocol import Job, JobContext, config_inputs, seed_job
 from .config import (
     GD_LARGER,
     AutoDecaySettings,
@@ -54,6 +54,11 @@ NOT_TRUE, NOISY_LABEL = "noise.n_not_true", "noise.n_noisy_label"
 def jobs(cfg: Config) -> list[Job]:
     """One job per (part, seed): every part runs every seed of ``execution.seeds``."""
     return [seed_job(part, sd, cpus=1, memory_gb=MEMORY_GB[part]) for part in PARTS for sd in cfg.execution.seeds]
+
+
+def job_inputs(cfg: Config, job: Job) -> dict:
+    """What a job reads: its own part's section of the claim."""
+    return config_inputs(cfg, keep_claim=[job.part])
 
 
 def preflight(cfg: Config) -> None:
