@@ -248,12 +248,15 @@ def publish(
     """Copy verified claims into docs/results/ and regenerate the README's results blocks from them."""
     def go():
         names = list(claims) or driver.stored_claims(out)
-        if not names:
-            raise FileNotFoundError(f"no stored claims under {out}")
+        if not names and not maps.stored_maps(out):
+            raise FileNotFoundError(f"no stored claims or verdict maps under {out}")
         shown = readme_figures(readme) if readme.is_file() else None
         for n in names:
             console.print(f"published {publish_claim(out, n, results, figures, shown)}")
-        changed = update_readme(readme, results, names)
+        for mdir in maps.stored_maps(out):
+            if not claims or mdir.parent.name in claims:
+                console.print(f"published {maps.publish_map(mdir, results, figures)}")
+        changed = update_readme(readme, results, names) + maps.update_map_blocks(readme, results)
         console.print(f"{readme}: regenerated {', '.join(changed) or 'nothing (already up to date)'}")
 
     _guard(go)

@@ -31,7 +31,7 @@ from . import experiment, store
 from .claims.protocol import Job, JobContext, Resources, default_workers
 from .config import ConfigError, apply_overrides, config_dir, read_yaml, to_yaml, validate
 from .exec.local import TaskError, run_tasks
-from .exec.ray import RayExecutor, RayJob, require_ray
+from .exec.ray import RayExecutor, RayJob, attempts, require_ray
 from .report import verdict_bars, write_report
 from .stats import Verdict, holm, verdict_from_dict
 from .store import StoreError, code_version, now, read_parquet, write_atomic, write_parquet
@@ -147,7 +147,7 @@ def is_done(out: Path, name: str, cfg: Any, job: Job) -> bool:
 
 
 def store_job(out: Path, name: str, cfg: Any, job: Job, tables: dict[str, pd.DataFrame],
-              wall: float) -> None:
+              wall: float, attempts: int = 1) -> None:
     """Write a job's tables into a fresh folder, then swap it in: a crash leaves either the old
     job or none, never a mixture."""
     final = job_dir(out, name, job)
@@ -162,7 +162,7 @@ def store_job(out: Path, name: str, cfg: Any, job: Job, tables: dict[str, pd.Dat
     write_atomic(tmp / "done.json", json.dumps({
         "fingerprint": fingerprint(cfg, job, _jobs_version(name)), "job": job.key, "part": job.part,
         "params": job.params,
-        "tables": sorted(tables), "wall_time_s": round(wall, 3), "code": code_version()},
+        "tables": sorted(tables), "wall_time_s": round(wall, 3), "attempts": attempts, "code": code_version()},
         indent=2, default=str))
     if final.exists():
         shutil.rmtree(final)
@@ -268,7 +268,7 @@ def run_jobs(items: Sequence[Item], workers: int, executor: RayExecutor | None =
 
     def stored(i: int, value: tuple[dict, float]) -> None:
         n, c, j, o = items[i]
-        store_job(Path(o), n, c, j, value[0], value[1])
+        store_job(Path(o), n, c, j, value[0], value[1], attempts=max(1, attempts(rjobs[i].workdir)))
         shutil.rmtree(work_dir(Path(o), n, j), ignore_errors=True)
 
     failures = executor.run(compute_job, rjobs, stored, log=log, progress=progress)

@@ -413,3 +413,89 @@ def report_all(out: Path, names: Sequence[str] | None = None, log=print) -> list
         fig = f"{meta['claim']}-{meta['map']['name']}.png"
         sections.append(map_section(df, meta, fig, fig_prefix=f"{mdir.relative_to(out).as_posix()}/"))
     return driver.report(out, names, log=log, extra_sections=sections)
+
+
+# ------------------------------------------------------------------------------------ publishing
+MAP_MARK = "<!-- map:{claim} -->"
+MAP_END = "<!-- /map:{claim} -->"
+
+
+def publish_map(mdir: Path, results: Path, figures: Path | None = None) -> Path:
+    """Copy a judged map into ``results/maps/<claim>/<map>/`` (map.csv, map.json with the grid,
+    sessions and provenance) and its heat-map into ``figures``."""
+    mdir = Path(mdir)
+    meta = json.loads((mdir / "map.json").read_text())
+    claim, name = meta["claim"], meta["map"]["name"]
+    if not (mdir / "map.csv").is_file():
+        raise StoreError(f"{mdir}: no map.csv (run `lrlab report` on its output folder first)")
+    dst = Path(results) / "maps" / claim / name
+    dst.mkdir(parents=True, exist_ok=True)
+    seen, commits = {}, set()
+    for done in sorted(mdir.glob(f"points/*/{claim}/jobs/*/done.json")):
+        d = json.loads(done.read_text())
+        seen[(d["job"], d["fingerprint"])] = float(d.get("wall_time_s", 0))  # a shared job counts once
+        code = d.get("code", {})
+        commits.add(code.get("git_commit", "?") + ("-dirty" if code.get("git_dirty") else ""))
+    judge = store.code_version()
+    judged = judge.get("git_commit", "?") + ("-dirty" if judge.get("git_dirty") else "")
+    meta["provenance"] = {"unique_jobs": len(seen), "job_compute_s": round(sum(seen.values()), 1),
+                          "jobs_ran_at_commits": sorted(commits), "judged_at_commit": judged, "cpus": os.cpu_count()}
+    meta.pop("job_errors", None)
+    write_atomic(dst / "map.json", json.dumps(meta, indent=2, default=str) + "\n")
+    write_atomic(dst / "map.csv", (mdir / "map.csv").read_text())
+    if figures is not None:
+        Path(figures).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(mdir / f"{claim}-{name}.png", Path(figures) / f"{claim}-{name}.png")
+    return dst
+
+
+def committed_maps(results: Path, claim: str) -> list[Path]:
+    base = Path(results) / "maps" / claim
+    return sorted(p for p in base.iterdir() if (p / "map.csv").is_file()) if base.is_dir() else []
+
+
+def map_block(results: Path, claim: str) -> str:
+    """The README block of a claim's committed maps: per map, the grid, the heat-map, the
+    wall time, and where each verdict holds, all from the committed files."""
+    lines = [MAP_MARK.format(claim=claim)]
+    for d in committed_maps(results, claim):
+        meta = json.loads((d / "map.json").read_text())
+        df = pd.read_csv(d / "map.csv", keep_default_na=False, na_values=[""])
+        df["error"] = df["error"].fillna("")
+        prov = meta.get("provenance", {})
+        wall = sum(float(s.get("wall_s", 0)) for s in meta.get("sessions", []))
+        fig = f"{claim}-{meta['map']['name']}.png"
+        section = map_section(df, meta, fig, fig_prefix="docs/figures/").replace("### Verdict map", "#### Verdict map")
+        s = summary(df)
+        npts = len(meta["points"])
+        every = [r["verdict"] for _, r in s.iterrows() if r["PASS"] == npts]
+        none_ = [r["verdict"] for _, r in s.iterrows() if r["PASS"] == 0]
+        some = [r["verdict"] for _, r in s.iterrows() if 0 < r["PASS"] < npts]
+        lines += [section.rstrip(), "",
+                  f"Holds at every point: {', '.join(f'`{v}`' for v in every) or 'none'}. Holds nowhere: "
+                  f"{', '.join(f'`{v}`' for v in none_) or 'none'}. Depends on the point: "
+                  f"{', '.join(f'`{v}`' for v in some) or 'none'}. {prov.get('unique_jobs', '?')} distinct jobs, "
+                  f"{prov.get('job_compute_s', 0) / 60:.1f} min of compute, {wall / 60:.1f} min wall on "
+                  f"{prov.get('cpus', '?')} cores. Files: `{Path(results).as_posix()}/maps/{claim}/{d.name}/`.",
+                  ""]
+    lines.append(MAP_END.format(claim=claim))
+    return "\n".join(lines)
+
+
+def update_map_blocks(readme: Path, results: Path, check: bool = False) -> list[str]:
+    """Rewrite every ``<!-- map:<claim> -->`` block of ``readme`` from the committed maps; returns
+    the claims whose block changed (with ``check``, write nothing)."""
+    text = Path(readme).read_text()
+    changed = []
+    for claim in re.findall(r"<!-- map:([\w.-]+) -->", text):
+        pat = re.compile(re.escape(MAP_MARK.format(claim=claim)) + r".*?" + re.escape(MAP_END.format(claim=claim)),
+                         re.S)
+        if not pat.search(text):
+            raise ValueError(f"{readme}: map block of {claim} has no end marker {MAP_END.format(claim=claim)}")
+        new = pat.sub(lambda _m, b=map_block(results, claim): b, text)
+        if new != text:
+            changed.append(claim)
+            text = new
+    if changed and not check:
+        write_atomic(readme, text)
+    return changed

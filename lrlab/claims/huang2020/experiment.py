@@ -50,7 +50,9 @@ def job_inputs(cfg: Config, job: Job) -> dict:
     if job.part == "real":
         annealed = cfg.execution.seeds_for(cfg.claim.real.anneal_control_seeds)
         extra["anneal_control"] = int(job.params["seed"]) in annealed
-    return config_inputs(cfg, drop_claim=[p for p in PARTS if p != mine], **extra)
+    inputs = config_inputs(cfg, drop_claim=[p for p in PARTS if p != mine], **extra)
+    inputs["claim"].get("real", {}).pop("anneal_control_seeds", None)  # read only through the flag above
+    return inputs
 
 
 def preflight(cfg: Config) -> None:

@@ -86,8 +86,12 @@ SECTIONS = {"core": ("uv", "relu"), "real": ("real",), "eos": ("eos",)}
 
 
 def job_inputs(cfg: Config, job: Job) -> dict:
-    """What a job reads: the claim's tolerances and its own part's sections."""
-    return config_inputs(cfg, drop_claim=[k for p, ks in SECTIONS.items() if p != job.part for k in ks])
+    """What a job reads: the claim's tolerances and its own part's sections (less ``seed_limit``,
+    which decides only which seeds have a job)."""
+    inputs = config_inputs(cfg, drop_claim=[k for p, ks in SECTIONS.items() if p != job.part for k in ks])
+    for section in SECTIONS[job.part]:
+        inputs["claim"][section].pop("seed_limit", None)
+    return inputs
 
 
 def _core_job(s: Settings, seed: int, device: str) -> dict[str, pd.DataFrame]:

@@ -1,0 +1,192 @@
+"""Verdict maps: grids of config knobs, one verify output per point, shared jobs, the map table,
+failures recorded per point, and every claim's declared map being valid at every point."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from lrlab import driver, maps
+from lrlab.claims import CLAIMS
+from lrlab.cli import app
+from lrlab.config import ConfigError
+from tests.test_driver import _quiet, _tiny_lu
+
+NOISE = "claim.data.noise_std"
+
+
+def test_map_options_parse_typed_values_and_bracketed_lists():
+    assert maps.parse_map_option("claim.data.weak_norm=0.1,0.15") == ("claim.data.weak_norm", [0.1, 0.15])
+    assert maps.parse_map_option("claim.noise.milestones=[20, 40],[30,60]") == (
+        "claim.noise.milestones", [[20, 40], [30, 60]])
+    assert maps.parse_map_option("claim.control=true,false")[1] == [True, False]
+    with pytest.raises(ConfigError, match="not of the form KEY=V1,V2"):
+        maps.parse_map_option("claim.steps")
+    with pytest.raises(ConfigError, match="lists no values"):
+        maps.parse_map_option("claim.steps=")
+
+
+def test_map_specs_reject_bad_grids():
+    with pytest.raises(ConfigError, match="repeats a value"):
+        maps.MapSpec("m", {"claim.steps": [10, 10]})
+    with pytest.raises(ConfigError, match="non-empty list"):
+        maps.MapSpec("m", {"claim.steps": []})
+    with pytest.raises(ConfigError, match="both knobs and fixed"):
+        maps.MapSpec("m", {"claim.steps": [1, 2]}, {"claim.steps": 3})
+    with pytest.raises(ConfigError, match="plain file name"):
+        maps.MapSpec("../m", {"claim.steps": [1, 2]})
+    spec = maps.adhoc_spec(["a.b=1,2", "c.d=x,y,z"])
+    assert [tuple(p.values()) for p in spec.points()][:4] == [(1, "x"), (1, "y"), (1, "z"), (2, "x")]
+    assert len(spec.points()) == 6 and spec.name.startswith("b-d-")
+    with pytest.raises(ConfigError, match="given twice"):
+        maps.adhoc_spec(["a.b=1,2", "a.b=3,4"])
+
+
+@pytest.mark.parametrize("name", list(CLAIMS))
+def test_every_claim_declares_a_quick_map_valid_at_every_point(name):
+    specs = maps.declared(name, "quick")
+    assert specs, f"{name}: configs/{name}/quick.yaml declares no maps:"
+    for spec in specs.values():
+        assert len(spec.knobs) == 2 and spec.note
+        cfgs = [driver.load_claim_config(name, "quick", overrides=maps._overrides(spec, p, []))
+                for p in spec.points()]
+        for key in spec.knobs:  # every knob reaches the config it names
+            seen = set()
+            for c, p in zip(cfgs, spec.points()):
+                node = c.model_dump(mode="json")
+                for part in key.split("."):
+                    node = node[part]
+                assert node == p[key]
+                seen.add(json.dumps(node))
+            assert len(seen) == len(spec.knobs[key])
+
+
+def test_a_map_runs_every_point_rejudges_without_training_and_reports(tmp_path, monkeypatch):
+    _tiny_lu(tmp_path, monkeypatch)
+    out = tmp_path / "out"
+    spec = maps.MapSpec("noise", {NOISE: [0.05, 0.2]}, note="why")
+    df = maps.run_map("lu2023", spec, "quick", out, workers=1, log=_quiet)
+    mdir = maps.map_dir(out, "lu2023", "noise")
+    ids = {v.id for v in driver.judge_claim(mdir / "points" / "p00", "lu2023")[1]}
+    assert len(df) == 2 * len(ids) and set(df["verdict"]) == ids
+    assert list(df["point"].unique()) == ["p00", "p01"] and set(df[f"knob:{NOISE}"]) == {"0.05", "0.2"}
+    assert set(df["status"]) <= {"PASS", "FAIL", "INCONCLUSIVE"} and (df["error"] == "").all()
+    assert (df["low"] <= df["high"]).all()
+    # the two points differ (a knob that matters), and each point is an ordinary verify output
+    a, b = (df[df["point"] == p].set_index("verdict")["effect"] for p in ("p00", "p01"))
+    assert not a.equals(b)
+    assert pd.read_csv(mdir / "map.csv")["verdict"].tolist() == df["verdict"].tolist()
+    assert (mdir / "lu2023-noise.png").stat().st_size > 0
+    assert "Verdict map `noise`" in (mdir / "map.md").read_text()
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished map must not train")
+
+    monkeypatch.setattr(driver, "run_one", no_training)
+    again = maps.run_map("lu2023", spec, "quick", out, workers=1, log=_quiet)
+    pd.testing.assert_frame_equal(again, df)
+    maps.report_all(out, log=_quiet)
+    report = (out / "report.md").read_text()
+    assert "## Verdict maps" in report and "maps/lu2023/noise/lu2023-noise.png" in report
+
+
+def test_points_share_the_jobs_their_knobs_do_not_touch(tmp_path, monkeypatch):
+    _tiny_lu(tmp_path, monkeypatch)
+    out = tmp_path / "out"
+    ran: list[str] = []
+    real = driver.run_one
+    monkeypatch.setattr(driver, "run_one", lambda *a, **k: ran.append(a[2].key) or real(*a, **k))
+    driver.verify(["lu2023"], "quick", out, workers=1, log=_quiet)
+    assert sorted(ran) == ["control", "sweep"]
+    ran.clear()
+    # a judge-only threshold is in no job's inputs: every point reuses the verify's jobs
+    spec = maps.MapSpec("thr", {"verdicts.c_acc_min": [0.01, 0.5, 0.9]})
+    df = maps.run_map("lu2023", spec, "quick", out, workers=1, log=_quiet)
+    assert ran == []
+    by_point = df[df["verdict"] == "c-weak-test-acc"].set_index("point")
+    assert by_point["effect"].nunique() == 1 and by_point["min_effect"].tolist() == [0.01, 0.5, 0.9]
+    # without the verify beside it, the points run each job once and share it
+    df2 = maps.run_map("lu2023", spec, "quick", tmp_path / "fresh", workers=1, log=_quiet)
+    assert sorted(ran) == ["control", "sweep"]
+    pd.testing.assert_frame_equal(df2, df)
+
+
+def test_a_failing_point_is_recorded_and_the_others_finish(tmp_path, monkeypatch):
+    _tiny_lu(tmp_path, monkeypatch)
+    out = tmp_path / "out"
+    real = driver.run_one
+
+    def fail_at_high_noise(name, cfg_data, job, out_, progress=False):
+        if cfg_data["claim"]["data"]["noise_std"] > 0.1 and job.key == "sweep":
+            raise RuntimeError("injected failure")
+        return real(name, cfg_data, job, out_, progress)
+
+    monkeypatch.setattr(driver, "run_one", fail_at_high_noise)
+    spec = maps.MapSpec("noise", {NOISE: [0.05, 0.2]})
+    df = maps.run_map("lu2023", spec, "quick", out, workers=1, log=_quiet)
+    bad = df[df["point"] == "p01"]
+    assert len(bad) == 1 and bad["status"].iloc[0] == maps.ERROR
+    assert "sweep: RuntimeError: injected failure" in bad["error"].iloc[0]
+    good = df[df["point"] == "p00"]
+    assert len(good) > 1 and (good["status"] != maps.ERROR).all()
+    assert "p01 (noise_std=0.2): sweep: RuntimeError: injected failure" in (
+        maps.map_dir(out, "lu2023", "noise") / "map.md").read_text()
+    # the next run computes only what failed
+    ran: list[str] = []
+    monkeypatch.setattr(driver, "run_one", lambda *a, **k: ran.append(a[2].key) or real(*a, **k))
+    df = maps.run_map("lu2023", spec, "quick", out, workers=1, log=_quiet)
+    assert ran == ["sweep"] and (df["status"] != maps.ERROR).all()
+
+
+def test_cli_map_names_bad_input(tmp_path, monkeypatch):
+    _tiny_lu(tmp_path, monkeypatch)
+    runner = CliRunner()
+    r = runner.invoke(app, ["verify", "--map", f"{NOISE}=0.1,0.2", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "--map needs exactly one claim" in r.output
+    r = runner.invoke(app, ["verify", "lu2023", "--map", "claim.nope=1,2", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "claim.nope" in r.output and "p00" in r.output
+    r = runner.invoke(app, ["verify", "lu2023", "--maps", "--map", f"{NOISE}=1,2", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "either --map" in r.output
+    r = runner.invoke(app, ["verify", "lu2023", "--maps", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "no verdict maps declared" in r.output
+    r = runner.invoke(app, ["verify", "lu2023", "--address", "1.2.3.4:6379", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "--address 1.2.3.4:6379 needs --executor ray" in r.output
+    r = runner.invoke(app, ["verify", "lu2023", "--executor", "slurm", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "unknown executor 'slurm'" in r.output
+
+
+@pytest.mark.parametrize("name,key,value,changed", [
+    ("huang2020", "claim.gaussian.flip", 0.3, {"gaussian"}),
+    ("huang2020", "claim.degenerate.n", 32, {"degenerate", "depth"}),
+    ("huang2020", "claim.rise_tol", 0.002, {"degenerate", "depth", "gaussian", "real"}),
+    ("huang2020", "claim.real.anneal_control_seeds", 3, {"real"}),
+    ("lewkowycz2020", "claim.relu.width", 128, {"core"}),
+    ("lewkowycz2020", "claim.eos.steps", 100, {"eos"}),
+    ("lewkowycz2020", "claim.rise_tol", 0.1, {"core", "real", "eos"}),
+    ("you2019", "claim.noise.milestones", [20, 40], {"noise"}),
+    ("you2019", "claim.transfer.width", 64, {"transfer"}),
+    ("li2019-toy", "regimes.mechanism.data.q_scale", 4.0, {"mechanism"}),
+    ("li2019-toy", "execution.threads", 2, {"default", "mechanism"}),
+    ("lu2023", "claim.data.noise_std", 0.05, {"sweep", "control"}),
+])
+def test_a_setting_changes_only_the_jobs_that_read_it(name, key, value, changed):
+    base = driver.load_claim_config(name, "quick")
+    other = driver.load_claim_config(name, "quick", overrides=[f"{key}={maps._text(value)}"])
+    jobs = driver._claim(name).jobs(base)
+    moved = [j for j in jobs if driver.fingerprint(base, j) != driver.fingerprint(other, j)]
+    tag = (lambda j: j.params["regime"]) if name == "li2019-toy" else (lambda j: j.part)
+    assert {tag(j) for j in moved} == changed
+    if name == "huang2020" and key.endswith("anneal_control_seeds"):
+        assert {j.params["seed"] for j in moved} == {2}  # only the seed that gains the control
+
+
+@pytest.mark.parametrize("name", ["huang2020", "lewkowycz2020", "you2019"])
+def test_fewer_seeds_reuse_the_jobs_of_the_seeds_kept(name):
+    full = driver.load_claim_config(name, "quick")
+    fewer = driver.load_claim_config(name, "quick", seeds=2)
+    mod = driver._claim(name)
+    prints = {j.key: driver.fingerprint(full, j) for j in mod.jobs(full)}
+    assert all(prints[j.key] == driver.fingerprint(fewer, j) for j in mod.jobs(fewer))
