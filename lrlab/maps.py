@@ -461,23 +461,31 @@ def map_block(results: Path, claim: str) -> str:
     for d in committed_maps(results, claim):
         meta = json.loads((d / "map.json").read_text())
         df = pd.read_csv(d / "map.csv", keep_default_na=False, na_values=[""])
-        df["error"] = df["error"].fillna("")
+        df["error"] = ["" if pd.isna(x) else str(x) for x in df["error"]]
         prov = meta.get("provenance", {})
         wall = sum(float(s.get("wall_s", 0)) for s in meta.get("sessions", []))
-        fig = f"{claim}-{meta['map']['name']}.png"
-        section = map_section(df, meta, fig, fig_prefix="docs/figures/").replace("### Verdict map", "#### Verdict map")
+        spec = meta["map"]
+        fig = f"{claim}-{spec['name']}.png"
+        knobs = "; ".join(f"`{k}` ∈ {{{', '.join(_text(v) for v in vs)}}}" for k, vs in spec["knobs"].items())
         s = summary(df)
         npts = len(meta["points"])
-        every = [r["verdict"] for _, r in s.iterrows() if r["PASS"] == npts]
-        none_ = [r["verdict"] for _, r in s.iterrows() if r["PASS"] == 0]
-        some = [r["verdict"] for _, r in s.iterrows() if 0 < r["PASS"] < npts]
-        lines += [section.rstrip(), "",
-                  f"Holds at every point: {', '.join(f'`{v}`' for v in every) or 'none'}. Holds nowhere: "
-                  f"{', '.join(f'`{v}`' for v in none_) or 'none'}. Depends on the point: "
-                  f"{', '.join(f'`{v}`' for v in some) or 'none'}. {prov.get('unique_jobs', '?')} distinct jobs, "
-                  f"{prov.get('job_compute_s', 0) / 60:.1f} min of compute, {wall / 60:.1f} min wall on "
-                  f"{prov.get('cpus', '?')} cores. Files: `{Path(results).as_posix()}/maps/{claim}/{d.name}/`.",
-                  ""]
+        multi = s["regime"].nunique() > 1
+
+        def ids(rows) -> str:
+            return ", ".join(f"`{r['verdict']}`" + (f" [{r['regime']}]" if multi else "") for _, r in rows.iterrows())
+
+        every, none_ = s[s["PASS"] == npts], s[s["PASS"] == 0]
+        some = s[(s["PASS"] > 0) & (s["PASS"] < npts)]
+        errs = df.loc[df["status"] == ERROR, "point"].nunique()
+        lines += [f"**Verdict map `{spec['name']}`**: {claim} verified at {npts} points, {knobs}. "
+                  + (spec.get("note") or ""), "",
+                  f"![verdict map of {claim}](docs/figures/{fig})", "",
+                  f"Holds at every point: {ids(every) or 'none'}. Holds at no point: {ids(none_) or 'none'}. "
+                  f"Depends on the point: {ids(some) or 'none'}"
+                  + (f". {errs} point(s) could not be judged" if errs else "")
+                  + f". {prov.get('unique_jobs', '?')} distinct jobs, {prov.get('job_compute_s', 0) / 60:.1f} min "
+                  f"of compute, {wall / 60:.1f} min wall on {prov.get('cpus', '?')} cores. Per point and verdict: "
+                  f"`{Path(results).as_posix()}/maps/{claim}/{d.name}/map.csv`.", ""]
     lines.append(MAP_END.format(claim=claim))
     return "\n".join(lines)
 

@@ -190,3 +190,25 @@ def test_fewer_seeds_reuse_the_jobs_of_the_seeds_kept(name):
     mod = driver._claim(name)
     prints = {j.key: driver.fingerprint(full, j) for j in mod.jobs(full)}
     assert all(prints[j.key] == driver.fingerprint(fewer, j) for j in mod.jobs(fewer))
+
+
+def test_publish_copies_a_map_and_regenerates_its_readme_block(tmp_path, monkeypatch):
+    _tiny_lu(tmp_path, monkeypatch, control=False)
+    out = tmp_path / "out"
+    spec = maps.MapSpec("noise", {NOISE: [0.05, 0.2]}, note="Why these knobs.")
+    df = maps.run_map("lu2023", spec, "quick", out, workers=1, log=_quiet)
+    results, figures = tmp_path / "docs" / "results", tmp_path / "docs" / "figures"
+    dst = maps.publish_map(maps.map_dir(out, "lu2023", "noise"), results, figures)
+    assert (figures / "lu2023-noise.png").is_file()
+    meta = json.loads((dst / "map.json").read_text())
+    assert meta["provenance"]["unique_jobs"] == 2 and meta["provenance"]["job_compute_s"] > 0
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{maps.MAP_MARK.format(claim='lu2023')}\nstale\n{maps.MAP_END.format(claim='lu2023')}\n")
+    assert maps.update_map_blocks(readme, results, check=True) == ["lu2023"]
+    assert maps.update_map_blocks(readme, results) == ["lu2023"]
+    assert maps.update_map_blocks(readme, results, check=True) == []
+    text = readme.read_text()
+    assert "stale" not in text and "(docs/figures/lu2023-noise.png)" in text and "Why these knobs." in text
+    passing = set(df.groupby("verdict")["status"].apply(lambda s: (s == "PASS").all()).loc[lambda s: s].index)
+    line = next(x for x in text.splitlines() if x.startswith("Holds at every point:"))
+    assert all(f"`{v}`" in line.split("Holds nowhere")[0] for v in passing)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lrlab.maps import update_map_blocks
 from lrlab.report.results import END, MARK, results_block, summary_block, update_readme
 from lrlab.stats import verdict
 
@@ -102,3 +103,11 @@ def test_bench_summary_rewrites_only_its_blocks(tmp_path):
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "typed by hand" not in text
     assert "| W1 |" in text
+
+
+def test_readme_map_blocks_match_the_committed_maps():
+    blocks = set(re.findall(r"<!-- map:([\w.-]+) -->", README.read_text()))
+    committed = {p.name for p in (RESULTS / "maps").iterdir()} if (RESULTS / "maps").is_dir() else set()
+    assert committed <= blocks, f"committed maps without a README block: {sorted(committed - blocks)}"
+    assert update_map_blocks(README, RESULTS, check=True) == [], (
+        "README map blocks differ from docs/results/maps: run `lrlab publish OUT`")
