@@ -225,14 +225,17 @@ def report(
     out: Path = typer.Argument(..., help="A folder written by `lrlab verify --out`."),
     claims: List[str] = typer.Option([], "--claim", help="Only these claims (default: every claim stored there)."),
 ) -> None:
-    """Re-judge and redraw every claim stored in OUT from its tables, without training."""
+    """Re-judge and redraw every claim and verdict map stored in OUT from its tables, without training."""
     def go():
         if not out.is_dir():
             raise FileNotFoundError(f"no verify output at {out}")
         with store.lock(out, "verify output"):
             vs = maps.report_all(out, claims or None, log=_log)
-        console.print(_verdict_table(vs))
-        console.print(f"wrote {out / 'verdicts.json'} and {out / 'report.md'}")
+        if vs:
+            console.print(_verdict_table(vs))
+            console.print(f"wrote {out / 'verdicts.json'} and {out / 'report.md'}")
+        else:
+            console.print(f"wrote the verdict maps' tables and {out / 'report.md'}")
 
     _guard(go)
 

@@ -480,7 +480,8 @@ def map_block(results: Path, claim: str) -> str:
         lines += [f"**Verdict map `{spec['name']}`**: {claim} verified at {npts} points, {knobs}. "
                   + (spec.get("note") or ""), "",
                   f"![verdict map of {claim}](docs/figures/{fig})", "",
-                  f"Holds at every point: {ids(every) or 'none'}. Holds at no point: {ids(none_) or 'none'}. "
+                  f"Raw verdicts (before Holm's correction): holds at every point: {ids(every) or 'none'}. "
+                  f"Holds at no point: {ids(none_) or 'none'}. "
                   f"Depends on the point: {ids(some) or 'none'}"
                   + (f". {errs} point(s) could not be judged" if errs else "")
                   + f". {prov.get('unique_jobs', '?')} distinct jobs, {prov.get('job_compute_s', 0) / 60:.1f} min "
