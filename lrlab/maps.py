@@ -486,7 +486,7 @@ def map_block(results: Path, claim: str) -> str:
                   + (f". {errs} point(s) could not be judged" if errs else "")
                   + f". {prov.get('unique_jobs', '?')} distinct jobs, {prov.get('job_compute_s', 0) / 60:.1f} min "
                   f"of compute, {wall / 60:.1f} min wall on {prov.get('cpus', '?')} cores. Per point and verdict: "
-                  f"`{Path(results).as_posix()}/maps/{claim}/{d.name}/map.csv`.", ""]
+                  f"`docs/results/maps/{claim}/{d.name}/map.csv`.", ""]
     lines.append(MAP_END.format(claim=claim))
     return "\n".join(lines)
 

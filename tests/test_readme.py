@@ -31,7 +31,7 @@ def test_readme_results_blocks_match_the_committed_results():
 
 
 def test_every_committed_result_has_provenance():
-    for d in sorted(p for p in RESULTS.iterdir() if p.is_dir()):
+    for d in sorted(p for p in RESULTS.iterdir() if p.is_dir() and p.name != "maps"):
         prov = json.loads((d / "provenance.json").read_text())
         assert prov["claim"] == d.name and prov["scale"] in ("quick", "paper")
         assert prov["jobs"] > 0 and prov["jobs_ran_at_commits"] and prov["machine"]["cpus"]
