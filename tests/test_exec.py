@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+
 import pandas as pd
 import pytest
 
 from lrlab.exec import run_many
+from lrlab.exec.local import die_with_parent
 from tests.helpers import tiny_run_cfg
 
 
@@ -45,3 +52,20 @@ def test_run_tasks_keeps_order_and_reports_every_failure_after_the_others_finish
         run_tasks(_square_or_fail, [(3,), (5,)], 1, log=seen.append, label=lambda t: str(t[0]))
     assert e.value.failures == {"3": "ArithmeticError: three is bad"}
     assert "  5 done" in " ".join(seen)  # the task after the failure still ran
+
+
+def _orphan_probe(parent: int) -> None:
+    die_with_parent(parent)
+    time.sleep(30)  # only reached if the initializer let an orphan live
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_a_worker_whose_parent_died_before_its_initializer_ends_itself():
+    """The race behind a worker outliving `kill -9`: the parent dies while the spawned worker is
+    still importing. The initializer gets the parent's pid from the parent, sees another parent
+    (the reaper) and stops the worker instead of training on as an orphan."""
+    not_my_parent = os.getpid() + 10**6  # no process has it, so the worker's parent differs
+    proc = mp.get_context("spawn").Process(target=_orphan_probe, args=(not_my_parent,))
+    proc.start()
+    proc.join(timeout=25)
+    assert proc.exitcode == -signal.SIGTERM

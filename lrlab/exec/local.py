@@ -40,12 +40,14 @@ def _progress(total: int, enabled: bool) -> Progress:
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int) -> None:
     """Worker initializer: on Linux, ask the kernel to send this worker SIGTERM when the process that
-    started it dies, however it dies (kill -9 included), so no worker trains on as an orphan. A
-    job in a worker meets SIGTERM as an interrupt (its run is marked interrupted and keeps its
-    checkpoint)."""
-    parent = os.getppid()
+    started it (pid ``parent``, passed from the parent itself) dies, however it dies (kill -9
+    included), so no worker trains on as an orphan. A job in a worker meets SIGTERM as an interrupt
+    (its run is marked interrupted and keeps its checkpoint).
+
+    ``parent`` must come from the parent: a spawned worker imports for seconds before this runs,
+    and if the parent died meanwhile, ``os.getppid()`` here would already name the reaper."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -101,7 +103,7 @@ def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], workers: int, *,
                 done(i, value, wall=time.perf_counter() - t0)
         else:
             with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                     initializer=die_with_parent) as pool:
+                                     initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
                 futs = {pool.submit(fn, *task): i for i, task in enumerate(tasks)}
                 try:
                     for f in as_completed(futs):
