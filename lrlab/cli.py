@@ -26,6 +26,8 @@ from .config import ConfigError, load_config
 from .exec.local import TaskError
 from .exec.ray import ExecutorError
 from .phase import phase_diagram
+from .plan import GPU_TFLOPS, fmt_hours
+from .plan import summary as plan_summary
 from .report import plot_phase_diagram
 from .report.results import publish as publish_claim
 from .report.results import readme_figures, update_readme
@@ -169,6 +171,13 @@ def verify(
     map_: List[str] = typer.Option([], "--map", help="Verify one claim at every point of a grid: "
                                    "KEY=V1,V2,... (repeatable; the grid is their product)."),
     maps_: bool = typer.Option(False, "--maps", help="Run the verdict maps the claims' configs declare (maps:)."),
+    plan_: bool = typer.Option(False, "--plan", help="Print the jobs, their resources and estimated cost "
+                               "(FLOPs, measured step time, GPU-hours) without running them; the per-stage "
+                               "table goes to OUT/plans/<claim>-<scale>.csv."),
+    gpu_tflops: float = typer.Option(GPU_TFLOPS, "--gpu-tflops", help="With --plan and no GPU to time on: the "
+                                     "sustained TFLOP/s one GPU is assumed to reach."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="Train under bfloat16 autocast (mixed "
+                                       "precision; probes stay float32). Default: the config's (off)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Run claims' jobs that are not stored yet, judge them, write verdicts.json, report.md and figures."""
@@ -176,6 +185,11 @@ def verify(
         names = list(claims or [])
         for n in names:
             driver.claim_config_path(n, scale)  # unknown claims and scales fail before anything runs
+        if plan_:
+            if map_ or maps_:
+                raise ValueError("--plan plans one run of each claim; leave out --map/--maps")
+            _print_plans(names or list(CLAIMS), scale, out, seeds, list(set_), device, threads, gpu_tflops)
+            return
         if data_dir is not None:  # worker processes inherit it
             os.environ["LRLAB_DATA"] = str(data_dir)
         for flag, value in (("--workers", workers), ("--threads", threads)):
@@ -183,7 +197,7 @@ def verify(
                 raise ValueError(f"{flag} must be at least 1, got {value}")
         if retries < 0:
             raise ValueError(f"--retries must be at least 0, got {retries}")
-        run_opts = dict(seeds=seeds, device=device, threads=threads, workers=workers, executor=executor,
+        run_opts = dict(seeds=seeds, device=device, threads=threads, workers=workers, amp=amp, executor=executor,
                         address=address, retries=retries, progress=progress, log=_log)
         if map_ or maps_:
             specs = _map_specs(names, scale, map_, maps_, set_)
@@ -201,6 +215,36 @@ def verify(
     except KeyboardInterrupt:
         err.print(f"interrupted: the finished jobs are stored in {out}; the same command continues from them")
         raise typer.Exit(130) from None
+
+
+def _print_plans(names: list[str], scale: str, out: Path, seeds: int | None, overrides: list[str],
+                 device: str | None, threads: int | None, gpu_tflops: float) -> None:
+    """``verify --plan``: each claim's jobs with resources and cost, and the per-stage CSV."""
+    grand = 0.0
+    for name in names:
+        table = driver.plan_claim(name, scale, seeds, overrides, device, threads, gpu_tflops, log=_log)
+        path = out / "plans" / f"{name}-{scale}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, table.to_csv(index=False))
+        per_job = plan_summary(table)
+        where = table.measured_on.iloc[0] if len(table) else "?"
+        t = Table(title=f"plan: {name} at {scale} scale ({len(per_job)} jobs)")
+        for col in ("job", "part", "CPU", "GPU", "mem GB", "stages", "steps", "TFLOP", f"h on {where}", "GPU-h"):
+            t.add_column(col, no_wrap=True, justify="left" if col in ("job", "part") else "right")
+        for r in per_job.itertuples():
+            t.add_row(r.job, r.part, str(r.cpus), str(r.gpus), f"{r.memory_gb:g}", str(r.stages),
+                      f"{'≤' if r.capped else ''}{r.steps:,}", f"{r.tflop:,.1f}", fmt_hours(r.device_hours),
+                      f"{r.gpu_hours:.2f}")
+        console.print(t)
+        gpu_h = float(per_job.gpu_hours.sum())
+        grand += gpu_h
+        basis = ("measured on " + where) if str(where).startswith("cuda") else (
+            f"FLOPs at an assumed {gpu_tflops:g} TFLOP/s per GPU (--gpu-tflops); step times measured on {where}")
+        console.print(f"{name}: {per_job.tflop.sum():,.1f} TFLOP, {fmt_hours(float(per_job.device_hours.sum()))} "
+                      f"on {where}, {gpu_h:.1f} GPU-hours ({basis}); training steps only, probes not counted; "
+                      f"≤: a convergence control counted at its cap. Stages: {path}", markup=False)
+    if len(names) > 1:
+        console.print(f"all claims: {grand:.1f} GPU-hours", markup=False)
 
 
 def _map_specs(names: list[str], scale: str, options: list[str], declared: bool,

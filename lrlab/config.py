@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -378,6 +388,10 @@ class TrainConfig(Strict):
     loss: Literal["logistic", "cross_entropy", "squared", "margin_squared"] = "logistic"
     steps: int = Field(gt=0)
     batch_size: int | None = Field(None, gt=0, description="None = full-batch GD")
+    micro_batch: int | None = Field(None, gt=0, description="examples per forward/backward inside one "
+                                    "step: the gradients of the slices add up to the step's (full-batch GD "
+                                    "of a large net in the memory of one slice; BatchNorm statistics per "
+                                    "slice). None = the whole (mini)batch at once")
     momentum: float = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0)
@@ -391,6 +405,15 @@ class TrainConfig(Strict):
         "cost model (lrlab.train.choose_mode)")
     device: Device = "cpu"
     threads: Threads | None = Field(None, description="torch threads; None keeps torch's default")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave ``micro_batch`` out while unset: configs (and job fingerprints) from before the
+        option read the same."""
+        data = handler(self)
+        if data.get("micro_batch", 0) is None:
+            data.pop("micro_batch")
+        return data
 
     @model_validator(mode="after")
     def _nesterov(self) -> TrainConfig:

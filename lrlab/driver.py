@@ -16,6 +16,7 @@ A job whose ``done.json`` holds a different fingerprint (the config changed) run
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pandas as pd
+import torch
 import yaml
 
 from . import claims as _claims
@@ -32,10 +34,13 @@ from .claims.protocol import Job, JobContext, Resources, default_workers
 from .config import ConfigError, apply_overrides, config_dir, read_yaml, to_yaml, validate
 from .exec.local import TaskError, run_tasks
 from .exec.ray import RayExecutor, RayJob, attempts, require_ray
+from .plan import GPU_TFLOPS
+from .plan import plan as plan_jobs
 from .report import verdict_bars, write_report
 from .stats import Verdict, holm, verdict_from_dict
 from .store import StoreError, code_version, now, read_parquet, write_atomic, write_parquet
 from .threads import set_threads
+from .train.precision import mixed_precision
 
 SCALES = ("quick", "paper")
 EXECUTORS = ("local", "ray")
@@ -70,10 +75,11 @@ def _set_every(node: Any, key: str, value: Any) -> None:
 
 
 def load_claim_config(name: str, scale: str, seeds: int | None = None, overrides: Sequence[str] = (),
-                      device: str | None = None, threads: int | None = None, workers: int | None = None):
+                      device: str | None = None, threads: int | None = None, workers: int | None = None,
+                      amp: bool | None = None):
     """A claim's typed config for ``scale`` with the execution options applied to every part:
     ``seeds`` replaces every seed list by 0..N−1 (and lifts every part's ``seed_limit``),
-    ``device``/``threads``/``workers`` set the ``execution`` section all jobs read."""
+    ``device``/``threads``/``workers``/``amp`` set the ``execution`` section all jobs read."""
     path = claim_config_path(name, scale)
     raw = read_yaml(path)
     raw.pop("maps", None)  # the verdict maps this config declares (lrlab.maps), not a setting of any job
@@ -86,7 +92,7 @@ def load_claim_config(name: str, scale: str, seeds: int | None = None, overrides
         _set_every(raw, "seeds", list(range(seeds)))
         _set_every(raw, "seed_limit", None)
         ex["seeds"] = list(range(seeds))
-    for key, value in (("device", device), ("threads", threads), ("workers", workers)):
+    for key, value in (("device", device), ("threads", threads), ("workers", workers), ("amp", amp)):
         if value is not None:
             ex[key] = value
     raw = apply_overrides(raw, list(overrides))
@@ -110,7 +116,10 @@ def job_inputs(cfg: Any, job: Job) -> dict[str, Any]:
     if mod is not None and hasattr(mod, "job_inputs"):
         return mod.job_inputs(cfg, job)
     data = cfg.model_dump(mode="json")
-    data.get("execution", {}).pop("workers", None)
+    ex = data.get("execution", {})
+    ex.pop("workers", None)
+    if not ex.get("amp"):
+        ex.pop("amp", None)  # off is the default: configs stored before the option keep their fingerprint
     data.pop("verdicts", None)
     return data
 
@@ -200,7 +209,8 @@ def compute_job(name: str, cfg_data: dict, job: Job, workdir: str, progress: boo
     before = set_threads(ex.threads)
     t0 = time.perf_counter()
     try:
-        tables = mod.run_job(cfg, job, JobContext(ex.device, ex.threads, Path(workdir), progress))
+        with mixed_precision(ex.amp):
+            tables = mod.run_job(cfg, job, JobContext(ex.device, ex.threads, Path(workdir), progress))
     finally:
         set_threads(before)
     return tables, time.perf_counter() - t0
@@ -233,8 +243,40 @@ def job_resources(cfg: Any, job: Job) -> Resources:
     return Resources(cpus=max(r.cpus, ex.threads), gpus=gpus, memory_gb=r.memory_gb)
 
 
+def plan_claim(name: str, scale: str, seeds: int | None = None, overrides: Sequence[str] = (),
+               device: str | None = None, threads: int | None = None, gpu_tflops: float = GPU_TFLOPS,
+               log: Log | None = None) -> pd.DataFrame:
+    """The plan of a claim's jobs (:mod:`lrlab.plan`) without running them: one row per (job,
+    stage) with the resources the executor would ask for, FLOPs, measured step time and hours."""
+    mod = _claim(name)
+    if not hasattr(mod, "job_stages"):
+        raise ConfigError(f"claim {name!r} declares no job_stages(cfg, job): it cannot be planned")
+    cfg = load_claim_config(name, scale, seeds, overrides, device, threads)
+    jobs = [dataclasses.replace(j, resources=job_resources(cfg, j)) for j in mod.jobs(cfg)]
+    set_threads(cfg.execution.threads)
+    table = plan_jobs(jobs, lambda j: mod.job_stages(cfg, j), str(cfg.execution.device), gpu_tflops, log=log)
+    table.insert(0, "claim", name)
+    return table
+
+
 Item = tuple[str, Any, Job, Path]
 """One job to run: (claim name, its config, the job, the output folder that stores it)."""
+
+
+def check_local_device(cfg: Any, executor: str) -> None:
+    """With the local executor the jobs run here, so their device must exist here (a Ray
+    cluster's workers may have GPUs the driver machine lacks: they are not checked)."""
+    dev = str(cfg.execution.device)
+    if executor != "local":
+        return
+    if dev.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(dev.split(":", 1)[1]) if ":" in dev else 0
+        if index >= count:
+            raise ConfigError(f"device {dev!r}: this machine has {count} CUDA device(s) (torch "
+                              f"{torch.__version__}); use --device cpu, or --executor ray with a GPU cluster")
+    elif dev == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps': this machine has no Apple MPS device; use --device cpu")
 
 
 def make_executor(executor: str = "local", address: str | None = None, retries: int = 2,
@@ -303,21 +345,24 @@ def verify(names: Sequence[str], scale: str, out: Path, seeds: int | None = None
            overrides: Sequence[str] = (), progress: bool = False, log: Log = print,
            workers: int | None = None, device: str | None = None,
            threads: int | None = None, executor: str = "local", address: str | None = None,
-           retries: int = 2, reporter: Callable[..., list[Verdict]] | None = None) -> list[Verdict]:
+           retries: int = 2, reporter: Callable[..., list[Verdict]] | None = None,
+           amp: bool | None = None) -> list[Verdict]:
     """Run the named claims (default: all) into ``out``: jobs not stored yet, on local processes
     or Ray (``executor``), then judge and report every claim stored under ``out`` (with
     ``reporter``, default :func:`report`; the CLI's also reports stored verdict maps). Returns the
     verdicts of the named claims."""
     names = list(names) or list(_claims.CLAIMS)
-    cfgs = {n: load_claim_config(n, scale, seeds, overrides, device, threads, workers) for n in names}
+    cfgs = {n: load_claim_config(n, scale, seeds, overrides, device, threads, workers, amp) for n in names}
     for n in names:  # everything is validated before anything runs
+        check_local_device(cfgs[n], executor)
         _claim(n).preflight(cfgs[n])
     ex = make_executor(executor, address, retries)
     out = Path(out)
     # one writer per output folder; SIGTERM ends the run like Ctrl-C (the workers are stopped)
     with store.lock(out, "verify output"), experiment.terminate_as_interrupt():
         try:
-            options = {"seeds": seeds, "overrides": list(overrides), "device": device, "threads": threads}
+            options = {"seeds": seeds, "overrides": list(overrides), "device": device, "threads": threads,
+                       **({"amp": amp} if amp is not None else {})}
             for n in names:
                 mod, cfg = _claim(n), cfgs[n]
                 _write_claim_files(out, n, cfg, scale, options)

@@ -189,7 +189,7 @@ def _copy_job(src: Path, dst: Path) -> None:
 def run_map(claim: str, spec: MapSpec, scale: str, out: Path, seeds: int | None = None,
             overrides: Sequence[str] = (), device: str | None = None, threads: int | None = None,
             workers: int | None = None, executor: str = "local", address: str | None = None,
-            retries: int = 2, progress: bool = False, log=print) -> pd.DataFrame:
+            retries: int = 2, progress: bool = False, log=print, amp: bool | None = None) -> pd.DataFrame:
     """Run ``claim`` at every point of ``spec`` into ``out/maps/<claim>/<map>/`` (jobs already
     stored at some point, or in ``out/<claim>``, are reused), then judge every point and write
     the map table, heat-map and section. Returns the table."""
@@ -198,7 +198,8 @@ def run_map(claim: str, spec: MapSpec, scale: str, out: Path, seeds: int | None 
     for i, point in enumerate(points):  # every point is validated before anything runs
         try:
             cfg = driver.load_claim_config(claim, scale, seeds, _overrides(spec, point, overrides), device,
-                                           threads, workers)
+                                           threads, workers, amp)
+            driver.check_local_device(cfg, executor)
             driver._claim(claim).preflight(cfg)
         except (ConfigError, ValueError) as e:
             raise ConfigError(f"map {spec.name}, point p{i:02d} ({point_label(point)}): {e}") from None
@@ -206,12 +207,13 @@ def run_map(claim: str, spec: MapSpec, scale: str, out: Path, seeds: int | None 
     ex = driver.make_executor(executor, address, retries)
     mdir = map_dir(out, claim, spec.name)
     mdir.mkdir(parents=True, exist_ok=True)
+    options = {"seeds": seeds, "overrides": list(overrides), "device": device, "threads": threads,
+               **({"amp": amp} if amp is not None else {})}
     with store.lock(mdir, "verdict map"), experiment.terminate_as_interrupt():
         write_atomic(mdir / "map.json", json.dumps({
             "claim": claim, "scale": scale, "map": spec.to_dict(),
-            "options": {"seeds": seeds, "overrides": list(overrides), "device": device, "threads": threads},
+            "options": options,
             "points": [{"point": f"p{i:02d}", "knobs": p} for i, p in enumerate(points)]}, indent=2, default=str))
-        options = {"seeds": seeds, "overrides": list(overrides), "device": device, "threads": threads}
         sources = [Path(out)] + [point_dir(mdir, i) for i in range(len(points))]
         todo: dict[tuple[str, str], list[tuple[int, Any]]] = {}
         reused = 0

@@ -107,7 +107,7 @@ def _dataset(x: Tensor, y: Tensor):
         task, C = "multiclass", int(y.max()) + 1
     if y.dim() != 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"y must be [n] with n = x.shape[0] = {x.shape[0]}, got {tuple(y.shape)}")
-    return Dataset(x, y, torch.zeros(len(y), dtype=torch.long), ("all",), task, C)
+    return Dataset(x, y, torch.zeros(len(y), dtype=torch.long, device=x.device), ("all",), task, C)
 
 
 CURVATURES = ("auto", "ntk", "hessian")
@@ -216,8 +216,9 @@ def _test_set(test: tuple[Tensor, Tensor], train):
 @torch.no_grad()
 def _accuracy(model, params: dict[str, Tensor], data) -> Tensor:
     """Accuracy [K] of every member on ``data`` (eval mode; NaN parameters give 0)."""
-    K = next(iter(params.values())).shape[0]
-    m = group_metrics(model, params, StackedData.stack([data]), torch.zeros(K, dtype=torch.long),
+    first = next(iter(params.values()))
+    m = group_metrics(model, params, StackedData.stack([data]), torch.zeros(first.shape[0], dtype=torch.long,
+                                                                            device=first.device),
                       "squared", "test")
     return m["test.acc"]
 

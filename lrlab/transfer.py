@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from .losses import per_example
 from .seeding import seeded
+from .train.precision import autocast
 
 TRAIN_LOSSES = ("cross_entropy", "squared")
 METHODS = ("fix", "finetune")
@@ -79,7 +80,9 @@ def _sgd_epochs(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tens
             idx = order[start:start + batch_size]
             xb, yb = x[idx].to(dev), y[idx].to(dev)
             opt.zero_grad(set_to_none=True)
-            per_example(loss, model(xb), yb).mean().backward()
+            with autocast(dev):
+                out = model(xb)
+            per_example(loss, out.float(), yb).mean().backward()
             opt.step()
         if tick is not None:
             tick()

@@ -14,7 +14,9 @@ A claim is a package ``lrlab/claims/<paper>/`` whose ``__init__`` exposes::
 
 Optionally ``JOBS_VERSION`` (an int): bump it when the jobs' code changes what they store, so
 stored jobs of the same config run again; and ``job_inputs(cfg, job) -> dict``, the part of the
-config one job reads (default: all of it but the judge-only ``verdicts``). A stored job is reused
+config one job reads (default: all of it but the judge-only ``verdicts``); and
+``job_stages(cfg, job) -> list[lrlab.plan.Stage]``, the training a job does, which
+``lrlab verify --plan`` prices without running it. A stored job is reused
 while its inputs are unchanged, so changing one part's settings re-runs that part only, and the
 points of a verdict map share the jobs their knobs do not touch.
 
@@ -52,6 +54,8 @@ class Execution(Strict):
     device: Device = Field("cpu", description="torch device of every job: cpu, cuda, cuda:1, mps")
     threads: Threads = Field(1, description="torch threads per job (1: jobs run side by side)")
     workers: int | None = Field(None, gt=0, description="local processes running jobs (None: one per core)")
+    amp: bool = Field(False, description="train under bfloat16 autocast (lrlab.train.precision); probes stay "
+                      "float32. Off, it is left out of job fingerprints, so stored results stay valid")
 
     def seeds_for(self, limit: int | None) -> list[int]:
         """The first ``limit`` seeds (all when None): parts that cost more run fewer seeds."""
@@ -159,7 +163,8 @@ def config_inputs(cfg: Any, keep_claim: Sequence[str] | None = None, drop_claim:
     if keep_claim is not None:
         claim = {k: claim[k] for k in keep_claim}
     ex = data["execution"]
-    return {"execution": {"device": ex["device"], "threads": ex["threads"]},
+    execution = {"device": ex["device"], "threads": ex["threads"]} | ({"amp": True} if ex.get("amp") else {})
+    return {"execution": execution,
             "claim": {k: v for k, v in claim.items() if k not in drop_claim}, **extra}
 
 

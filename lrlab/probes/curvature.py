@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Sequence
 
 import torch
@@ -402,17 +403,20 @@ def hessian_trace(module: nn.Module, x: Tensor, y: Tensor, loss: str, samples: i
 # ---------------------------------------------------------------------- populations
 def population_top_eigs(model: Any, params: dict[str, Tensor], x: Tensor, y: Tensor, loss: str,
                         num_classes: int, k: int = 1, iters: int = 50, bn_mode: str = "eval",
-                        seed: int = 0, tol: float = 1e-6) -> Tensor:
+                        seed: int = 0, tol: float = 1e-6, chunk_size: int | None = None) -> Tensor:
     """Top-k Hessian eigenvalues [K, k] of every member of a stacked population at once.
 
     ``x``, ``y`` are shared ([B, ...], [B]) or per member ([K, B, ...], [K, B]). One batched HVP
     serves all members and K Lanczos runs (at most ``iters`` steps, stopping early once every
     member's top-k Ritz residuals are below ``tol``·|λ|) advance in lockstep. Trainable
     parameters only. bn_mode "train" runs the forward with train=True and puts every buffer
-    back afterwards.
+    back afterwards. With ``chunk_size`` each HVP runs over that many examples at a time and adds
+    up the slices (the same HVP for a per-example mean loss in eval mode, in one slice's memory).
     """
     _check_loss(loss)
     _check_bn_mode(bn_mode)
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     buffer_names = frozenset(getattr(model, "buffer_names", frozenset()))
     frozen = frozenset(getattr(model, "frozen", frozenset()))
     names = [n for n in params if n not in frozen and n not in buffer_names]
@@ -437,16 +441,25 @@ def population_top_eigs(model: Any, params: dict[str, Tensor], x: Tensor, y: Ten
     fixed = {n: v.detach() for n, v in params.items() if n not in trainable}
     saved = {n: params[n].clone() for n in params if n in buffer_names} if train else {}
 
-    def total_loss(flat: Tensor) -> Tensor:
+    B = y.shape[1]
+    step = B if chunk_size is None else min(chunk_size, B)
+
+    def slice_loss(flat: Tensor, start: int) -> Tensor:
+        """The examples [start, start + step)'s share of every member's mean loss, summed over members."""
         p = unflatten(flat, trainable, names, batch_dims=1)
         const = {n: (v.clone() if n in buffer_names and train else v) for n, v in fixed.items()}
-        out = model.forward({**const, **p}, x, train=train)
-        return losses.per_example(loss, out, y, num_classes).mean(1).sum()
+        out = model.forward({**const, **p}, x[:, start:start + step], train=train)
+        per = losses.per_example(loss, out, y[:, start:start + step], num_classes)
+        return per.mean(1).sum() if step == B else per.sum(1).div(B).sum()
 
     flat0 = flatten(trainable, names, batch_dims=1)
 
     def matvec(V: Tensor) -> Tensor:
-        return jvp(grad(total_loss), (flat0,), (V,))[1]
+        total = None
+        for start in range(0, B, step):
+            hv = jvp(grad(partial(slice_loss, start=start)), (flat0,), (V,))[1]
+            total = hv if total is None else total.add_(hv)
+        return total
 
     gen = torch.Generator(device=flat0.device).manual_seed(seed)
     try:

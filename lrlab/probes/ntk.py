@@ -103,7 +103,8 @@ def ntk_top_eigenvalue(module: nn.Module, x: Tensor, tol: float = 1e-6, max_iter
         out, vjp_fn = vjp(f, params)
         g = torch.Generator().manual_seed(int(seed))
         v = _normalise(torch.randn(out.shape, generator=g, dtype=torch.float64).to(out))
-        lam, step = torch.tensor(math.nan, dtype=out.dtype), torch.tensor(math.inf, dtype=out.dtype)
+        lam = torch.tensor(math.nan, dtype=out.dtype, device=out.device)
+        step = torch.tensor(math.inf, dtype=out.dtype, device=out.device)
         for _ in range(max_iters):
             (jt_v,) = vjp_fn(v)
             _, theta_v = jvp(f, (params,), (jt_v,))
@@ -165,8 +166,8 @@ def population_ntk_top_eigenvalue(model: PopulationModel, params: dict[str, Tens
     out, vjp_fn = vjp(f, trainable)
     g = torch.Generator().manual_seed(int(seed))
     v = _normalise(torch.randn(out.shape, generator=g, dtype=torch.float64).to(out))
-    lam = torch.full((K,), math.nan, dtype=out.dtype)
-    step = torch.full((K,), math.inf, dtype=out.dtype)
+    lam = torch.full((K,), math.nan, dtype=out.dtype, device=out.device)
+    step = torch.full((K,), math.inf, dtype=out.dtype, device=out.device)
     for _ in range(iters):
         (jt_v,) = vjp_fn(v)
         _, theta_v = jvp(f, (trainable,), (jt_v,))

@@ -41,6 +41,7 @@ from ..resources import check_memory, schedule_tables
 from ..store import CHECKPOINT_FILE, write_atomic
 from ..threads import set_threads
 from . import fused
+from .precision import amp_enabled, autocast
 from .schedules import Schedule, lr_table
 
 # Forward FLOPs per member per step above which loop mode beats batched products on CPU
@@ -201,6 +202,13 @@ class _Trainer:
         self.sigmas = self._noise_table()
         self.stochastic = bool(getattr(model, "stochastic", False))
         self.fused_blocker = fused.eligible(model, cfg, self.stochastic, self.stream is not None)
+        if self.fused_blocker is None and amp_enabled():
+            self.fused_blocker = "mixed precision (--amp) trains through autograd"
+        if self.fused_blocker is None and cfg.micro_batch:
+            self.fused_blocker = f"micro_batch {cfg.micro_batch} (the fused step takes the whole batch)"
+        if cfg.micro_batch and self.stochastic:
+            raise ValueError(f"micro_batch {cfg.micro_batch} needs a deterministic model: this one draws "
+                             "random numbers (dropout, activation noise), which micro-batches would repeat")
         self._set_mode(choose_mode(model, tuple(first.input_shape), B, K, cfg.mode, self.fused_blocker))
         self.momentum = ({k: torch.zeros_like(self.params[k]) for k in self.trainable}
                          if cfg.momentum else {})
@@ -344,13 +352,10 @@ class _Trainer:
                 continue  # loop mode: a frozen (diverged) member costs nothing
             xb, yb, gb = self._batch(t, sl)
             p = {k: v[sl].detach().requires_grad_(k in self.trainable) for k, v in self.params.items()}
-            out = self._forward(p, xb, t, sl)
-            per_ex = losses.per_example(cfg.loss, out, yb, self.num_classes)  # [k, B]
-            loss = per_ex.mean(1)
+            out, per_ex, loss, grads = self._loss_and_grads(p, xb, yb, t, sl)
             finite = torch.isfinite(loss)
             if self.adaptive:
                 self._epoch_loss[sl] += loss.detach().to(torch.float64)
-            grads = torch.autograd.grad(torch.where(finite, loss, 0.0).sum(), [p[k] for k in self.trainable])
             ok = self.active[sl] & finite
             all_ok = bool(ok.all())
             lr_eff = lr_t[sl] if all_ok else torch.where(ok, lr_t[sl], 0.0)
@@ -375,6 +380,36 @@ class _Trainer:
                     ks = torch.arange(sl.start, sl.stop)[newly.cpu()]
                     self.diverged_step[ks] = t
                 self.active[sl] = ok
+
+    def _loss_and_grads(self, p: dict[str, Tensor], xb: Tensor, yb: Tensor, t: int, sl: slice
+                        ) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
+        """Outputs, per-example losses [k, B], mean losses [k] and the gradients of the mean loss,
+        in one forward/backward, or with ``cfg.micro_batch`` in slices of that many examples whose
+        gradients add up to the whole batch's (memory of one slice; BatchNorm statistics per slice).
+        A member whose loss is not finite contributes a zero gradient."""
+        cfg, B = self.cfg, xb.shape[1]
+        size = cfg.micro_batch if cfg.micro_batch and cfg.micro_batch < B else B
+        if size == B:  # one slice: the mean loss's gradient directly
+            with autocast(self.device):
+                out = self._forward(p, xb, t, sl)
+            per_ex = losses.per_example(cfg.loss, out.float(), yb, self.num_classes)  # float32 under AMP
+            loss = per_ex.mean(1)
+            grads = torch.autograd.grad(torch.where(torch.isfinite(loss), loss, 0.0).sum(),
+                                        [p[k] for k in self.trainable])
+            return out, per_ex, loss, list(grads)
+        outs, pers, grads = [], [], None
+        for start in range(0, B, size):
+            with autocast(self.device):
+                out = self._forward(p, xb[:, start:start + size], t, sl)
+            per = losses.per_example(cfg.loss, out.float(), yb[:, start:start + size], self.num_classes)
+            part = per.sum(1) / B  # this slice's share of the mean loss, [k]
+            g = torch.autograd.grad(torch.where(torch.isfinite(part), part, 0.0).sum(),
+                                    [p[k] for k in self.trainable])
+            grads = list(g) if grads is None else [a.add_(b) for a, b in zip(grads, g)]
+            outs.append(out.detach())
+            pers.append(per.detach())
+        per_ex = torch.cat(pers, 1)
+        return torch.cat(outs, 1), per_ex, per_ex.mean(1), grads
 
     def _track(self, sl: slice, per_ex: Tensor, out: Tensor, yb: Tensor, gb: Tensor) -> None:
         """Add this minibatch's loss and correct counts by group to the running sums."""

@@ -277,3 +277,20 @@ def test_batched_lanczos_sets_aside_a_member_whose_products_blow_up():
     assert torch.isnan(vals[1]).all() and torch.isnan(vecs[1]).all()
     for k in (0, 2):
         torch.testing.assert_close(vals[k], torch.linalg.eigvalsh(A[k]).flip(0)[:2], rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_population_hvp_in_slices_equals_the_whole_batch(shared):
+    """chunk_size: the HVP of a per-example mean loss, added up over slices of 7 examples (the
+    last one short), gives the eigenvalues of the whole batch (eval-mode BatchNorm included)."""
+    model = FromModule(_bn_net)
+    params = _double(model.init([0, 1]))
+    g = torch.Generator().manual_seed(3)
+    K, B = 2, 30
+    x = torch.randn(B, 3, generator=g, dtype=D) if shared else torch.randn(K, B, 3, generator=g, dtype=D)
+    y = (torch.randint(0, 2, x.shape[:-1], generator=g) * 2 - 1).to(D)
+    whole = population_top_eigs(model, params, x, y, "logistic", 2, k=2)
+    sliced = population_top_eigs(model, params, x, y, "logistic", 2, k=2, chunk_size=7)
+    assert _rel(sliced, whole) < 1e-9
+    with pytest.raises(ValueError, match="chunk_size must be at least 1, got 0"):
+        population_top_eigs(model, params, x, y, "logistic", 2, k=2, chunk_size=0)

@@ -41,6 +41,7 @@ from .experiment import (
                          depth_job,
                          entropy,
                          job_inputs,
+                         job_stages,
                          jobs,
                          preflight,
                          real_split,
@@ -59,15 +60,15 @@ from .judge import (
                          sweep_of,
                          width_scaling,
 )
-from .linear_gd import LinearGD
+from .linear_gd import LinearGD, LinearGDModel
 from .report import PAPER, depth_figure, flatness_figure, real_figure, report, trajectory_figure
 
 JOBS_VERSION = 3  # 2: the onset sweep over depth (jobs depth<L>-seed<s>, tables depths and depth_runs);
 # 3: (d) validation split, balanced candidates, closed-form GD, the controls (tables real_controls, real_control_loss)
 
 __all__ = ["Config", "DEPTH_PART", "DegenerateSettings", "EDGE", "GaussianSettings", "JOBS_VERSION", "LinearGD",
-           "NAME", "NetSettings", "PAPER", "PARTS", "RealSettings", "Settings", "Sweep", "TRACE_EVERY", "Verdicts",
-           "best_linear_loss", "boundary_grid", "catapult_rise", "choose_best", "chosen_of", "controls_of",
-           "curves_of", "depth_figure", "depth_job", "depths_of", "entropy", "flatness_figure", "job_inputs",
-           "jobs", "judge", "preflight", "real_figure", "real_of", "real_split", "report", "run_job", "sweep_of",
-           "trajectory_figure", "width_scaling"]
+           "LinearGDModel", "NAME", "NetSettings", "PAPER", "PARTS", "RealSettings", "Settings", "Sweep",
+           "TRACE_EVERY", "Verdicts", "best_linear_loss", "boundary_grid", "catapult_rise", "choose_best",
+           "chosen_of", "controls_of", "curves_of", "depth_figure", "depth_job", "depths_of", "entropy",
+           "flatness_figure", "job_inputs", "job_stages", "jobs", "judge", "preflight", "real_figure", "real_of",
+           "real_split", "report", "run_job", "sweep_of", "trajectory_figure", "width_scaling"]

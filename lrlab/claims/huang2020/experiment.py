@@ -13,19 +13,22 @@ import torch.nn.functional as F
 
 from ...data import Dataset, resolve_source
 from ...data.separability import cifar_two_class, degenerate_nonseparable, degenerate_separable, gaussian_data
+from ...models import FromModule
 from ...models.linear import DeepLinear
 from ...phase import initial_curvature, phase_diagram
+from ...plan import Stage
 from ...seeding import seeded
 from ...train import Constant, StepDecay
 from ...train.schedules import lr_table
 from ..protocol import Job, JobContext, Resources, config_inputs, seed_job
-from .config import Config, NetSettings, RealSettings, Settings
-from .linear_gd import LinearGD
+from .config import Config, DegenerateSettings, NetSettings, RealSettings, Settings
+from .linear_gd import LinearGD, LinearGDModel
 
 PARTS = ("real", "degenerate", "gaussian")
 TRACE_EVERY = 2  # steps between λ_t probes in the degenerate sweeps (their figure)
 DEPTH_PART = "depth"  # the onset sweep over depth: one job per (depth, seed), keyed depth<L>-seed<s>
-MEMORY_GB = {"real": 2.0, "degenerate": 1.0, "gaussian": 0.5, DEPTH_PART: 0.5}  # rough, at paper scale
+MEMORY_GB = {"real": 3.0, "degenerate": 1.0, "gaussian": 0.5, DEPTH_PART: 0.5}  # rough, at paper scale (real:
+# 2.06 GB peak RSS measured drawing the full-resolution split, 4500 + 500 per class; was 2.0 for pooled images)
 
 
 def depth_job(depth: int, seed: int) -> Job:
@@ -145,10 +148,8 @@ def _degenerate_job(s: Settings, seed: int, device: str) -> dict[str, pd.DataFra
         data = degenerate_nonseparable(g.n, g.d, p, seed).train
         p_real = float((data.y > 0).double().mean())
         theory = 2 / (p_real * (1 - p_real))
-        lo, hi = g.boundary_span
-        cs = np.unique(np.round(np.concatenate([np.linspace(lo, hi, g.boundary_points),
-                                                np.asarray(g.flat_grid)]) * theory, 9))
-        r = _sweep(g, data.x.to(device), data.y.to(device), cs, seed, device, curvature_every=TRACE_EVERY)
+        r = _sweep(g, data.x.to(device), data.y.to(device), _p_grid(g, theory), seed, device,
+                   curvature_every=TRACE_EVERY)
         out.add(f"p={p:g}", r, p=p, p_real=p_real, theory=theory, best_loss=entropy(p_real))
     p = g.ps[0]
     widths = []
@@ -162,6 +163,13 @@ def _degenerate_job(s: Settings, seed: int, device: str) -> dict[str, pd.DataFra
         widths.append({"seed": seed, "width": w, "c_div": float(bad.min()) if len(bad) else math.nan,
                        "c_theory": 2 / (p_real * (1 - p_real))})
     return {**out.tables(), "widths": pd.DataFrame(widths)}
+
+
+def _p_grid(g: DegenerateSettings, theory: float) -> np.ndarray:
+    """The (b)/(c) grid of η·λ0 of one p: the boundary grid joined with ``flat_grid``, × theory."""
+    lo, hi = g.boundary_span
+    return np.unique(np.round(np.concatenate([np.linspace(lo, hi, g.boundary_points),
+                                              np.asarray(g.flat_grid)]) * theory, 9))
 
 
 def boundary_grid(s: Settings, theory: float) -> np.ndarray:
@@ -396,6 +404,45 @@ def _controls(r: RealSettings, gd: LinearGD, sets: dict, best: float, lam0: floa
         rows.append({**row(f"{k}-converged", keys.index(k), k, step, float(last[k]), math.nan, False),
                      "test_acc": math.nan, "gap": gap_min[k]})
     return rows, curves
+
+
+# ------------------------------------------------------------------------------------ the plan
+def _theory(n: int, p: float) -> float:
+    """2/(p(1−p)) at the realised fraction round(p·n)/n of +1 labels (as degenerate_nonseparable draws them)."""
+    p_real = round(p * n) / n
+    return 2 / (p_real * (1 - p_real))
+
+
+def _sweep_stage(label: str, d: int, net: NetSettings, n: int, members: int) -> Stage:
+    """One phase_diagram sweep: ``members`` rates of FromModule(DeepLinear), full-batch GD on n points."""
+    return Stage(label, FromModule(_factory(d, net)), (d,), n, net.steps, members)
+
+
+def job_stages(cfg: Config, job: Job) -> list[Stage]:
+    """What a job trains (:mod:`lrlab.plan`), from the config alone (no data drawn or loaded): each vectorised
+    sweep of rates, and for (d) the closed-form grid and its controls (capped at ``control_max_steps``; they run
+    only when both phases have a chosen run)."""
+    s = cfg.claim
+    if job.part == DEPTH_PART:
+        g, L = s.degenerate, int(job.params["depth"])
+        cs = boundary_grid(s, _theory(g.n, g.ps[0]))
+        return [_sweep_stage(f"depth{L}", g.d, g.model_copy(update={"depth": L}), g.n, len(cs))]
+    if job.part == "degenerate":
+        g = s.degenerate
+        return ([_sweep_stage("separable", g.d, g, g.n, len(g.separable_grid))]
+                + [_sweep_stage(f"p={p:g}", g.d, g, g.n, len(_p_grid(g, _theory(g.n, p)))) for p in g.ps]
+                + [_sweep_stage(f"width{w}", g.d, g.model_copy(update={"width": w}), g.n, len(g.divergence_grid))
+                   for w in g.widths])
+    if job.part == "gaussian":
+        g = s.gaussian
+        return [_sweep_stage(name, g.d, g, g.n, len(g.grid)) for name in ("gaussian-separable",
+                                                                        "gaussian-nonseparable")]
+    r = s.real
+    d, n = 3 * (32 // r.pool) ** 2, 2 * r.n_per_class
+    model = LinearGDModel(d, r.width, r.depth, examples=n)
+    anneal = int(job.params["seed"]) in cfg.execution.seeds_for(r.anneal_control_seeds)
+    return [Stage("grid+anneal", model, (d,), n, r.steps, len(r.grid) + 1),
+            Stage("controls", model, (d,), n, r.control_max_steps - r.steps, 3 if anneal else 2, capped=True)]
 
 
 def run_job(cfg: Config, job: Job, ctx: JobContext) -> dict[str, pd.DataFrame]:

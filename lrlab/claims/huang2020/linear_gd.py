@@ -14,7 +14,9 @@ in the population trainer, and its later losses read NaN.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,39 @@ from torch import Tensor
 
 from ...models import FromModule
 from ...models.linear import DeepLinear
+
+
+class LinearGDModel:
+    """The population :class:`LinearGD` trains: ``DeepLinear(d, width, depth)`` members, initialised as
+    ``FromModule`` initialises them, whose forward goes through the end-to-end map β (f = βᵀx, β computed once
+    per member), so autograd through it costs what a closed-form step costs, O(N·d + L·width·d), not the
+    O(N·d·width) of the layer-by-layer forward (what :mod:`lrlab.plan` counts and times for the (d) runs).
+
+    ``examples``: the full batch β's cost is spread over in :meth:`flops_per_example`."""
+
+    def __init__(self, d: int, width: int, depth: int, examples: int = 1) -> None:
+        self.module = FromModule(lambda: DeepLinear(d, width, depth))
+        self.d, self.width, self.depth, self.examples = d, width, depth, max(1, int(examples))
+        self.scales: tuple[float, ...] = tuple(self.module.base.scales)
+        self.frozen: frozenset[str] = frozenset()
+
+    def init(self, seeds: Sequence[int]) -> dict[str, Tensor]:
+        """Stacked ``weights.0`` … ``weights.{L−1}`` [K, ...], member k drawn as ``FromModule`` draws it."""
+        return self.module.init(seeds)
+
+    def forward(self, params: dict[str, Tensor], x: Tensor, train: bool = False) -> Tensor:
+        """Logits [K, B] for inputs [K, B, ...] (flattened to d features)."""
+        ws = [params[f"weights.{i}"] for i in range(self.depth)]
+        b = ws[-1] * self.scales[-1]
+        for w, c in zip(reversed(ws[:-1]), reversed(self.scales[:-1])):
+            b = torch.bmm(b.unsqueeze(1), w).squeeze(1) * c
+        return torch.bmm(x.flatten(2), b.unsqueeze(-1)).squeeze(-1)
+
+    def flops_per_example(self, input_shape: tuple[int, ...] = ()) -> int:
+        """βᵀx (2·d) and β itself (2·width·(d + (L−2)·width)) spread over ``examples`` examples."""
+        d = math.prod(input_shape) if input_shape else self.d
+        beta = 2 * self.width * (self.d + (self.depth - 2) * self.width)
+        return 2 * d + -(-beta // self.examples)
 
 
 @dataclass
@@ -39,11 +74,11 @@ class LinearGD:
              device: str = "cpu") -> LinearGD:
         """Members initialised exactly as ``train_population`` initialises ``DeepLinear(d, width, depth)``
         for these seeds (``FromModule``), cast to ``dtype``."""
-        model = FromModule(lambda: DeepLinear(d, width, depth))
+        model = LinearGDModel(d, width, depth)
         p = model.init(seeds)
         weights = [p[f"weights.{i}"].to(device=device, dtype=dtype).clone() for i in range(depth)]
         K = len(seeds)
-        return cls(weights, tuple(model.base.scales), torch.ones(K, dtype=torch.bool, device=device),
+        return cls(weights, model.scales, torch.ones(K, dtype=torch.bool, device=device),
                    torch.full((K,), -1, dtype=torch.long))
 
     def select(self, members: list[int]) -> LinearGD:

@@ -30,7 +30,9 @@ from .experiment import (
            PARTS,
            control_run,
            job_inputs,
+           job_stages,
            jobs,
+           lazy_control_cap,
            least_squares_floor,
            preflight,
            real_data,
@@ -46,7 +48,8 @@ JOBS_VERSION = 2  # 2: real gains the validation split, the balanced grid and it
 
 __all__ = ["Config", "EoSSettings", "Grid", "JOBS_VERSION", "Measured", "NAME", "PAPER", "PARTS", "REGIME",
            "ReLUSettings", "RealSettings", "Settings", "UVSettings", "Verdicts", "at", "boundary", "choose",
-           "control_run", "grid_phases", "job_inputs", "jobs", "judge", "least_squares_floor", "measured",
+           "control_run", "grid_phases", "job_inputs", "job_stages", "jobs", "judge", "lazy_control_cap",
+           "least_squares_floor", "measured",
            "phase_from_tables", "phase_tables", "preflight", "real_data", "real_summary", "regression_data",
            "report", "run_job",
            "sharpness_from_tables", "sharpness_tables"]

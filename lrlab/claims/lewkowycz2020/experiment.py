@@ -19,6 +19,7 @@ from ...eos import track_sharpness
 from ...models import NTKMLP, FromModule, UVModel
 from ...models.mlp import torch_mlp
 from ...phase import PhaseDiagram, classify, initial_curvature, phase_diagram
+from ...plan import Stage
 from ...probes.accuracy import group_metrics
 from ...probes.curvature import top_hessian_eigs
 from ...probes.ntk import population_ntk_top_eigenvalue
@@ -26,7 +27,7 @@ from ...seeding import seeded
 from ...train import Constant, Member, train_population
 from ..protocol import Job, JobContext, config_inputs, seed_job
 from .config import Config, RealSettings, Settings
-from .selection import check_balanced, choose, equal_sum_steps
+from .selection import check_balanced, choose, equal_sum_steps, grid_phases
 from .tables import phase_tables, sharpness_tables
 
 PARTS = ("core", "real", "eos")
@@ -97,7 +98,7 @@ def job_inputs(cfg: Config, job: Job) -> dict:
 def _core_job(s: Settings, seed: int, device: str) -> dict[str, pd.DataFrame]:
     """The uv sweeps (boundary grid and widths) and the ReLU maximal-rate sweeps of one seed."""
     u = s.uv
-    cs = np.unique(np.concatenate([[u.lazy_c, u.catapult_c], u.boundary.values()]))
+    cs = _uv_cs(s)
     x, y = regression_data(u.d, u.m, seed)  # phase_diagram moves the data to ``device``
     uv = phase_diagram(_uv_factory(u.d, u.width, seed), x, y, "squared", scaled_etas=cs, steps=u.steps,
                        seed=seed, rise_tol=s.rise_tol, curvature_every=u.curvature_every, device=device)
@@ -312,6 +313,52 @@ def _eos_job(s: Settings, seed: int, device: str) -> dict[str, pd.DataFrame]:
 
 
 _JOBS = {"core": _core_job, "real": _real_job, "eos": _eos_job}
+
+CIFAR_CLASSES = 10
+
+
+def _cifar_input(pool: int) -> tuple[int]:
+    """One CIFAR-10 image average-pooled by ``pool`` and flattened, as :func:`cifar10_vectors` gives it."""
+    return (3 * (32 // pool) ** 2,)
+
+
+def _uv_cs(s: Settings) -> np.ndarray:
+    """The uv sweep's η·λ0: the lazy and catapult rates and the boundary grid."""
+    u = s.uv
+    return np.unique(np.concatenate([[u.lazy_c, u.catapult_c], u.boundary.values()]))
+
+
+def lazy_control_cap(r: RealSettings) -> int:
+    """The most steps the lazy control can run: the longest equal-Σηt run over every (lazy, catapult) pair of
+    candidates the validation split may choose, or ``conv_max_steps`` when longer."""
+    ph = grid_phases(r.grid, r.catapult_max)
+    eq = [equal_sum_steps(r.steps, cc, cl) for cl, pl in zip(r.grid, ph) if pl == "lazy"
+          for cc, pc in zip(r.grid, ph) if pc == "catapult"]
+    return max([r.conv_max_steps, *eq])
+
+
+def job_stages(cfg: Config, job: Job) -> list[Stage]:
+    """What a job trains (:mod:`lrlab.plan`), from the config alone (no data loaded): each phase_diagram,
+    sweep or sharpness-tracking population and the two (f) controls, whose steps are caps (convergence)."""
+    s, seed = cfg.claim, int(job.params["seed"])
+    if job.part == "core":
+        u, rl = s.uv, s.relu
+        return ([Stage("uv", FromModule(_uv_factory(u.d, u.width, seed)), (u.d,), u.m, u.steps, len(_uv_cs(s)))]
+                + [Stage(f"uv-width{w}", FromModule(_uv_factory(u.d, w, seed)), (u.d,), u.m, u.steps, 1)
+                   for w in u.widths]
+                + [Stage(f"relu-depth{dep}", FromModule(_mlp_factory(rl.d, rl.width, dep)), (rl.d,), rl.m, rl.steps,
+                         len(rl.grid.values())) for dep in rl.depths])
+    if job.part == "real":
+        r = s.real
+        shape, n = _cifar_input(r.pool), CIFAR_CLASSES * r.n_per_class
+        model = FromModule(lambda: NTKMLP(shape[0], r.width, depth=r.depth, activation="relu", out_dim=CIFAR_CLASSES))
+        return [Stage("sweep", model, shape, n, r.steps, len(r.grid)),
+                Stage("lazy-control", model, shape, n, lazy_control_cap(r), 1, capped=True),
+                Stage("catapult-control", model, shape, n, r.conv_max_steps, 1, capped=True)]
+    e = s.eos
+    shape = _cifar_input(e.pool)
+    return [Stage("eos", FromModule(torch_mlp(shape[0], e.width, e.depth, CIFAR_CLASSES, "tanh")), shape,
+                  CIFAR_CLASSES * e.n_per_class, e.steps, len(e.stability))]
 
 
 def run_job(cfg: Config, job: Job, ctx: JobContext) -> dict[str, pd.DataFrame]:

@@ -18,11 +18,11 @@ per seed: the intervals are conditional on that one draw (the report says so, pe
 """
 
 from .config import Config, Settings, Verdicts, anneal_epoch, same_time_epochs, same_time_seeds
-from .experiment import EPOCH_COLUMNS, KINDS, epoch_table, job_key, jobs, preflight, run_config, run_job
+from .experiment import EPOCH_COLUMNS, KINDS, epoch_table, job_key, job_stages, jobs, preflight, run_config, run_job
 from .judge import CHANCE, NAME, RegimeOutcome, judge, judge_regime, outcomes
 from .report import EVAL_SERIES, PAPER, conditioning, physical_time, reading, report, same_time_figure
 
 __all__ = ["CHANCE", "Config", "EPOCH_COLUMNS", "EVAL_SERIES", "KINDS", "NAME", "PAPER", "RegimeOutcome",
-           "Settings", "Verdicts", "anneal_epoch", "conditioning", "epoch_table", "job_key", "jobs", "judge",
-           "judge_regime", "outcomes", "physical_time", "preflight", "reading", "report", "run_config", "run_job",
-           "same_time_epochs", "same_time_figure", "same_time_seeds"]
+           "Settings", "Verdicts", "anneal_epoch", "conditioning", "epoch_table", "job_key", "job_stages", "jobs",
+           "judge", "judge_regime", "outcomes", "physical_time", "preflight", "reading", "report", "run_config",
+           "run_job", "same_time_epochs", "same_time_figure", "same_time_seeds"]

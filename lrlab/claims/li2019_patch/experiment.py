@@ -25,9 +25,11 @@ import pandas as pd
 from ... import experiment
 from ...config import RunConfig, to_yaml
 from ...data.cifar import load_cifar10
+from ...plan import Stage
 from ...store import load_run
 from ...train.population import CHECKPOINT
 from ..protocol import Job, JobContext, Resources
+from ..runconfig_plan import run_stages
 from .config import Config, Settings, same_time_epochs, same_time_seeds
 
 KINDS = ("patch", "clean", "same-time")
@@ -92,6 +94,14 @@ def run_config(rc: RunConfig, s: Settings, kind: str, seed: int, device: str = "
     else:
         raise ValueError(f"unknown data kind {kind!r}; expected one of {list(KINDS)}")
     return RunConfig.model_validate(d)
+
+
+def job_stages(cfg: Config, job: Job) -> list[Stage]:
+    """What a job trains (:mod:`lrlab.plan`): its run config (patched, clean or equal-Σηt) as one
+    stage of its schedules for its seed, without reading the images."""
+    rc = run_config(cfg.regimes[job.params["regime"]], cfg.claim, job.part, job.params["seed"],
+                    cfg.execution.device, cfg.execution.threads)
+    return run_stages(rc)
 
 
 def _train(rc: RunConfig, rd: Path, progress: bool):

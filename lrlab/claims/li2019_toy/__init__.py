@@ -19,7 +19,7 @@ trains the regime's schedules, another its same-Σηt control (docs/claims/li201
 """
 
 from .config import Config, Settings, Verdicts, anneal_step, control_config, control_name
-from .experiment import RUNS, job_inputs, jobs, preflight, run_config, run_job, train
+from .experiment import RUNS, job_inputs, job_stages, jobs, preflight, run_config, run_job, train
 from .judge import NAME, Regime, first_fit_step, judge, judge_regime, per_seed_final, regime_of, result_of, window_steps
 from .report import PAPER, report
 
@@ -27,6 +27,6 @@ JOBS_VERSION = 2  # 2: the two-layer net trains in mode auto → fused (the hand
 
 __all__ = ["Config", "JOBS_VERSION", "NAME", "PAPER", "RUNS", "Regime", "Settings", "Verdicts", "anneal_step",
            "control_config",
-           "control_name", "first_fit_step", "job_inputs", "jobs", "judge", "judge_regime",
+           "control_name", "first_fit_step", "job_inputs", "job_stages", "jobs", "judge", "judge_regime",
            "per_seed_final", "preflight", "regime_of", "report", "result_of", "run_config", "run_job", "train",
            "window_steps"]

@@ -11,9 +11,11 @@ import pandas as pd
 
 from ... import experiment as runs
 from ...config import RunConfig, to_yaml
+from ...plan import Stage
 from ...train import PopulationResult
 from ...train.population import CHECKPOINT
 from ..protocol import Job, JobContext, Resources
+from ..runconfig_plan import run_stages
 from .config import Config, control_config
 
 RUNS = ("main", "control")
@@ -52,7 +54,15 @@ def run_config(cfg: Config, job: Job, ctx: JobContext) -> RunConfig:
 def job_inputs(cfg: Config, job: Job) -> dict:
     """What a job reads: exactly the run config it trains (its regime, or that regime's control)."""
     ex = cfg.execution
-    return {"run": run_config(cfg, job, JobContext(ex.device, ex.threads)).model_dump(mode="json")}
+    return {"run": run_config(cfg, job, JobContext(ex.device, ex.threads)).model_dump(mode="json")} | (
+        {"amp": True} if ex.amp else {})
+
+
+def job_stages(cfg: Config, job: Job) -> list[Stage]:
+    """What a job trains (:mod:`lrlab.plan`): its run config, the regime or its same-Σηt control,
+    as one stage of every schedule × seed, without drawing the data."""
+    ex = cfg.execution
+    return run_stages(run_config(cfg, job, JobContext(ex.device, ex.threads)))
 
 
 def train(rc: RunConfig, run_dir: Path, progress: bool = False) -> PopulationResult:

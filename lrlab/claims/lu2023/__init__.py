@@ -25,11 +25,12 @@ per-seed effect with a 95% t interval:
 """
 
 from .config import Config, Settings, lr_unit
-from .experiment import CURVES, jobs, preflight, run_job
+from .experiment import CURVES, control_steps, job_stages, jobs, preflight, run_job
 from .judge import NAME, Run, effect_window, judge, measures, run_of, window_summary
 from .report import PAPER, report
 
 JOBS_VERSION = 2  # 2: the curves table gains the weight-space oscillation share 'osc.weights'
 
-__all__ = ["CURVES", "Config", "JOBS_VERSION", "NAME", "PAPER", "Run", "Settings", "effect_window", "jobs", "judge",
-           "lr_unit", "measures", "preflight", "report", "run_job", "run_of", "window_summary"]
+__all__ = ["CURVES", "Config", "JOBS_VERSION", "NAME", "PAPER", "Run", "Settings", "control_steps", "effect_window",
+           "job_stages", "jobs", "judge", "lr_unit", "measures", "preflight", "report", "run_job", "run_of",
+           "window_summary"]

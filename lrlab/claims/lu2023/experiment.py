@@ -9,6 +9,7 @@ import torch
 from ...config import TrainConfig
 from ...data import StackedData, feature_noise
 from ...models import ReLU2CNN
+from ...plan import Stage
 from ...probes.accuracy import group_metrics
 from ...probes.oscillation import benign_probes
 from ...train import Constant, Member, train_population
@@ -58,11 +59,25 @@ def _train(s: Settings, seeds: list[int], cs: list[float], steps: int, eval_ever
     return {"finals": finals, "curves": curves.reset_index(drop=True)}
 
 
+def control_steps(s: Settings) -> tuple[int, int]:
+    """The control's steps (the small rate for the large rate's Σ η_t) and its probe cadence
+    (an odd multiple of ``eval_every``: about as many probes, no aliasing)."""
+    k = s.large / s.small
+    return int(round(s.steps * k)), s.eval_every * max(1, int(k) | 1)
+
+
+def job_stages(cfg: Config, job: Job) -> list[Stage]:
+    """What a job trains (:mod:`lrlab.plan`): one SGD population of its rates × every seed, on
+    points of 3 patches in R^d, without drawing the data."""
+    s, seeds = cfg.claim, cfg.execution.seeds
+    model = ReLU2CNN(s.data.d, s.model.filters, s.model.init_std)
+    cs, steps = (list(s.grid), s.steps) if job.part == "sweep" else ([s.small], control_steps(s)[0])
+    return [Stage(job.part, model, (3, s.data.d), s.batch_size, steps, len(cs) * len(seeds))]
+
+
 def run_job(cfg: Config, job: Job, ctx: JobContext) -> dict[str, pd.DataFrame]:
     s, seeds = cfg.claim, cfg.execution.seeds
     if job.part == "sweep":
         return _train(s, seeds, list(s.grid), s.steps, s.eval_every, s.test_every, ctx.device)
-    k = s.large / s.small  # the small rate for the large rate's Σ η_t
-    steps = int(round(s.steps * k))
-    every = s.eval_every * max(1, int(k) | 1)  # an odd multiple: about as many probes, no aliasing
+    steps, every = control_steps(s)
     return _train(s, seeds, [s.small], steps, every, every * max(1, s.test_every // s.eval_every), ctx.device)

@@ -49,6 +49,7 @@ from .config import (
     AutoDecaySettings,
     Config,
     GDSGDSettings,
+    ImageModel,
     NoiseSettings,
     PatternSettings,
     Settings,
@@ -61,7 +62,7 @@ from .config import (
     pattern_names,
     sgd_names,
 )
-from .experiment import PARTS, job_inputs, jobs, preflight, run_job, transfer_net
+from .experiment import PARTS, job_inputs, job_stages, jobs, preflight, run_job, transfer_net
 from .judge import NAME, REGIME, judge, judge_results, results
 from .report import PAPER, report
 
@@ -72,8 +73,7 @@ constant rate for the decayed run's Σηt) and store its curves in ``curves``.
 4: the gdsgd jobs also train full-batch GD at ``gd_diverge_factors`` × gd_lr (``curves`` part
 ``gd-larger``, ``gd_larger_names``)."""
 
-__all__ = ["AutoDecaySettings", "Config", "GDSGDSettings", "JOBS_VERSION", "NAME", "NoiseSettings", "PAPER", "PARTS",
-           "PatternSettings", "REGIME", "Settings", "TransferSettings", "Verdicts", "autodecay_names",
-           "control_name", "GD_LARGER", "gd_larger_names", "gd_names",
-           "job_inputs", "jobs", "judge", "judge_results", "pattern_names", "preflight", "report", "results", "run_job",
-           "sgd_names", "transfer_net"]
+__all__ = ["AutoDecaySettings", "Config", "GDSGDSettings", "ImageModel", "JOBS_VERSION", "NAME", "NoiseSettings",
+           "PAPER", "PARTS", "PatternSettings", "REGIME", "Settings", "TransferSettings", "Verdicts", "autodecay_names",
+           "control_name", "GD_LARGER", "gd_larger_names", "gd_names", "job_inputs", "job_stages", "jobs", "judge",
+           "judge_results", "pattern_names", "preflight", "report", "results", "run_job", "sgd_names", "transfer_net"]

@@ -6,19 +6,39 @@ Setup facts and which values are the paper's: docs/claims/you2019.md.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import Field, model_validator
 
-from ...config import PS10Config, Strict
+from ...config import PS10Config, SmallCNNConfig, Strict, WideResNetConfig
 from ..protocol import IntervalExecution
+
+ImageModel = Annotated[Union[SmallCNNConfig, WideResNetConfig], Field(discriminator="kind")]
+"""A part's network when it is not the default MLP: an image model of :func:`lrlab.models.make_model`
+(``wide_resnet`` or ``small_cnn``) on 3-channel images."""
+
+MODEL_HELP = ("the network: None (default) = the MLP of `width` hidden units; else an image model "
+              "(e.g. {kind: wide_resnet, depth: 16, width: 4, dropout: 0.0}) on 3-channel images, with "
+              "`width` left out")
+
+
+def check_net(where: str, width: int | None, model: ImageModel | None, channels: int | None = None) -> None:
+    """A part names its network by exactly one of ``width`` (the MLP) and ``model``; an image model
+    needs 3-channel inputs (``channels``: the part's PS10 channels, None for CIFAR-10)."""
+    if (width is None) == (model is None):
+        raise ValueError(f"{where}: give exactly one of width (the MLP's hidden units) and model (an image "
+                         f"model), got width={width!r}, model={model!r}")
+    if model is not None and channels is not None and channels != 3:
+        raise ValueError(f"{where}: model {model.kind!r} needs 3-channel PS10 images (data.channels: 3), "
+                         f"got {channels} channels")
 
 
 class PatternSettings(Strict):
     """A PS10 population: step decay from ``lr`` plus a constant-LR control at each stage's value."""
 
     data: PS10Config
-    width: int = Field(gt=0, description="hidden units of the two-layer ReLU net")
+    width: int | None = Field(None, gt=0, description="hidden units of the two-layer ReLU net")
+    model: ImageModel | None = Field(None, description=MODEL_HELP)
     epochs: int = Field(gt=1)
     batch_size: int = Field(gt=0)
     lr: float = Field(gt=0)
@@ -33,6 +53,7 @@ class PatternSettings(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> PatternSettings:
+        check_net("noise" if hasattr(self, "small_lr") else "patterns", self.width, self.model, self.data.channels)
         m = self.milestones
         if any(b <= a for a, b in zip(m, m[1:])) or m[0] <= 0 or m[-1] >= self.epochs:
             raise ValueError(f"milestones must increase strictly inside (0, epochs={self.epochs}), got {m}")
@@ -80,11 +101,15 @@ class GDSGDSettings(Strict):
     n_per_class: int = Field(gt=0)
     test_per_class: int = Field(gt=0)
     pool: int = Field(4, gt=0)
-    width: int = Field(gt=0)
-    depth: int = Field(2, ge=1, le=4)
+    width: int | None = Field(None, gt=0, description="hidden units of each layer of the ReLU MLP")
+    depth: int = Field(2, ge=1, le=4, description="hidden layers of the ReLU MLP (not read with model)")
+    model: ImageModel | None = Field(None, description=MODEL_HELP)
     factor: float = Field(0.1, gt=0, lt=1)
     gd_lr: float = Field(gt=0)
     gd_steps: int = Field(gt=1)
+    gd_micro_batch: int | None = Field(None, gt=0, description="full-batch GD and its Hessian in slices of this "
+                                       "many images (lrlab TrainConfig.micro_batch): the same gradient in one "
+                                       "slice's memory, BatchNorm statistics per slice; None = all at once")
     gd_decay_at: list[int] = Field(min_length=1, description="GD steps of the (single) decay, one run each")
     gd_eval_every: int = Field(gt=0)
     sgd_lr: float = Field(gt=0)
@@ -101,6 +126,7 @@ class GDSGDSettings(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> GDSGDSettings:
+        check_net("gdsgd", self.width, self.model)
         if 32 % self.pool:
             raise ValueError(f"pool must divide 32, got {self.pool}")
         f = self.gd_diverge_factors
@@ -116,7 +142,8 @@ class TransferSettings(Strict):
     n_per_class: int = Field(gt=0)
     test_per_class: int = Field(gt=0)
     pool: int = Field(4, gt=0)
-    width: int = Field(gt=0)
+    width: int | None = Field(None, gt=0, description="hidden units of the two-layer ReLU MLP")
+    model: ImageModel | None = Field(None, description=MODEL_HELP)
     lrs: list[float] = Field(min_length=3, description="the stage rates, e.g. 0.1, 0.01, 0.001")
     epochs: list[int] = Field(min_length=3, description="epochs of each stage")
     batch_size: int = Field(gt=0)
@@ -128,6 +155,7 @@ class TransferSettings(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> TransferSettings:
+        check_net("transfer", self.width, self.model)
         c = self.source_classes
         if len(set(c)) != len(c) or not all(0 <= k < 10 for k in c):
             raise ValueError(f"transfer.source_classes must be distinct classes in 0..9, got {c}")
@@ -148,7 +176,8 @@ class AutoDecaySettings(Strict):
     """AutoDecay against a grid of step decays on PS10 (same net, data and epoch budget)."""
 
     data: PS10Config
-    width: int = Field(gt=0)
+    width: int | None = Field(None, gt=0, description="hidden units of the two-layer ReLU net")
+    model: ImageModel | None = Field(None, description=MODEL_HELP)
     epochs: int = Field(gt=1, description="the budget; step decays use all of it")
     batch_size: int = Field(gt=0)
     lr: float = Field(gt=0)
@@ -165,6 +194,11 @@ class AutoDecaySettings(Strict):
                            "points' of the tuned step decay (AutoDecay − tuned within ± this)")
     epoch_saving: float = Field(0.1, gt=0, lt=1, description="autodecay-epochs: the smallest share of the epoch "
                                 "budget AutoDecay must save (min_effect of 1 − epochs/budget)")
+
+    @model_validator(mode="after")
+    def _check(self) -> AutoDecaySettings:
+        check_net("autodecay", self.width, self.model, self.data.channels)
+        return self
 
 
 class Settings(Strict):

@@ -3,17 +3,21 @@ returning tidy tables (see docs/claims/you2019.md for their columns)."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Callable
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ...config import TrainConfig, TwoLayerConfig
+from ...config import PS10Config, TrainConfig, TwoLayerConfig
 from ...data import cifar10_vectors, ps10, resolve_source
+from ...data.dataset import Split
 from ...data.ps10 import PS10Part, ps10_arrays, ps10_info
 from ...models import FromModule, make_model
 from ...models.mlp import torch_mlp
+from ...plan import Stage
 from ...probes.curvature import population_top_eigs
 from ...seeding import seeded
 from ...train import Constant, Member, StepDecay, train_population
@@ -25,6 +29,7 @@ from .config import (
     AutoDecaySettings,
     Config,
     GDSGDSettings,
+    ImageModel,
     PatternSettings,
     TransferSettings,
     autodecay_names,
@@ -57,8 +62,14 @@ def jobs(cfg: Config) -> list[Job]:
 
 
 def job_inputs(cfg: Config, job: Job) -> dict:
-    """What a job reads: its own part's section of the claim."""
-    return config_inputs(cfg, keep_claim=[job.part])
+    """What a job reads: its own part's section of the claim. ``model`` is left out while it is
+    None (the default MLP), so jobs stored before the field existed keep their fingerprints."""
+    data = config_inputs(cfg, keep_claim=[job.part])
+    section = data["claim"][job.part]
+    for key in ("model", "gd_micro_batch"):  # unset: left out, as before these options existed
+        if key in section and section[key] is None:
+            del section[key]
+    return data
 
 
 def preflight(cfg: Config) -> None:
@@ -68,8 +79,39 @@ def preflight(cfg: Config) -> None:
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _two_layer(input_shape: tuple[int, ...], width: int, classes: int):
-    return make_model(TwoLayerConfig(width=width), input_shape, classes)
+def ps10_net(p: PatternSettings | AutoDecaySettings):
+    """A PS10 part's network: the two-layer ReLU net of ``p.width``, or the image model ``p.model``."""
+    return make_model(p.model or TwoLayerConfig(width=p.width), ps10_shape(p.data), p.data.n_classes)
+
+
+def ps10_shape(data: PS10Config) -> tuple[int, int, int]:
+    """One PS10 example: channels × image_size × image_size."""
+    return (data.channels, data.image_size, data.image_size)
+
+
+def cifar_shape(pool: int, model: ImageModel | None) -> tuple[int, ...]:
+    """One pooled CIFAR-10 example as a part's network reads it: a vector of 3·(32/pool)² numbers
+    for the MLP, a 3×(32/pool)×(32/pool) image for an image model."""
+    s = 32 // pool
+    return (3 * s * s,) if model is None else (3, s, s)
+
+
+def as_images(split: Split, pool: int) -> Split:
+    """The flattened vectors of :func:`cifar10_vectors` as 3×(32/pool)×(32/pool) images."""
+    s = 32 // pool
+
+    def images(ds):
+        return dataclasses.replace(ds, x=ds.x.unflatten(1, (3, s, s)))
+
+    return Split(images(split.train), images(split.test))
+
+
+def gdsgd_net(g: GDSGDSettings, seed: int):
+    """(c, d)'s network: the ReLU MLP of ``depth`` × ``width`` (built under ``seed``), or ``g.model``."""
+    if g.model is None:
+        with seeded(seed):
+            return FromModule(torch_mlp(cifar_shape(g.pool, None)[0], g.width, g.depth, 10))
+    return make_model(g.model, cifar_shape(g.pool, g.model), 10)
 
 
 def _curves(res, part: str, seed: int, names: list[str], metrics: tuple[str, ...], spe: int) -> pd.DataFrame:
@@ -85,10 +127,15 @@ def _curves(res, part: str, seed: int, names: list[str], metrics: tuple[str, ...
     return pd.concat(out, ignore_index=True)[CURVE_COLUMNS]
 
 
-def transfer_net(d_in: int, width: int, classes: int, device: str) -> Callable[[], nn.Module]:
-    """The transfer part's network factory: a two-layer ReLU MLP, initialised on the CPU (so the
+def transfer_net(d_in: int | tuple[int, ...], width: int | None, classes: int, device: str,
+                 model: ImageModel | None = None) -> Callable[[], nn.Module]:
+    """The transfer part's network factory: a two-layer ReLU MLP on vectors of ``d_in`` numbers, or
+    with ``model`` that image model on images of shape ``d_in``; initialised on the CPU (so the
     weights do not depend on the device) and moved to ``device``."""
-    make = torch_mlp(d_in, width, 2, classes)
+    if model is None:
+        make = torch_mlp(int(d_in), width, 2, classes)
+    else:
+        make = make_model(model, tuple(d_in), classes).factory
     return lambda: make().to(device)
 
 
@@ -153,7 +200,7 @@ def _pattern_job(part: str, p: PatternSettings, seed: int, device: str) -> dict[
     scheds = [StepDecay(p.lr, tuple(m * spe for m in p.milestones), p.factor)]
     scheds += [Constant(lr) for lr in p.stage_lrs()]
     members = [Member(n, seed, s) for n, s in zip(names, scheds)]
-    model = _two_layer(tuple(split.train.input_shape), p.width, p.data.n_classes)
+    model = ps10_net(p)
     cfg = TrainConfig(loss="cross_entropy", steps=p.epochs * spe, batch_size=p.batch_size,
                       eval_every=p.eval_every * spe, momentum=p.momentum, device=device)
     probes = every = None
@@ -178,26 +225,28 @@ def _gdsgd_job(g: GDSGDSettings, seed: int, device: str) -> dict[str, pd.DataFra
     (appendix A.2) GD at each ``gd_diverge_factors`` × gd_lr, same initialisation and steps, as a second
     population (curves part ``gd-larger``; a run the trainer froze reads NaN from then on)."""
     split = cifar10_vectors(g.n_per_class, g.test_per_class, seed, pool=g.pool)
+    if g.model is not None:
+        split = as_images(split, g.pool)
     x, y = split.train.x, split.train.y
-    with seeded(seed):
-        model = FromModule(torch_mlp(x.shape[1], g.width, g.depth, 10))
+    model = gdsgd_net(g, seed)
     names = gd_names(g)
     gd = [Member(n, seed, Constant(g.gd_lr) if n == "constant" else StepDecay(g.gd_lr, (s,), g.factor))
           for n, s in zip(names, [0] + list(g.gd_decay_at))]
     res = train_population(model, gd, split.train, split.test,
                            TrainConfig(loss="cross_entropy", steps=g.gd_steps, batch_size=None,
-                                       eval_every=g.gd_eval_every, device=device))
+                                       micro_batch=g.gd_micro_batch, eval_every=g.gd_eval_every, device=device))
     gd_curves = _curves(res, "gd", seed, names, GDSGD_METRICS, 1)
     if g.gd_diverge_factors:  # appendix A.2: the larger rates, as their own population (the one above is unchanged)
         lnames = gd_larger_names(g)
         larger = [Member(n, seed, Constant(g.gd_lr * f)) for n, f in zip(lnames, g.gd_diverge_factors)]
         lres = train_population(model, larger, split.train, split.test,
                                 TrainConfig(loss="cross_entropy", steps=g.gd_steps, batch_size=None,
-                                            eval_every=g.gd_eval_every, device=device))
+                                            micro_batch=g.gd_micro_batch, eval_every=g.gd_eval_every,
+                                            device=device))
         gd_curves = pd.concat([gd_curves, _curves(lres, GD_LARGER, seed, lnames, GD_LARGER_METRICS, 1)],
                               ignore_index=True)
     eig = population_top_eigs(model, res.params, x.to(device), y.to(device), "cross_entropy", 10, k=g.top_k,
-                              iters=max(60, 4 * g.top_k), tol=1e-4)
+                              iters=max(60, 4 * g.top_k), tol=1e-4, chunk_size=g.gd_micro_batch)
     eig = eig.detach().double().cpu().numpy()
     eigs = pd.DataFrame([{"seed": seed, "name": n, "i": i, "value": float(eig[j, i])}
                          for j, n in enumerate(names) for i in range(eig.shape[1])])
@@ -217,6 +266,8 @@ def _gdsgd_job(g: GDSGDSettings, seed: int, device: str) -> dict[str, pd.DataFra
 def _transfer_job(t: TransferSettings, seed: int, device: str) -> dict[str, pd.DataFrame]:
     """Stage snapshots on the CIFAR-10 source; fix and finetune onto the other classes and PS10."""
     split = cifar10_vectors(t.n_per_class, t.test_per_class, seed, pool=t.pool)
+    if t.model is not None:
+        split = as_images(split, t.pool)
     src = torch.tensor(t.source_classes)
     others = [c for c in range(10) if c not in t.source_classes]
 
@@ -231,15 +282,18 @@ def _transfer_job(t: TransferSettings, seed: int, device: str) -> dict[str, pd.D
     xt, yt = part(split.train, others)
     xt_te, yt_te = part(split.test, others)
     p = ps10(t.ps10, seed)
-    make = transfer_net(xs.shape[1], t.width, len(t.source_classes), device)
+    if t.model is None:
+        make = transfer_net(xs.shape[1], t.width, len(t.source_classes), device)
+    else:
+        make = transfer_net(tuple(xs.shape[1:]), t.width, len(t.source_classes), device, model=t.model)
     with seeded(seed):
         net = make()
 
     def dev(*ts):
         return tuple(x.to(device) for x in ts)
 
-    targets = {"cifar10-other-classes": dev(xt, yt, xt_te, yt_te),
-               "ps10": dev(p.train.x.flatten(1), p.train.y, p.test.x.flatten(1), p.test.y)}
+    px, px_te = (p.train.x.flatten(1), p.test.x.flatten(1)) if t.model is None else (p.train.x, p.test.x)
+    targets = {"cifar10-other-classes": dev(xt, yt, xt_te, yt_te), "ps10": dev(px, p.train.y, px_te, p.test.y)}
     xs, ys, xs_te, ys_te = dev(xs, ys, xs_te, ys_te)
     snaps = train_with_snapshots(net, xs, ys, lrs=list(t.lrs), epochs_per_stage=list(t.epochs),
                                  batch_size=t.batch_size, momentum=t.momentum, seed=seed)
@@ -259,7 +313,7 @@ def _autodecay_job(a: AutoDecaySettings, seed: int, device: str) -> dict[str, pd
     scheds.append(AutoDecaySchedule(a.lr, beta=a.beta, window=a.window, tol=a.tol, drop=a.drop,
                                     factor=a.factor, max_decays=a.max_decays, stage_start=a.stage_start))
     members = [Member(n, seed, s) for n, s in zip(names, scheds)]
-    model = _two_layer(tuple(split.train.input_shape), a.width, a.data.n_classes)
+    model = ps10_net(a)
     cfg = TrainConfig(loss="cross_entropy", steps=a.epochs * spe, batch_size=a.batch_size,
                       eval_every=spe, momentum=a.momentum, device=device)
     res = train_population(model, members, split.train, split.test, cfg)
@@ -292,4 +346,68 @@ def run_job(cfg: Config, job: Job, ctx: JobContext) -> dict[str, pd.DataFrame]:
         return _transfer_job(s.transfer, seed, device)
     if job.part == "autodecay":
         return _autodecay_job(s.autodecay, seed, device)
+    raise ValueError(f"{job.key}: unknown part {job.part!r}; expected one of {list(PARTS)}")
+
+
+# ------------------------------------------------------------------------------------ the plan
+def _pattern_stages(p: PatternSettings) -> list[Stage]:
+    """(a)/(b): the population (step decay + a constant run per stage rate), then the control."""
+    spe = p.data.n_train // p.batch_size  # the trainer drops a last partial batch
+    shape, model = ps10_shape(p.data), ps10_net(p)
+    out = [Stage("population", model, shape, p.batch_size, p.epochs * spe, len(pattern_names(p)))]
+    if p.control:
+        out.append(Stage("same-Σηt control", model, shape, p.batch_size, p.control_epochs() * spe, 1))
+    return out
+
+
+def _gdsgd_stages(g: GDSGDSettings, seed: int) -> list[Stage]:
+    """(c, d): full-batch GD, GD at the larger rates, SGD (the Hessian probe is not training)."""
+    n, shape, model = 10 * g.n_per_class, cifar_shape(g.pool, g.model), gdsgd_net(g, seed)
+    out = [Stage("GD", model, shape, n, g.gd_steps, len(gd_names(g)))]
+    if g.gd_diverge_factors:
+        out.append(Stage("GD larger rates", model, shape, n, g.gd_steps, len(g.gd_diverge_factors)))
+    out.append(Stage("SGD", model, shape, g.sgd_batch, g.sgd_epochs * (n // g.sgd_batch), len(sgd_names(g))))
+    return out
+
+
+def _transfer_stages(t: TransferSettings) -> list[Stage]:
+    """The staged source training, then one finetune per (snapshot, target); lrlab.transfer's SGD
+    keeps a last partial batch. The "fix" linear probes (L-BFGS on frozen features) are not counted."""
+    shape, b = cifar_shape(t.pool, t.model), t.batch_size
+    k_src = len(t.source_classes)
+
+    def net(classes: int) -> FromModule:
+        d_in = shape[0] if t.model is None else shape
+        return FromModule(transfer_net(d_in, t.width, classes, "cpu", model=t.model))
+
+    out = [Stage("source stages", net(k_src), shape, b, sum(t.epochs) * math.ceil(t.n_per_class * k_src / b))]
+    targets = [("cifar10-other-classes", t.n_per_class * (10 - k_src), 10 - k_src),
+               ("ps10", t.ps10.n_train, t.ps10.n_classes)]
+    nets = {name: net(k) for name, _, k in targets}
+    for i in range(len(t.lrs) + 1):
+        out += [Stage(f"finetune stage {i} → {name}", nets[name], shape, b, t.finetune_epochs * math.ceil(n / b))
+                for name, n, _ in targets]
+    return out
+
+
+def _autodecay_stages(a: AutoDecaySettings) -> list[Stage]:
+    """The step-decay grid and AutoDecay in one population. Not capped: the trainer stops early only
+    when every member is adaptive, so the step decays keep it to the budget (a stopped AutoDecay
+    member trains on at rate 0)."""
+    spe = a.data.n_train // a.batch_size
+    return [Stage("step-decay grid + AutoDecay", ps10_net(a), ps10_shape(a.data), a.batch_size, a.epochs * spe,
+                  len(autodecay_names(a)))]
+
+
+def job_stages(cfg: Config, job: Job) -> list[Stage]:
+    """What a job trains (:mod:`lrlab.plan`), each training call as one stage, without loading data."""
+    s, seed = cfg.claim, int(job.params["seed"])
+    if job.part in ("patterns", "noise"):
+        return _pattern_stages(getattr(s, job.part))
+    if job.part == "gdsgd":
+        return _gdsgd_stages(s.gdsgd, seed)
+    if job.part == "transfer":
+        return _transfer_stages(s.transfer)
+    if job.part == "autodecay":
+        return _autodecay_stages(s.autodecay)
     raise ValueError(f"{job.key}: unknown part {job.part!r}; expected one of {list(PARTS)}")
