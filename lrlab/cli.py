@@ -228,23 +228,31 @@ def _print_plans(names: list[str], scale: str, out: Path, seeds: int | None, ove
         write_atomic(path, table.to_csv(index=False))
         per_job = plan_summary(table)
         where = table.measured_on.iloc[0] if len(table) else "?"
-        t = Table(title=f"plan: {name} at {scale} scale ({len(per_job)} jobs)")
-        for col in ("job", "part", "CPU", "GPU", "mem GB", "stages", "steps", "TFLOP", f"h on {where}", "GPU-h"):
-            t.add_column(col, no_wrap=True, justify="left" if col in ("job", "part") else "right")
+        t = Table(title=f"plan: {name} at {scale} scale ({len(per_job)} jobs)", caption=f"hours: measured on {where}")
+        t.add_column("job", no_wrap=True)
+        for col in ("CPU", "GPU", "mem GB", "stages", "steps", "TFLOP", "hours", "GPU-h"):
+            t.add_column(col, no_wrap=True, justify="right")
         for r in per_job.itertuples():
-            t.add_row(r.job, r.part, str(r.cpus), str(r.gpus), f"{r.memory_gb:g}", str(r.stages),
-                      f"{'≤' if r.capped else ''}{r.steps:,}", f"{r.tflop:,.1f}", fmt_hours(r.device_hours),
-                      f"{r.gpu_hours:.2f}")
+            t.add_row(r.job, str(r.cpus), str(r.gpus), f"{r.memory_gb:g}", str(r.stages),
+                      f"{'≤' if r.capped else ''}{r.steps:,}", _num(r.tflop), fmt_hours(r.device_hours),
+                      f"{r.gpu_hours:.2g}")
         console.print(t)
         gpu_h = float(per_job.gpu_hours.sum())
         grand += gpu_h
         basis = ("measured on " + where) if str(where).startswith("cuda") else (
-            f"FLOPs at an assumed {gpu_tflops:g} TFLOP/s per GPU (--gpu-tflops); step times measured on {where}")
-        console.print(f"{name}: {per_job.tflop.sum():,.1f} TFLOP, {fmt_hours(float(per_job.device_hours.sum()))} "
-                      f"on {where}, {gpu_h:.1f} GPU-hours ({basis}); training steps only, probes not counted; "
+            f"FLOPs at an assumed {gpu_tflops:g} TFLOP/s per GPU (--gpu-tflops); "
+            f"step times measured on {where}")
+        hours = fmt_hours(float(per_job.device_hours.sum()))
+        console.print(f"{name}: {_num(float(per_job.tflop.sum()))} TFLOP, {hours} "
+                      f"on {where}, {gpu_h:.2g} GPU-hours ({basis}); training steps only, probes not counted; "
                       f"≤: a convergence control counted at its cap. Stages: {path}", markup=False)
     if len(names) > 1:
-        console.print(f"all claims: {grand:.1f} GPU-hours", markup=False)
+        console.print(f"all claims: {grand:.3g} GPU-hours", markup=False)
+
+
+def _num(x: float) -> str:
+    """A quantity in a narrow column: 3 significant digits, thousands separated."""
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
 def _map_specs(names: list[str], scale: str, options: list[str], declared: bool,

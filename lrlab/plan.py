@@ -117,7 +117,7 @@ def plan(jobs: Sequence[Any], stages_of: Callable[[Any], list[Stage]], device: s
             if key not in timed:
                 timed[key] = _time_growing(st.model, st.input_shape, top, where)
                 if log is not None:
-                    log(f"  timed {type(st.model).__name__} on {list(st.input_shape)}: "
+                    log(f"  timed {model_name(st.model)} on {list(st.input_shape)}: "
                         f"{timed[key][0]:.3g} s per step of {timed[key][1]} ({where})")
             seconds, timed_batch = timed[key]
             step_s = seconds * st.batch / timed_batch * st.members
@@ -125,7 +125,7 @@ def plan(jobs: Sequence[Any], stages_of: Callable[[Any], list[Stage]], device: s
             flops = st.flops
             rows.append({
                 "job": job.key, "part": job.part, "cpus": job.resources.cpus, "gpus": job.resources.gpus,
-                "memory_gb": job.resources.memory_gb, "stage": st.label, "model": type(st.model).__name__,
+                "memory_gb": job.resources.memory_gb, "stage": st.label, "model": model_name(st.model),
                 "input": "×".join(map(str, st.input_shape)) or "scalar", "batch": st.batch,
                 "members": st.members, "steps": st.steps, "capped": st.capped, "tflop": flops / 1e12,
                 "step_s": step_s, "measured_on": where, "device_hours": hours,
@@ -144,6 +144,12 @@ def _time_growing(model: Any, input_shape: Sequence[int], top: int, device: str,
         if batch >= top or seconds >= enough:
             return seconds, batch
         batch = min(4 * batch, top)
+
+
+def model_name(model: Any) -> str:
+    """The network's class name (a wrapped module's, e.g. WideResNet inside FromModule)."""
+    base = getattr(model, "base", None)
+    return type(base if isinstance(base, torch.nn.Module) else model).__name__
 
 
 def _model_key(model: Any) -> Any:

@@ -102,8 +102,10 @@ def test_hours_read_as_minutes_hours_or_days():
 
 
 @pytest.mark.parametrize("name", list(CLAIMS))
-def test_every_claim_can_be_planned_at_both_scales(name):
-    for scale in ("quick", "paper"):
+def test_every_claim_can_be_planned(name):
+    """Every job of every claim has stages (quick here; each claim's own plan tests check the
+    paper scale and that the stages are the trainer calls a job really makes)."""
+    for scale in ("quick",):
         cfg = driver.load_claim_config(name, scale)
         jobs = CLAIMS[name].jobs(cfg)
         for job in jobs:
@@ -115,8 +117,9 @@ def test_every_claim_can_be_planned_at_both_scales(name):
 def test_verify_plan_prints_jobs_resources_and_gpu_hours_and_writes_the_stages(tmp_path):
     res = run("verify", "lu2023", "--plan", "--out", tmp_path, "--gpu-tflops", "5")
     assert res.exit_code == 0, res.output
-    assert "plan: lu2023 at quick scale" in res.output and "GPU-hours" in res.output
-    assert "assumed 5 TFLOP/s" in res.output
+    text = " ".join(res.output.split())  # the console wraps long lines
+    assert "plan: lu2023 at quick scale" in text and "GPU-hours" in text
+    assert "assumed 5 TFLOP/s" in text
     table = (tmp_path / "plans" / "lu2023-quick.csv").read_text()
     assert table.startswith("claim,job,part,cpus,gpus,memory_gb,stage")
     assert not (tmp_path / "lu2023").exists()  # nothing ran
