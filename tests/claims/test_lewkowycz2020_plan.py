@@ -93,8 +93,8 @@ def test_lazy_control_cap_is_the_longest_run_the_choice_allows():
 def test_paper_plan_covers_every_job_without_the_data(tmp_path, monkeypatch):
     monkeypatch.setenv("LRLAB_DATA", str(tmp_path / "nowhere"))  # the plan reads no CIFAR-10
     monkeypatch.setattr(lrlab.plan, "measure_step", lambda *a, **k: 1.0)  # no timing: the widest nets take ~10 s
-    table = driver.plan_claim(lew.NAME, "paper")
-    cfg = driver.load_claim_config(lew.NAME, "paper")
+    table = driver.plan_claim(lew.NAME, "paper", seeds=2)
+    cfg = driver.load_claim_config(lew.NAME, "paper", seeds=2)
     tflop = table.groupby("job").tflop.sum()
     assert set(tflop.index) == {j.key for j in lew.jobs(cfg)} and (tflop > 0).all()
     r, real = cfg.claim.real, table[table.part == "real"]

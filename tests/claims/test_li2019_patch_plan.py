@@ -84,9 +84,9 @@ def test_paper_plan_has_every_job(monkeypatch):
     the CPU when there is no GPU (the timing itself is stubbed: WRN-16-10 steps take minutes here)."""
     timed = []
     monkeypatch.setattr(plan, "measure_step", lambda model, shape, batch, device: timed.append(device) or 1.0)
-    cfg = load_claim_config(patch.NAME, "paper")
+    cfg = load_claim_config(patch.NAME, "paper", seeds=1)
     assert cfg.execution.device == "cuda"
-    table = plan_claim(patch.NAME, "paper")
+    table = plan_claim(patch.NAME, "paper", seeds=1)
     assert sorted(table.job) == sorted(j.key for j in patch.jobs(cfg)) and len(table) == len(patch.jobs(cfg))
     assert (table.tflop > 0).all() and (table.gpus == 1).all()
     assert set(timed) == set(table.measured_on) == {measure_device("cuda")}
