@@ -5,8 +5,10 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from lrlab.exec import run_many
 from lrlab.exec.local import die_with_parent
 from tests.helpers import tiny_run_cfg
+from tests.test_driver import _children
 
 
 def test_parallel_workers_give_the_serial_records(tmp_path):
@@ -69,3 +72,35 @@ def test_a_worker_whose_parent_died_before_its_initializer_ends_itself():
     proc.start()
     proc.join(timeout=25)
     assert proc.exitcode == -signal.SIGTERM
+
+
+_INTERRUPTED_BATCH = """
+import sys, time
+from lrlab.exec.local import run_tasks
+from lrlab.experiment import terminate_as_interrupt
+try:
+    with terminate_as_interrupt():
+        run_tasks(time.sleep, [(60,)] * 6, workers=2, log=lambda m: None)
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the workers")
+def test_terminating_a_batch_with_queued_jobs_prints_no_traceback():
+    """SIGTERM while 2 jobs run and 4 wait: the workers stop, the queued jobs are dropped, and the
+    pool's manager thread prints nothing (it used to raise InvalidStateError on cancelled futures)."""
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_BATCH], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "interrupted" in stderr
+    assert "Traceback" not in stderr, stderr

@@ -110,8 +110,9 @@ def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], workers: int, *,
                         err = f.exception()
                         done(futs[f], None if err else f.result(), err)
                 except BaseException:  # Ctrl-C, SIGTERM (as an interrupt), a crash: no worker outlives us
-                    for f in futs:
-                        f.cancel()
+                    # no Future.cancel() first: the pool's manager thread fails every pending future
+                    # once its workers are gone, and on a cancelled one it raises (and prints) an
+                    # InvalidStateError
                     _stop_workers(pool)
                     raise
     if failures:
