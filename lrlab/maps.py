@@ -212,7 +212,7 @@ def run_map(claim: str, spec: MapSpec, scale: str, out: Path, seeds: int | None 
     with store.lock(mdir, "verdict map"), experiment.terminate_as_interrupt():
         write_atomic(mdir / "map.json", json.dumps({
             "claim": claim, "scale": scale, "map": spec.to_dict(),
-            "options": options,
+            "options": options, "sessions": _earlier_sessions(mdir),
             "points": [{"point": f"p{i:02d}", "knobs": p} for i, p in enumerate(points)]}, indent=2, default=str))
         sources = [Path(out)] + [point_dir(mdir, i) for i in range(len(points))]
         todo: dict[tuple[str, str], list[tuple[int, Any]]] = {}
@@ -239,10 +239,16 @@ def run_map(claim: str, spec: MapSpec, scale: str, out: Path, seeds: int | None 
             f"between points) on {f'{nw} worker(s)' if ex is None else 'Ray'}")
         failures: dict[str, str] = {}
         t0 = time.perf_counter()
+        session = {"jobs_reused": reused, "workers": nw if ex is None else 0}
         try:
             driver.run_jobs(items, nw, ex, log=log, progress=progress, labels=labels)
         except TaskError as e:
             failures = e.failures
+        except BaseException:  # interrupted: record what this session did, then stop
+            done = sum((driver.job_dir(out_, claim, job) / "done.json").is_file() for _, _, job, out_ in items)
+            _append_session(mdir, {"at": store.now(), "jobs_run": done, **session,
+                                   "wall_s": round(time.perf_counter() - t0, 1), "interrupted": True})
+            raise
         finally:
             if ex is not None:
                 ex.shutdown()
@@ -262,13 +268,28 @@ def run_map(claim: str, spec: MapSpec, scale: str, out: Path, seeds: int | None 
                 first = f"p{shared[0][0]:02d}"
                 if first in errors and any(m.startswith(f"{jkey}:") for m in errors[first]):
                     errors.setdefault(f"p{i:02d}", []).append(f"{jkey}: failed at {first} (shared job)")
-        meta = json.loads((mdir / "map.json").read_text())
-        meta.setdefault("sessions", []).append({"at": store.now(), "jobs_run": len(items), "jobs_reused": reused,
-                                                "workers": nw if ex is None else 0, "wall_s": round(wall, 1),
-                                                "failures": failures})
-        meta["job_errors"] = {p: "; ".join(m) for p, m in errors.items()}
-        write_atomic(mdir / "map.json", json.dumps(meta, indent=2, default=str))
+        _append_session(mdir, {"at": store.now(), "jobs_run": len(items), **session, "wall_s": round(wall, 1),
+                                "failures": failures},
+                        job_errors={p: "; ".join(m) for p, m in errors.items()})
         return report_map(mdir, log=log)
+
+
+def _earlier_sessions(mdir: Path) -> list[dict[str, Any]]:
+    """The sessions an earlier run of this map recorded (none when there is no readable map.json):
+    kept across re-runs, so the map's wall time counts every session that ran its jobs."""
+    try:
+        sessions = json.loads((Path(mdir) / "map.json").read_text()).get("sessions", [])
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return []
+    return sessions if isinstance(sessions, list) else []
+
+
+def _append_session(mdir: Path, session: dict[str, Any], job_errors: dict[str, str] | None = None) -> None:
+    meta = json.loads((mdir / "map.json").read_text())
+    meta.setdefault("sessions", []).append(session)
+    if job_errors is not None:
+        meta["job_errors"] = job_errors
+    write_atomic(mdir / "map.json", json.dumps(meta, indent=2, default=str))
 
 
 # ------------------------------------------------------------------------------------ judging
@@ -465,7 +486,13 @@ def map_block(results: Path, claim: str) -> str:
         df = pd.read_csv(d / "map.csv", keep_default_na=False, na_values=[""])
         df["error"] = ["" if pd.isna(x) else str(x) for x in df["error"]]
         prov = meta.get("provenance", {})
-        wall = sum(float(s.get("wall_s", 0)) for s in meta.get("sessions", []))
+        sessions = meta.get("sessions", [])
+        wall = sum(float(s.get("wall_s", 0)) for s in sessions)
+        recorded = sum(int(s.get("jobs_run", 0)) for s in sessions)
+        unique = prov.get("unique_jobs")
+        wall_text = f"{wall / 60:.1f} min wall"
+        if isinstance(unique, int) and recorded < unique:  # some jobs ran in a session that left no record
+            wall_text += f" recorded for {recorded} of them"
         spec = meta["map"]
         fig = f"{claim}-{spec['name']}.png"
         knobs = "; ".join(f"`{k}` ∈ {{{', '.join(_text(v) for v in vs)}}}" for k, vs in spec["knobs"].items())
@@ -487,7 +514,7 @@ def map_block(results: Path, claim: str) -> str:
                   f"Depends on the point: {ids(some) or 'none'}"
                   + (f". {errs} point(s) could not be judged" if errs else "")
                   + f". {prov.get('unique_jobs', '?')} distinct jobs, {prov.get('job_compute_s', 0) / 60:.1f} min "
-                  f"of compute, {wall / 60:.1f} min wall on {prov.get('cpus', '?')} cores. Per point and verdict: "
+                  f"of compute, {wall_text} on {prov.get('cpus', '?')} cores. Per point and verdict: "
                   f"`docs/results/maps/{claim}/{d.name}/map.csv`.", ""]
     lines.append(MAP_END.format(claim=claim))
     return "\n".join(lines)

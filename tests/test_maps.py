@@ -88,6 +88,8 @@ def test_a_map_runs_every_point_rejudges_without_training_and_reports(tmp_path, 
     monkeypatch.setattr(driver, "run_one", no_training)
     again = maps.run_map("lu2023", spec, "quick", out, workers=1, log=_quiet)
     pd.testing.assert_frame_equal(again, df)
+    sessions = json.loads((mdir / "map.json").read_text())["sessions"]  # the first session is kept
+    assert [s["jobs_run"] for s in sessions] == [4, 0] and sessions[0]["wall_s"] > 0
     maps.report_all(out, log=_quiet)
     report = (out / "report.md").read_text()
     assert "## Verdict maps" in report and "maps/lu2023/noise/lu2023-noise.png" in report
@@ -212,3 +214,27 @@ def test_publish_copies_a_map_and_regenerates_its_readme_block(tmp_path, monkeyp
     passing = set(df.groupby("verdict")["status"].apply(lambda s: (s == "PASS").all()).loc[lambda s: s].index)
     line = next(x for x in text.splitlines() if x.startswith("Raw verdicts"))
     assert all(f"`{v}`" in line.split("Holds nowhere")[0] for v in passing)
+
+
+def test_an_interrupted_map_records_its_session(tmp_path, monkeypatch):
+    """Ctrl-C / SIGTERM while a map trains: the session is recorded (interrupted, with the jobs it
+    finished and its wall time), and the next run adds its own session to it."""
+    _tiny_lu(tmp_path, monkeypatch)
+    out = tmp_path / "out"
+    spec = maps.MapSpec("noise", {NOISE: [0.05, 0.2]})
+    real = driver.run_jobs
+
+    def interrupted(items, *a, **k):
+        real(items[:1], *a, **k)  # one job finishes, then the user presses Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(driver, "run_jobs", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        maps.run_map("lu2023", spec, "quick", out, workers=1, log=_quiet)
+    mdir = maps.map_dir(out, "lu2023", "noise")
+    (first,) = json.loads((mdir / "map.json").read_text())["sessions"]
+    assert first["interrupted"] and first["jobs_run"] == 1 and first["wall_s"] > 0
+    monkeypatch.setattr(driver, "run_jobs", real)
+    maps.run_map("lu2023", spec, "quick", out, workers=1, log=_quiet)
+    sessions = json.loads((mdir / "map.json").read_text())["sessions"]
+    assert [s["jobs_run"] for s in sessions] == [1, 3] and "interrupted" not in sessions[1]
