@@ -492,7 +492,8 @@ def map_block(results: Path, claim: str) -> str:
         unique = prov.get("unique_jobs")
         wall_text = f"{wall / 60:.1f} min wall"
         if isinstance(unique, int) and recorded < unique:  # some jobs ran in a session that left no record
-            wall_text += f" recorded for {recorded} of them"
+            wall_text = ("no wall time recorded (the jobs ran in a session that left no record)" if not recorded
+                         else wall_text + f" recorded for {recorded} of them")
         spec = meta["map"]
         fig = f"{claim}-{spec['name']}.png"
         knobs = "; ".join(f"`{k}` ∈ {{{', '.join(_text(v) for v in vs)}}}" for k, vs in spec["knobs"].items())
