@@ -517,6 +517,12 @@ def map_block(results: Path, claim: str) -> str:
                   + f". {prov.get('unique_jobs', '?')} distinct jobs, {prov.get('job_compute_s', 0) / 60:.1f} min "
                   f"of compute, {wall_text} on {prov.get('cpus', '?')} cores. Per point and verdict: "
                   f"`docs/results/maps/{claim}/{d.name}/map.csv`.", ""]
+    published = {d.name for d in committed_maps(results, claim)}
+    for spec in declared(claim, "quick").values():  # declared but not yet published: say so
+        if spec.name not in published:
+            knobs = "; ".join(f"`{k}` ∈ {{{', '.join(_text(v) for v in vs)}}}" for k, vs in spec.knobs.items())
+            lines += [f"**Verdict map `{spec.name}`** ({knobs}): declared in the quick config, not run and "
+                      f"published yet (`lrlab verify {claim} --maps`, then `lrlab publish OUT`).", ""]
     lines.append(MAP_END.format(claim=claim))
     return "\n".join(lines)
 

@@ -238,3 +238,9 @@ def test_an_interrupted_map_records_its_session(tmp_path, monkeypatch):
     maps.run_map("lu2023", spec, "quick", out, workers=1, log=_quiet)
     sessions = json.loads((mdir / "map.json").read_text())["sessions"]
     assert [s["jobs_run"] for s in sessions] == [1, 3] and "interrupted" not in sessions[1]
+
+
+def test_a_declared_map_not_yet_published_is_named_in_its_readme_block(tmp_path):
+    block = maps.map_block(tmp_path, "li2019-patch")  # no committed maps under tmp_path
+    assert "**Verdict map `patch-size`**" in block and "not run and published yet" in block
+    assert "`lrlab verify li2019-patch --maps`" in block
