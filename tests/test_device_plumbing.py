@@ -208,3 +208,26 @@ def test_amp_reaches_every_jobs_inputs_only_when_on(name):
         assert "\"amp\":" not in json.dumps(driver.job_inputs(off, job)), job.key
         assert '"amp": true' in json.dumps(driver.job_inputs(on, job)), job.key
         assert driver.fingerprint(on, job) != driver.fingerprint(off, job)
+
+
+def test_verify_amp_end_to_end_runs_stores_and_never_mixes_with_full_precision(tmp_path, monkeypatch):
+    """`lrlab verify --amp`: the jobs train under autocast, claim.json records the option, and a
+    later run without it trains again instead of reusing the mixed-precision jobs."""
+    from tests.test_driver import _tiny_lu
+
+    _tiny_lu(tmp_path, monkeypatch)
+    out = tmp_path / "out"
+    seen: list[bool] = []
+    real = driver.compute_job
+
+    def spy(*a, **k):
+        tables, wall = real(*a, **k)
+        seen.append(bool(CLAIMS["lu2023"].Config.model_validate(a[1]).execution.amp))
+        return tables, wall
+
+    monkeypatch.setattr(driver, "compute_job", spy)
+    driver.verify(["lu2023"], "quick", out, workers=1, log=lambda m: None, amp=True)
+    assert seen == [True, True]
+    assert json.loads((out / "lu2023" / "claim.json").read_text())["amp"] is True
+    driver.verify(["lu2023"], "quick", out, workers=1, log=lambda m: None)
+    assert seen == [True, True, False, False]  # different fingerprints: both jobs ran again
