@@ -221,3 +221,14 @@ def tiny_image_run_dict(root: Path, **sections) -> dict:
         },
     }
     return merge_sections(raw, sections)
+
+
+def model_key(model) -> tuple:
+    """A population model's family and its parameter and buffer shapes (one member): what a plan
+    stage and a recorded trainer call must agree on."""
+    return type(model).__name__, tuple(sorted((k, tuple(v.shape)) for k, v in model.init([0]).items()))
+
+
+def stage_key(st) -> tuple:
+    """A plan stage as (members, batch, steps, input shape, model key)."""
+    return st.members, st.batch, st.steps, tuple(st.input_shape), model_key(st.model)

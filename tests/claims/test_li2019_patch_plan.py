@@ -13,17 +13,9 @@ from lrlab.claims.protocol import JobContext
 from lrlab.claims.runconfig_plan import CIFAR10_IMAGE, data_shape
 from lrlab.config import validate
 from lrlab.driver import load_claim_config, plan_claim
-from lrlab.plan import Stage, measure_device
+from lrlab.plan import measure_device
 from tests.claims.test_li2019_patch import _claim
-
-
-def _model_key(model) -> tuple:
-    """A model's family and its parameter and buffer shapes (one member)."""
-    return type(model).__name__, tuple(sorted((k, tuple(v.shape)) for k, v in model.init([0]).items()))
-
-
-def _stage_key(st: Stage) -> tuple:
-    return st.members, st.batch, st.steps, tuple(st.input_shape), _model_key(st.model)
+from tests.helpers import model_key, stage_key
 
 
 @pytest.fixture
@@ -34,7 +26,7 @@ def trainer_calls(monkeypatch):
 
     def record(model, members, train, test, cfg, **kw):
         calls.append((len(members), cfg.batch_size or len(train), cfg.steps, tuple(train.input_shape),
-                      _model_key(model)))
+                      model_key(model)))
         return real(model, members, train, test, cfg, **kw)
 
     monkeypatch.setattr(experiment, "train_population", record)
@@ -51,10 +43,10 @@ def test_stages_are_the_trainer_calls(cifar_root, trainer_calls, tmp_path):
     planned = Counter()
     for job in jobs:
         stages = patch.job_stages(cfg, job)
-        planned.update(_stage_key(st) for st in stages)
+        planned.update(stage_key(st) for st in stages)
         before = len(trainer_calls)
         patch.run_job(cfg, job, JobContext(workdir=tmp_path / job.key))
-        assert Counter(trainer_calls[before:]) == Counter(_stage_key(st) for st in stages), job.key
+        assert Counter(trainer_calls[before:]) == Counter(stage_key(st) for st in stages), job.key
     assert planned == Counter(trainer_calls)
     by_part = {j.part: patch.job_stages(cfg, j)[0] for j in jobs}
     assert {p: (st.members, st.batch, st.steps) for p, st in by_part.items()} == {

@@ -14,18 +14,9 @@ from lrlab.claims.runconfig_plan import data_shape, run_stages
 from lrlab.config import FeatureNoiseConfig, PS10Config, validate
 from lrlab.data import make_dataset
 from lrlab.driver import load_claim_config, plan_claim
-from lrlab.plan import Stage, measure_device
+from lrlab.plan import measure_device
 from tests.claims.test_li2019_toy import tiny_config
-from tests.helpers import tiny_run_cfg
-
-
-def _model_key(model) -> tuple:
-    """A model's family and its parameter and buffer shapes (one member)."""
-    return type(model).__name__, tuple(sorted((k, tuple(v.shape)) for k, v in model.init([0]).items()))
-
-
-def _stage_key(st: Stage) -> tuple:
-    return st.members, st.batch, st.steps, tuple(st.input_shape), _model_key(st.model)
+from tests.helpers import model_key, stage_key, tiny_run_cfg
 
 
 @pytest.fixture
@@ -37,7 +28,7 @@ def trainer_calls(monkeypatch):
     def record(model, members, train, test, cfg, **kw):
         first = train[0] if isinstance(train, list) else train
         calls.append((len(members), cfg.batch_size or len(first), cfg.steps, tuple(first.input_shape),
-                      _model_key(model)))
+                      model_key(model)))
         return real(model, members, train, test, cfg, **kw)
 
     monkeypatch.setattr(experiment, "train_population", record)
@@ -67,10 +58,10 @@ def test_stages_are_the_trainer_calls(trainer_calls, tmp_path, batch):
     for job in jobs:
         stages = toy.job_stages(cfg, job)
         assert all(not st.capped for st in stages)
-        planned.update(_stage_key(st) for st in stages)
+        planned.update(stage_key(st) for st in stages)
         before = len(trainer_calls)
         toy.run_job(cfg, job, JobContext(workdir=tmp_path / f"{batch}-{job.key}"))
-        assert Counter(trainer_calls[before:]) == Counter(_stage_key(st) for st in stages), job.key
+        assert Counter(trainer_calls[before:]) == Counter(stage_key(st) for st in stages), job.key
     assert planned == Counter(trainer_calls)
 
 
