@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -212,8 +213,8 @@ def test_scheduler_decays_every_group_and_stops():
     opt = make_optimizer()
     sched = AutoDecay(opt, beta=0.5, window=3)
     assert sched.get_last_lr() == [1.0, 0.5] and sched.decays == 0  # construction is a no-op
-    with pytest.raises(TypeError, match="training loss"):
-        sched.step()
+    sched.step()  # no value: an epoch counter, nothing observed
+    assert sched.last_epoch == 1 and sched.rule.epoch == 0 and sched.get_last_lr() == [1.0, 0.5]
     lrs = []
     for x in losses_two_stages():
         opt.step()
@@ -227,8 +228,85 @@ def test_scheduler_decays_every_group_and_stops():
     assert lrs[9] == pytest.approx([0.1, 0.05])
     assert lrs[-1] == pytest.approx([0.01, 0.005])
     assert [g["lr"] for g in opt.param_groups] == lrs[-1]
-    with pytest.raises(RuntimeError, match="already stopped"):
-        sched.step(0.1)
+
+
+def test_stepping_after_the_stop_warns_once_and_leaves_the_rate():
+    opt = make_optimizer()
+    sched = AutoDecay(opt, beta=0.5, window=3, max_decays=0)
+    for x in [4.0, 2.0] + [1.0] * 8:
+        sched.step(x)
+    assert sched.should_stop and sched.get_last_lr() == [1.0, 0.5]
+    epochs = len(sched.history)
+    with pytest.warns(UserWarning, match=f"stopped training at epoch {epochs}"):
+        sched.step(0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # only the first late step warns
+        sched.step(0.01)
+        sched.step()
+    assert sched.get_last_lr() == [1.0, 0.5] == [g["lr"] for g in opt.param_groups]
+    assert len(sched.history) == epochs and sched.last_epoch == epochs + 3
+
+
+def test_per_group_floors_stop_at_the_first_group_that_would_cross_its_own():
+    losses = losses_two_stages()
+    for floors, decays in [(1e-3, 2), ([0.005, 0.02], 1), ([0.05, 1e-4], 1), ([1e-4, 1e-4], 2)]:
+        opt = make_optimizer()
+        sched = AutoDecay(opt, beta=0.5, window=3, min_lr=floors)
+        for x in losses:
+            sched.step(x)
+            if sched.should_stop:
+                break
+        assert sched.should_stop and sched.decays == decays, floors
+        assert all(g["lr"] >= f for g, f in zip(opt.param_groups, sched.min_lrs))
+    with pytest.raises(ValueError, match="min_lr has 3 values but the optimizer has 2 param groups"):
+        AutoDecay(make_optimizer(), min_lr=[0.1, 0.1, 0.1])
+    with pytest.raises(ValueError, match=r"min_lr must be >= 0, got -0.1"):
+        AutoDecay(make_optimizer(), min_lr=[0.0, -0.1])
+
+
+def test_mode_max_decays_after_a_rise_and_stops_on_a_flat_stage():
+    accuracy = [0.2, 0.5] + [0.8] * 8 + [0.82, 0.84] + [0.84] * 30
+    opt = make_optimizer()
+    sched = AutoDecay(opt, beta=0.5, window=3, mode="max")
+    for x in accuracy:
+        sched.step(x)
+        if sched.should_stop:
+            break
+    actions = [h["action"] for h in sched.history]
+    # the first stage rose 4× (a significant change), the second only 1.05× < 1/0.9: stop
+    assert actions.count("decay") == 1 and actions[-1] == "stop" and sched.decays == 1
+    assert sched.get_last_lr() == pytest.approx([0.1, 0.05])
+    # the same accuracies watched as a loss (mode="min") never drop: the first plateau stops
+    rule = AutoDecayRule(beta=0.5, window=3)
+    assert feed(rule, accuracy)[-1] == "stop" and rule.decays == 0
+    with pytest.raises(ValueError, match=r"mode must be one of \['min', 'max'\], got 'maximum'"):
+        AutoDecay(make_optimizer(), mode="maximum")
+    with pytest.raises(ValueError, match=r"metric must be >= 0 .* got -0.5 at epoch 1"):
+        AutoDecay(make_optimizer(), mode="max").step(-0.5)
+
+
+def test_warm_up_in_sequential_lr_then_autodecay():
+    """LinearLR warms up for 3 epochs; then AutoDecay, fed the losses, decays as it does alone."""
+    opt = make_optimizer()
+    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.25, total_iters=3)
+    auto = AutoDecay(opt, beta=0.5, window=3)
+    seq = torch.optim.lr_scheduler.SequentialLR(opt, [warm, auto], milestones=[3])
+    seen = []
+    for epoch, x in enumerate([9.0, 9.0, 9.0] + losses_two_stages()):
+        seen.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        seq.step()
+        if epoch >= 3:
+            auto.step(x)
+        if auto.should_stop:
+            break
+    assert seen[0] == pytest.approx([0.25, 0.125]) and seen[3] == pytest.approx([1.0, 0.5])
+    alone = AutoDecay(make_optimizer(), beta=0.5, window=3)
+    for x in losses_two_stages():
+        alone.step(x)
+        if alone.should_stop:
+            break
+    assert auto.history == alone.history and auto.get_last_lr() == pytest.approx(alone.get_last_lr())
 
 
 def test_scheduler_state_round_trip():
