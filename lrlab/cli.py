@@ -10,12 +10,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 import torch
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -72,13 +75,23 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    strict: bool = typer.Option(False, "--strict", help="Stop on a config warning (a schedule "
+                                "milestone past the run's end) instead of printing it."),
 ) -> None:
     """Train the population a config describes and store it as a run directory."""
     def go():
+        with warnings.catch_warnings():  # config warnings are printed once, before training
+            warnings.simplefilter("ignore", experiment.ScheduleWarning)
+            rd, res = start()
+        console.print(f"run {rd} done: {len(res.members)} members, mode {res.mode}, "
+                      f"{int(res.members.diverged.sum())} diverged, {res.wall_time:.1f} s")
+        _summary(res.records, res.members)
+
+    def start():
         if resume:
             if config is not None:
                 raise ValueError("give either a config or --resume RUN, not both")
-            rd, res = experiment.resume(resume, root=runs, progress=progress, data_dir=data_dir, restart=restart)
+            return experiment.resume(resume, root=runs, progress=progress, data_dir=data_dir, restart=restart)
         else:
             if config is None:
                 raise ValueError("missing config file (or --resume RUN)")
@@ -86,16 +99,27 @@ def run(
                 raise ValueError("--restart goes with --resume RUN")
             over = list(set_) + ([f"train.device={device}"] if device else [])
             cfg = load_config(config, over)
-            rd, res = experiment.run(cfg, root=runs, progress=progress, data_dir=data_dir)
-        console.print(f"run {rd} done: {len(res.members)} members, mode {res.mode}, "
-                      f"{int(res.members.diverged.sum())} diverged, {res.wall_time:.1f} s")
-        _summary(res.records, res.members)
+            for msg in experiment.check_schedules(cfg, strict):
+                err.print(f"warning: {msg}", markup=False, highlight=False)
+            return experiment.run(cfg, root=runs, progress=progress, data_dir=data_dir, strict=strict)
 
     try:
         _guard(go)
-    except KeyboardInterrupt:
-        err.print("interrupted: resume with `lrlab run --resume RUN`")
+    except experiment.RunInterrupted as e:
+        err.print(f"interrupted: {_resume_hint(e.run_dir, runs)}", markup=False, highlight=False)
         raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # before the run folder existed: nothing to resume
+        err.print("interrupted before the run started: nothing was stored")
+        raise typer.Exit(130) from None
+
+
+def _resume_hint(run_dir: Path, runs: Optional[Path]) -> str:
+    """The command that resumes this run: by name when the runs folder finds it, else by path."""
+    if (store.runs_root(runs) / run_dir.name).resolve() == run_dir.resolve():
+        target = run_dir.name + (f" --runs {runs}" if runs is not None else "")
+    else:
+        target = str(run_dir)
+    return f"resume with `lrlab run --resume {target}`"
 
 
 def _fmt(x: float, sign: bool = False) -> str:
@@ -330,6 +354,8 @@ def _load_factory(spec: str):
         module = importlib.util.module_from_spec(mod_spec)
         mod_spec.loader.exec_module(module)
     else:
+        if "" not in sys.path and os.getcwd() not in sys.path:  # as `python -m` does: the
+            sys.path.insert(0, os.getcwd())                      # current directory's modules
         try:
             module = importlib.import_module(where)
         except ImportError as e:
@@ -410,15 +436,43 @@ def list_(runs: Optional[Path] = typer.Option(None, "--runs", help="Runs folder.
         console.print("no runs")
         return
     problems = df.dropna(subset=["problem"])
-    df = df.drop(columns="problem")
-    t = Table()
-    for c in df.columns:
-        t.add_column(c, no_wrap=c in ("run", "status"), overflow="fold")
-    for _, r in df.iterrows():
-        t.add_row(*["" if v is None else str(v) for v in r])
+    # a run is named <config>-<time>: the config column only when some run's name does not say it
+    named = all(r.startswith(c + "-") for r, c in zip(df.run, df.config) if isinstance(c, str))
+    cols = {"run": list(df.run)}
+    if not named:
+        cols["config"] = [_cell(c) for c in df.config]
+    cols["status"] = list(df.status)
+    cols["members×steps"] = ["" if _missing(m) or _missing(n) else f"{int(m)}×{int(n)}"
+                             for m, n in zip(df.members, df.steps)]
+    cols["wall"] = ["" if _missing(w) else f"{float(w):.1f} s" for w in df.wall_time_s]
+    cols["created"] = [_when(c) for c in df.created]
+    # at a narrow terminal the least needed columns go first; every cell is shown whole
+    for drop in ("created", "config", "wall", "members×steps"):
+        width = sum(max(len(k), *map(len, v)) for k, v in cols.items()) + 2 * (len(cols) - 1)
+        if width <= console.width:
+            break
+        cols.pop(drop, None)
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    for c in cols:
+        t.add_column(c, no_wrap=True, justify="right" if c in ("members×steps", "wall") else "left")
+    for row in zip(*cols.values()):
+        t.add_row(*row)
     console.print(t)
     for _, r in problems.iterrows():  # below the table, unwrapped: the file to look at
         console.print(f"{r.run}: corrupt: {r.problem}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def _cell(v) -> str:
+    return "" if _missing(v) else str(v)
+
+
+def _when(created) -> str:
+    """An ISO time stamp as 'YYYY-MM-DD HH:MM' (what a listing needs; meta.json has the rest)."""
+    return "" if _missing(created) else str(created)[:16].replace("T", " ")
 
 
 @app.command()
@@ -434,10 +488,14 @@ def show(run: str = typer.Argument(..., help="Run name or path."),
         console.print(f"code: lrlab {code.get('lrlab')} commit {code.get('git_commit', '?')}"
                       + (" (dirty)" if code.get("git_dirty") else ""))
         if r.records is not None and r.members is not None:
+            if r.status != "done":
+                console.print(f"records up to step {int(r.records.step.max())} of {m.get('steps')} "
+                              f"(the last checkpoint of a run that is {r.status})")
             _summary(r.records, r.members)
+        elif r.status == "running":
+            console.print("no records yet (the run has not reached its first checkpoint)")
         else:
-            console.print("no records yet (run not finished: resume with `lrlab run --resume "
-                          f"{r.path.name}`)")
+            console.print(f"no records yet (run {r.status}: {_resume_hint(r.path, runs)})")
 
     _guard(go)
 

@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -43,14 +44,35 @@ class Prepared:
     data_source: str | None = None
 
 
+class ScheduleWarning(UserWarning):
+    """A schedule that cannot do what it says within the run (a milestone past the last step)."""
+
+
+def check_schedules(cfg: RunConfig, strict: bool = False) -> list[str]:
+    """Milestones at or beyond ``train.steps`` never anneal: a :class:`ScheduleWarning` for each
+    (a ValueError with ``strict``). Returns the messages."""
+    unit = "epochs" if cfg.train.unit == "epoch" else "steps"
+    msgs = [f"population.schedules.{name}: milestone {m} is not before the run's end "
+            f"(train.steps = {cfg.train.steps} {unit}), so it never anneals"
+            for name, sch in cfg.population.schedules.items()
+            for m in getattr(sch, "milestones", ()) if m >= cfg.train.steps]
+    if msgs and strict:
+        raise ValueError(msgs[0] + (f" (and {len(msgs) - 1} more)" if len(msgs) > 1 else ""))
+    for msg in msgs:
+        warnings.warn(msg, ScheduleWarning, stacklevel=3)
+    return msgs
+
+
 def prepare(cfg: RunConfig, data_dir: str | os.PathLike | None = None,
-            progress: bool = False) -> Prepared:
+            progress: bool = False, strict: bool = False) -> Prepared:
     """Build datasets, model and members; raises on anything inconsistent.
 
     Also applies ``train.threads`` (so the stored metadata records the count used) and checks
     that ``train.device`` exists on this machine. ``data_dir`` locates image data when the
-    config does not (see :func:`lrlab.data.cifar10_split`).
+    config does not (see :func:`lrlab.data.cifar10_split`). A milestone past the run's end is a
+    :class:`ScheduleWarning`, or with ``strict`` an error.
     """
+    check_schedules(cfg, strict)
     try:
         torch.empty(0, device=cfg.train.device)
     except (RuntimeError, AssertionError) as e:
@@ -146,6 +168,14 @@ def _finish(run_dir: Path, res: PopulationResult, started: float) -> None:
                      diverged=int(res.members.diverged.sum()))
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a stored run; ``run_dir`` names the run to resume."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(f"run {run_dir} interrupted")
+        self.run_dir = Path(run_dir)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill``, ``timeout``, a scheduler) during a run: handled like Ctrl-C."""
 
@@ -206,9 +236,11 @@ def _guarded(run_dir: Path, fn: Callable[[], PopulationResult]) -> PopulationRes
         with terminate_as_interrupt(), _heartbeat(run_dir):
             res = fn()
             _finish(run_dir, res, started)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         _record(run_dir, status="interrupted")
-        raise
+        if isinstance(e, RunInterrupted):
+            raise
+        raise RunInterrupted(run_dir) from e
     except BaseException as e:
         _record(run_dir, status="failed", error=f"{type(e).__name__}: {e}")
         raise
@@ -217,14 +249,15 @@ def _guarded(run_dir: Path, fn: Callable[[], PopulationResult]) -> PopulationRes
 
 def run(cfg: RunConfig, *, root: str | os.PathLike | None = None, run_dir: str | os.PathLike | None = None,
         progress: bool | Callable[[int, int], None] = False,
-        data_dir: str | os.PathLike | None = None) -> tuple[Path, PopulationResult]:
+        data_dir: str | os.PathLike | None = None, strict: bool = False) -> tuple[Path, PopulationResult]:
     """Train the population a config describes and store it; returns (run dir, result).
 
     The run directory is created only after the config, data and model were built, so bad
     input leaves nothing behind. Ctrl-C marks the run ``interrupted``; resume it with
     :func:`resume`. ``data_dir`` locates image data the config does not locate itself.
+    ``strict`` turns warnings about the config (a milestone past the end) into errors.
     """
-    prep = prepare(cfg, data_dir, progress=bool(progress))
+    prep = prepare(cfg, data_dir, progress=bool(progress), strict=strict)
     if run_dir is None:
         rd = store.new_run_dir(root, cfg.name)
     else:

@@ -48,6 +48,8 @@ class StoreError(ValueError):
 STATUSES = ("running", "interrupted", "failed", "done", "stale", "corrupt")
 LOCK = ".lock"
 CHECKPOINT_FILE = "checkpoint.pt"  # written by the trainer (lrlab.train.population.CHECKPOINT)
+RECORDS_FILE = "records.parquet"  # one row per (member, step, metric); rewritten at every checkpoint
+MEMBERS_FILE = "members.parquet"  # one row per member
 HEARTBEAT = "heartbeat"  # the time a running run last proved alive (for owners on other hosts)
 HEARTBEAT_EVERY_S = 60.0
 STALE_AFTER_S = 600.0  # an owner on another host silent this long is taken for gone
@@ -346,7 +348,8 @@ def read_tables(run_dir: Path, meta: dict[str, Any]) -> tuple[dict[str, pd.DataF
 
 
 def load_run(run: str | os.PathLike, root: str | os.PathLike | None = None) -> StoredRun:
-    """Read a run directory; records and members are None while a run has not finished. A file
+    """Read a run directory; records and members are those of the last checkpoint while a run has
+    not finished (None before its first checkpoint). A file
     that is damaged, of the wrong shape, or missing from a finished run is a :class:`StoreError`
     naming it."""
     p = resolve_run(run, root)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -130,26 +132,43 @@ def test_show_and_resume_an_interrupted_run(tmp_path):
     (rd,) = runs.iterdir()
     shown = invoke("show", rd.name, "--runs", runs)
     assert shown.exit_code == 0 and "status=interrupted" in shown.stdout
-    assert "no records yet" in " ".join(shown.stdout.split())
+    ckpt_step = load_run(rd).records.step.max()  # the records of the last checkpoint, shown
+    assert 0 < ckpt_step < 12
+    assert (f"records up to step {ckpt_step} of 20 (the last checkpoint of a run that is interrupted)"
+            in " ".join(shown.stdout.split()))
+    assert "large" in shown.stdout and "test.acc" in shown.stdout
     r = invoke("run", "--resume", rd.name, "--runs", runs, "--no-progress")
     assert r.exit_code == 0, r.output
     assert load_run(rd).status == "done"
 
 
-def test_ctrl_c_during_a_run(tmp_path, cfg_path, monkeypatch):
+def test_ctrl_c_during_a_run_names_the_run_to_resume(tmp_path, cfg_path, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiment, "run", interrupted)
-    r = invoke("run", cfg_path, "--runs", tmp_path / "runs", "--no-progress")
-    assert r.exit_code == 130 and "lrlab run --resume" in r.stderr
+    monkeypatch.setattr(experiment, "_train", interrupted)
+    runs = tmp_path / "runs"
+    r = invoke("run", cfg_path, "--runs", runs, "--no-progress")
+    (rd,) = runs.iterdir()
+    hint = " ".join(r.stderr.split())
+    assert r.exit_code == 130 and f"interrupted: resume with `lrlab run --resume {rd.name} --runs {runs}`" in hint
+    monkeypatch.setattr(experiment, "run", interrupted)  # before a run folder exists
+    r = invoke("run", cfg_path, "--runs", runs, "--no-progress")
+    assert r.exit_code == 130 and "interrupted before the run started: nothing was stored" in r.stderr
 
 
 def test_list_shows_full_run_names_at_80_columns(tmp_path):
     runs = tmp_path / "runs"
     rd, _ = experiment.run(tiny_run_cfg(), root=runs)
+    long_rd, _ = experiment.run(tiny_run_cfg(name="a-much-longer-config-name"), root=runs)
     r = invoke("list", "--runs", runs, env={"COLUMNS": "80"})
-    assert r.exit_code == 0 and rd.name in r.stdout
+    lines = r.stdout.splitlines()
+    assert r.exit_code == 0 and all(len(line) <= 80 for line in lines)
+    for run in (rd, long_rd):  # one line per run, nothing wrapped: name, status, size, wall time
+        (line,) = [line for line in lines if run.name in line]
+        assert line.split()[:3] == [run.name, "done", "4×20"] and line.rstrip().endswith(" s")
+    wide = invoke("list", "--runs", runs, env={"COLUMNS": "120"}).stdout
+    assert "created" in wide and load_run(rd).meta["created"][:16].replace("T", " ") in wide
 
 
 def test_run_loss_task_mismatch_writes_nothing(tmp_path, cfg_path):
@@ -170,6 +189,7 @@ def test_run_images_with_data_dir(tmp_path, cifar_root):
     from tests.helpers import tiny_image_run_dict
 
     raw = tiny_image_run_dict(cifar_root, train={"steps": 1})
+    raw["population"]["schedules"]["large"]["milestones"] = []  # one epoch: nothing to anneal
     raw["data"]["root"] = None  # the location comes from --data-dir
     cfg = write_yaml(tmp_path / "img.yaml", raw)
     missing = invoke("run", cfg, "--data-dir", tmp_path / "nowhere", "--runs", tmp_path / "runs",
@@ -196,3 +216,39 @@ def test_phase_writes_table_and_figure(tmp_path):
     assert (out / "phase.png").read_bytes()[:4] == b"\x89PNG"
     assert len((out / "phase.csv").read_text().strip().splitlines()) == 4  # header + 3 learning rates
     assert str(out / "phase.png") in " ".join(r.output.split())
+
+
+def test_a_milestone_past_the_end_warns_or_with_strict_stops(tmp_path):
+    late = {"schedules": {"large": {"kind": "step", "lr": 0.2, "milestones": [10, 20, 25], "factor": 0.1},
+                          "small": {"kind": "constant", "lr": 0.02}}}
+    cfg_path = write_yaml(tmp_path / "late.yaml", tiny_run_dict(population=late))
+    runs = tmp_path / "runs"
+    msg = ("population.schedules.large: milestone 20 is not before the run's end (train.steps = 20 "
+           "steps), so it never anneals")
+    r = invoke("run", cfg_path, "--runs", runs, "--no-progress")
+    text = " ".join(r.stderr.split())
+    assert r.exit_code == 0 and f"warning: {msg}" in text and "milestone 25" in text
+    assert text.count("warning:") == 2  # printed once each, before training
+    r = invoke("run", cfg_path, "--runs", runs, "--no-progress", "--strict")
+    assert r.exit_code == 2 and f"error: {msg} (and 1 more)" in " ".join(r.stderr.split())
+    assert len(list(runs.iterdir())) == 1  # the strict run stored nothing
+    with pytest.warns(experiment.ScheduleWarning) as caught:
+        experiment.check_schedules(tiny_run_cfg(population=late))
+    assert [str(w.message) for w in caught] == [msg, msg.replace("milestone 20", "milestone 25")]
+    assert experiment.check_schedules(tiny_run_cfg()) == []
+
+
+def test_phase_finds_a_module_in_the_current_directory(tmp_path, monkeypatch):
+    (tmp_path / "lrlab_test_mynet.py").write_text(
+        "from torch import nn\n\n\ndef make_net():\n"
+        "    return nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))\n")
+    g = torch.Generator().manual_seed(0)
+    torch.save({"x": torch.randn(12, 3, generator=g), "y": torch.randn(12, generator=g)}, tmp_path / "d.pt")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    r = invoke("phase", "lrlab_test_mynet:make_net", "--data", "d.pt", "--steps", 3, "--points", 2,
+               "--out", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "phase.csv").is_file()
+    assert_input_error(invoke("phase", "lrlab_test_nothere:make_net", "--data", "d.pt"),
+                       "cannot import 'lrlab_test_nothere'")

@@ -91,8 +91,16 @@ def test_resume_interrupted_run_equals_uninterrupted(tmp_path, stop_at):
         experiment.run(cfg, root=tmp_path / "b", progress=interrupt_at(stop_at))
     (rd,) = (tmp_path / "b").iterdir()
     stored = load_run(rd)
-    assert stored.status == "interrupted" and stored.records is None
+    assert stored.status == "interrupted"
     assert (rd / "checkpoint.pt").is_file() == (stop_at > 5)
+    if stop_at > 5:  # the records of the last checkpoint are stored beside it, the full run's so far
+        last = stored.records.step.max()
+        assert 0 < last < stop_at
+        so_far = full.records[full.records.step <= last].reset_index(drop=True)
+        pd.testing.assert_frame_equal(stored.records, so_far, check_exact=True)
+        assert stored.members.name.tolist() == full.members.name.tolist()
+    else:
+        assert stored.records is None and stored.members is None
     if stop_at <= 5:  # nothing to continue from: resuming says so, and --restart trains from step 0
         with pytest.raises(store.StoreError, match=r"checkpoint.pt: missing, so there is nothing to resume from; "
                            rf"`lrlab run --resume {rd.name} --restart` trains it again from step 0"):

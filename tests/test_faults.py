@@ -336,7 +336,8 @@ def test_a_real_full_disk_ends_the_run_failed_or_stale_with_no_temp_file(tmp_pat
     assert not [p.name for p in rd.iterdir() if p.name.endswith(".tmp")]
     assert read_yaml(rd / "config.yaml")["name"] == "tiny"  # written before the fault: intact
     run = load_run(rd)
-    assert run.status in ("failed", "stale") and run.records is None
+    assert run.status in ("failed", "stale")
+    assert run.records is None or run.records.step.max() < 400  # at most an earlier checkpoint's
     assert check_store(runs)[0].status == run.status
 
 

@@ -38,7 +38,7 @@ from ..data.images import ImageStream
 from ..data.stacked import StackedData
 from ..probes.accuracy import group_metrics
 from ..resources import check_memory, schedule_tables
-from ..store import CHECKPOINT_FILE, write_atomic
+from ..store import CHECKPOINT_FILE, MEMBERS_FILE, RECORDS_FILE, write_atomic, write_parquet
 from ..threads import set_threads
 from . import fused
 from .precision import amp_enabled, autocast
@@ -194,6 +194,7 @@ class _Trainer:
                      f"the learning-rate table of {len(self.members)} members over {cfg.steps:,} steps")
         self.lrs = lr_table([m.schedule for m in self.members], cfg.steps).to(dev)
         self.run_dir = run_dir
+        self._started = time.perf_counter()  # the wall time stored with a checkpoint counts from here
         # state: parameters and buffers (BatchNorm statistics, noise σ) in one stacked dict
         self.params = {k: v.to(dev) for k, v in model.init(self.seeds).items()}
         buffers = getattr(model, "buffer_names", frozenset())
@@ -530,11 +531,15 @@ class _Trainer:
                 self.adaptive[k].load_state_dict(sd)
 
     def save_checkpoint(self) -> None:
+        """The checkpoint, then the records so far (so ``lrlab show`` reads a run in progress)."""
         if self.run_dir is None:
             return
         buf = io.BytesIO()
         torch.save(self.state(), buf)
         write_atomic(self.run_dir / CHECKPOINT, buf.getvalue())  # a unique temp file, fsync, rename
+        res = self.result(time.perf_counter() - self._started)
+        write_parquet(self.run_dir / RECORDS_FILE, res.records)
+        write_parquet(self.run_dir / MEMBERS_FILE, res.members)
 
     # ------------------------------------------------------------------ the loop
     def run(self, progress: bool | Callable[[int, int], None] = False) -> PopulationResult:
@@ -542,7 +547,7 @@ class _Trainer:
         T, E = cfg.steps, cfg.eval_every
         ckpt = cfg.checkpoint_every or E
         next_ckpt = (self.step // ckpt + 1) * ckpt
-        t0 = time.perf_counter()
+        t0 = self._started = time.perf_counter()
         bar = _progress(progress, T, self.step, self.mode, len(self.members))
         try:
             t = self.step

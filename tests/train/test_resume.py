@@ -47,7 +47,8 @@ def test_resume_after_interrupt_equals_uninterrupted_run(mode, tmp_path):
     assert ckpt["step"] == 20  # the last checkpoint before the interrupt
     resumed = train_population(*args, run_dir=tmp_path, resume=True)
     _assert_same(resumed, full)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [pop.CHECKPOINT]  # no temp files left
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [pop.CHECKPOINT, "members.parquet", "records.parquet"]  # no temp files left
 
 
 def test_checkpoints_never_write_through_a_planted_symlink(tmp_path):
@@ -60,7 +61,8 @@ def test_checkpoints_never_write_through_a_planted_symlink(tmp_path):
     (run / "checkpoint.tmp").symlink_to(victim)
     train_population(*_setup("vectorized"), run_dir=run)
     assert victim.read_bytes() == b"keep me"
-    assert sorted(p.name for p in run.iterdir()) == [pop.CHECKPOINT, "checkpoint.tmp"]
+    assert sorted(p.name for p in run.iterdir()) == [pop.CHECKPOINT, "checkpoint.tmp", "members.parquet",
+                                                      "records.parquet"]
     assert pop.load_checkpoint(run / pop.CHECKPOINT)["step"] == 40
 
 
