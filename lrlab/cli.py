@@ -28,6 +28,7 @@ from .claims import CLAIMS
 from .config import ConfigError, load_config
 from .exec.local import TaskError
 from .exec.ray import ExecutorError
+from .export import MissingExtra, export_run
 from .phase import phase_diagram
 from .plan import GPU_TFLOPS, fmt_hours
 from .plan import summary as plan_summary
@@ -59,7 +60,7 @@ def _guard(fn):
     except (TaskError, ExecutorError) as e:
         err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    except (ConfigError, ValueError, FileNotFoundError, KeyError) as e:
+    except (ConfigError, ValueError, FileNotFoundError, KeyError, MissingExtra) as e:
         msg = str(e).strip().strip("'\"") or type(e).__name__
         _fail(msg.splitlines()[0] if len(msg.splitlines()) == 1 else " ".join(msg.split()))
 
@@ -77,6 +78,10 @@ def run(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     strict: bool = typer.Option(False, "--strict", help="Stop on a config warning (a schedule "
                                 "milestone past the run's end) instead of printing it."),
+    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", help="Log the records live to "
+                                               "TensorBoard under this folder (pip install 'lrlab[tensorboard]')."),
+    mlflow: Optional[str] = typer.Option(None, "--mlflow", help="Log the records live to this MLflow "
+                                         "tracking URI, e.g. sqlite:///mlflow.db (pip install 'lrlab[mlflow]')."),
 ) -> None:
     """Train the population a config describes and store it as a run directory."""
     def go():
@@ -88,6 +93,9 @@ def run(
         _summary(res.records, res.members)
 
     def start():
+        if resume and (tensorboard or mlflow):
+            raise ValueError("--tensorboard/--mlflow log a new run live; export a resumed run "
+                             "afterwards with `lrlab export RUN`")
         if resume:
             if config is not None:
                 raise ValueError("give either a config or --resume RUN, not both")
@@ -101,7 +109,9 @@ def run(
             cfg = load_config(config, over)
             for msg in experiment.check_schedules(cfg, strict):
                 err.print(f"warning: {msg}", markup=False, highlight=False)
-            return experiment.run(cfg, root=runs, progress=progress, data_dir=data_dir, strict=strict)
+            export = {k: v for k, v in (("tensorboard", tensorboard), ("mlflow", mlflow)) if v is not None}
+            return experiment.run(cfg, root=runs, progress=progress, data_dir=data_dir, strict=strict,
+                                  export=export or None)
 
     try:
         _guard(go)
@@ -496,6 +506,25 @@ def show(run: str = typer.Argument(..., help="Run name or path."),
             console.print("no records yet (the run has not reached its first checkpoint)")
         else:
             console.print(f"no records yet (run {r.status}: {_resume_hint(r.path, runs)})")
+
+    _guard(go)
+
+
+@app.command()
+def export(run: str = typer.Argument(..., help="Run name or path."),
+           tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", help="TensorBoard log folder."),
+           mlflow: Optional[str] = typer.Option(None, "--mlflow", help="MLflow tracking URI, e.g. "
+                                                "sqlite:///mlflow.db (no server needed)."),
+           experiment_name: str = typer.Option("lrlab", "--experiment", help="MLflow experiment name."),
+           runs: Optional[Path] = typer.Option(None, "--runs", help="Runs folder.")) -> None:
+    """Export a run's records (one TensorBoard run / MLflow child run per member)."""
+    def go():
+        if tensorboard is None and mlflow is None:
+            raise ValueError("nothing to export to: give --tensorboard DIR and/or --mlflow URI")
+        n = export_run(run, tensorboard=tensorboard, mlflow=mlflow, root=runs, experiment=experiment_name)
+        where = " and ".join(x for x in (f"TensorBoard {tensorboard}" if tensorboard else "",
+                                         f"MLflow {mlflow}" if mlflow else "") if x)
+        console.print(f"exported {n:,} values of {run} to {where}", markup=False, highlight=False)
 
     _guard(go)
 

@@ -18,6 +18,7 @@ import torch
 from . import store
 from .config import Cifar10PatchConfig, RunConfig, TrainConfig, read_yaml, to_yaml, validate
 from .data import Dataset, ImageStream, cifar10_split, make_dataset
+from .export import Exporter, check_export
 from .losses import check_loss
 from .models import make_model
 from .resources import check_memory, schedule_tables
@@ -155,9 +156,22 @@ def _build(cfg: RunConfig, data_dir: str | os.PathLike | None, progress: bool) -
 
 
 def _train(prep: Prepared, run_dir: Path | None, resume: bool,
-           progress: bool | Callable[[int, int], None]) -> PopulationResult:
-    return train_population(prep.model, prep.members, prep.train, prep.test, prep.train_cfg,
-                            run_dir=run_dir, resume=resume, progress=progress)
+           progress: bool | Callable[[int, int], None], exporter: Exporter | None = None) -> PopulationResult:
+    live = None if exporter is None else (lambda res: exporter.write(res.records, res.members))
+    res = train_population(prep.model, prep.members, prep.train, prep.test, prep.train_cfg,
+                           run_dir=run_dir, resume=resume, progress=progress, on_checkpoint=live)
+    if exporter is not None:
+        exporter.write(res.records, res.members)
+        exporter.close(res.members)
+    return res
+
+
+def _exporter(rd: Path, cfg: RunConfig, export: dict | None) -> Exporter | None:
+    """A live exporter for the run, from ``export={"tensorboard": DIR, "mlflow": URI}``."""
+    if not export:
+        return None
+    return Exporter(rd.name, **export, params={"config": cfg.name, "steps": cfg.train.steps,
+                                               "unit": cfg.train.unit, "loss": cfg.train.loss})
 
 
 def _finish(run_dir: Path, res: PopulationResult, started: float) -> None:
@@ -249,14 +263,18 @@ def _guarded(run_dir: Path, fn: Callable[[], PopulationResult]) -> PopulationRes
 
 def run(cfg: RunConfig, *, root: str | os.PathLike | None = None, run_dir: str | os.PathLike | None = None,
         progress: bool | Callable[[int, int], None] = False,
-        data_dir: str | os.PathLike | None = None, strict: bool = False) -> tuple[Path, PopulationResult]:
+        data_dir: str | os.PathLike | None = None, strict: bool = False,
+        export: dict | None = None) -> tuple[Path, PopulationResult]:
     """Train the population a config describes and store it; returns (run dir, result).
 
     The run directory is created only after the config, data and model were built, so bad
     input leaves nothing behind. Ctrl-C marks the run ``interrupted``; resume it with
     :func:`resume`. ``data_dir`` locates image data the config does not locate itself.
     ``strict`` turns warnings about the config (a milestone past the end) into errors.
+    ``export={"tensorboard": DIR, "mlflow": URI}`` (either or both) logs the records live, at
+    every checkpoint (see :mod:`lrlab.export`).
     """
+    check_export(export)
     prep = prepare(cfg, data_dir, progress=bool(progress), strict=strict)
     if run_dir is None:
         rd = store.new_run_dir(root, cfg.name)
@@ -271,7 +289,7 @@ def run(cfg: RunConfig, *, root: str | os.PathLike | None = None, run_dir: str |
                          n_members=len(prep.members), steps=prep.train_cfg.steps,
                          steps_per_epoch=prep.steps_per_epoch, data_source=prep.data_source,
                          device=cfg.train.device)
-        return rd, _guarded(rd, lambda: _train(prep, rd, False, progress))
+        return rd, _guarded(rd, lambda: _train(prep, rd, False, progress, _exporter(rd, cfg, export)))
 
 
 def resume(run: str | os.PathLike, *, root: str | os.PathLike | None = None,

@@ -195,6 +195,7 @@ class _Trainer:
         self.lrs = lr_table([m.schedule for m in self.members], cfg.steps).to(dev)
         self.run_dir = run_dir
         self._started = time.perf_counter()  # the wall time stored with a checkpoint counts from here
+        self.on_checkpoint: Callable[[PopulationResult], None] | None = None
         # state: parameters and buffers (BatchNorm statistics, noise σ) in one stacked dict
         self.params = {k: v.to(dev) for k, v in model.init(self.seeds).items()}
         buffers = getattr(model, "buffer_names", frozenset())
@@ -540,6 +541,8 @@ class _Trainer:
         res = self.result(time.perf_counter() - self._started)
         write_parquet(self.run_dir / RECORDS_FILE, res.records)
         write_parquet(self.run_dir / MEMBERS_FILE, res.members)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(res)
 
     # ------------------------------------------------------------------ the loop
     def run(self, progress: bool | Callable[[int, int], None] = False) -> PopulationResult:
@@ -644,7 +647,8 @@ def train_population(model, members: Sequence[Member],
                      resume: bool = False,
                      progress: bool | Callable[[int, int], None] = False,
                      probes: Mapping[str, Callable] | None = None,
-                     probe_every: int | Mapping[str, int] | None = None) -> PopulationResult:
+                     probe_every: int | Mapping[str, int] | None = None,
+                     on_checkpoint: Callable[[PopulationResult], None] | None = None) -> PopulationResult:
     """Train every member together; probe loss and accuracy by group every ``cfg.eval_every``.
 
     ``train`` is one dataset shared by all members, a list indexed by each member's
@@ -657,6 +661,8 @@ def train_population(model, members: Sequence[Member],
     measurements ``probe(model, params) -> Tensor [K]`` (e.g. the top NTK eigenvalue), taken at
     probes whose step is a multiple of ``probe_every`` (default: every probe) and NaN between;
     ``probe_every`` may also map a probe's name to its own cadence (absent names: every probe).
+    ``on_checkpoint(result)`` (with ``run_dir``) sees the records so far at every checkpoint,
+    e.g. a live :class:`lrlab.export.Exporter`.
     """
     if not members:
         raise ValueError("a population needs at least one member")
@@ -676,6 +682,7 @@ def train_population(model, members: Sequence[Member],
                              f"probe_every must be a positive multiple of eval_every={cfg.eval_every}, "
                              f"got {every!r}")
     tr = _Trainer(model, members, train, test, cfg, rd, probes, probe_every)
+    tr.on_checkpoint = on_checkpoint
     if resume:
         if rd is None or not (rd / CHECKPOINT).is_file():
             raise FileNotFoundError(f"no checkpoint to resume from in {rd}")
