@@ -37,6 +37,7 @@ from .exec.ray import RayExecutor, RayJob, attempts, require_ray
 from .plan import GPU_TFLOPS
 from .plan import plan as plan_jobs
 from .report import verdict_bars, write_report
+from .report.html import write_html_report
 from .stats import Verdict, holm, verdict_from_dict
 from .store import StoreError, code_version, now, read_parquet, write_atomic, write_parquet
 from .threads import set_threads
@@ -425,8 +426,9 @@ def _dump(verdicts: Sequence[Verdict], **head: Any) -> str:
 def report(out: Path, names: Sequence[str] | None = None, log: Log = print,
            extra_sections: Sequence[str] = ()) -> list[Verdict]:
     """Judge and report every claim stored under ``out`` (or ``names``) from its stored tables:
-    writes ``<claim>/verdicts.json``, the figures, and OUT/verdicts.json and OUT/report.md
-    (``extra_sections``, e.g. verdict maps, close the report)."""
+    writes ``<claim>/verdicts.json``, the figures, and OUT/verdicts.json, OUT/report.md and
+    OUT/report.html, the same report as one self-contained page (``extra_sections``, e.g. verdict
+    maps, close the report)."""
     out = Path(out)
     names = list(names) if names else stored_claims(out)
     if not names and not extra_sections:
@@ -452,7 +454,11 @@ def report(out: Path, names: Sequence[str] | None = None, log: Log = print,
     else:
         intro = f"Verdict maps only (no claim verified at its own settings). Regenerate with `lrlab report {out}`."
     write_report(out / "report.md", "lrlab verification report", intro, verdicts, sections)
-    log(f"judged {len(verdicts)} verdicts of {len(names)} claim(s) from the tables under {out}")
+    _, missing = write_html_report(out / "report.md")
+    for src in missing:
+        log(f"report.html: figure {src} is missing, shown as such")
+    log(f"judged {len(verdicts)} verdicts of {len(names)} claim(s) from the tables under {out} "
+        f"(report.md, report.html)")
     return verdicts
 
 

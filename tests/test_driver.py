@@ -3,12 +3,15 @@ re-judging without training, and execution options reaching every job."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -77,6 +80,49 @@ def test_bad_options_are_named():
         driver.load_claim_config("lu2023", "quick", threads=0)
 
 
+class _Page(HTMLParser):
+    """Table rows (cells with their class) and images of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[tuple[str | None, str]]] = []
+        self.images: list[dict[str, str | None]] = []
+        self._cell: list[str] | None = None
+        self._class: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr":
+            self.rows.append([])
+        elif tag == "td":
+            self._cell, self._class = [], a.get("class")
+        elif tag == "img":
+            self.images.append(a)
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            self.rows[-1].append((self._class, "".join(self._cell).strip()))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def check_html_report(out: Path, verdicts) -> None:
+    """report.html inlines every figure report.md names and shows every verdict, coloured by status."""
+    page = _Page()
+    page.feed((out / "report.html").read_text())
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (out / "report.md").read_text())
+    assert figures and sorted(i["data-source"] for i in page.images) == sorted(figures)
+    for img in page.images:
+        data = img["src"].removeprefix("data:image/png;base64,")
+        assert base64.b64decode(data) == (out / img["data-source"]).read_bytes()
+    for v in verdicts:
+        (row,) = [r for r in page.rows if len(r) > 3 and r[2][1].lstrip("↳ ") == v.id and r[1][1] == v.regime]
+        assert row[3][1] == v.statement and (v.status, v.status) in row  # the cell's class is its status
+
+
 def test_verify_stores_tables_and_report_rejudges_without_training(tmp_path, monkeypatch):
     _tiny_lu(tmp_path, monkeypatch)
     out = tmp_path / "out"
@@ -85,7 +131,8 @@ def test_verify_stores_tables_and_report_rejudges_without_training(tmp_path, mon
     assert sorted(p.name for p in jobs.iterdir()) == ["control", "sweep"]
     finals = pd.read_parquet(jobs / "sweep" / "finals.parquet")
     assert {"member", "c", "seed", "diverged", "weak_acc"} <= set(finals.columns)
-    before = {p: p.read_bytes() for p in (out / "verdicts.json", out / "report.md")}
+    before = {p: p.read_bytes() for p in (out / "verdicts.json", out / "report.md", out / "report.html")}
+    check_html_report(out, first)
 
     def no_training(*a, **k):
         raise AssertionError("report must not train")
@@ -93,7 +140,7 @@ def test_verify_stores_tables_and_report_rejudges_without_training(tmp_path, mon
     monkeypatch.setattr(driver, "run_one", no_training)
     again = driver.report(out, log=_quiet)
     assert [v.to_dict() for v in again] == [v.to_dict() for v in first]
-    assert {p: p.read_bytes() for p in before} == before  # verdicts.json and report.md reproduced
+    assert {p: p.read_bytes() for p in before} == before  # verdicts.json and both reports reproduced
     # verify on a finished folder trains nothing either
     assert [v.to_dict() for v in driver.verify(["lu2023"], "quick", out, workers=1, log=_quiet)] == \
         [v.to_dict() for v in first]
