@@ -11,7 +11,7 @@ Lanczos; :meth:`SharpnessTrace.summary` says when and how closely each run sat a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import TrainConfig
-from .phase import _gd_setup
+from .phase import _gd_setup, your_data
 from .probes.curvature import population_top_eigs
 from .train import Constant, Member, train_population
 
@@ -61,18 +61,20 @@ class SharpnessTrace:
         return pd.DataFrame(rows)
 
 
-def track_sharpness(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: str = "squared", *,
+def track_sharpness(factory: Callable[[], nn.Module], x: Any, y: Tensor | None = None, loss: str = "squared", *,
                     lrs: Sequence[float], steps: int = 1000, every: int = 20, seed: int = 0,
                     iters: int = 30, tol: float = 1e-3, bn_mode: str = "eval",
                     progress: bool = False, device: str | torch.device = "cpu") -> SharpnessTrace:
     """Full-batch GD on (x, y) at each η in ``lrs`` from one initialisation (``factory`` called
     under ``torch.manual_seed(seed)``); the top Hessian eigenvalue of every member every
-    ``every`` steps (Lanczos, at most ``iters`` steps to relative residual ``tol``) on ``device``."""
+    ``every`` steps (Lanczos, at most ``iters`` steps to relative residual ``tol``) on ``device``.
+    Like :func:`lrlab.phase_diagram`, ``x`` alone may hold the data (a pair, TensorDataset, DataLoader)."""
     etas = np.asarray(lrs, dtype=float)
     if etas.ndim != 1 or etas.size == 0 or not np.all(np.isfinite(etas) & (etas > 0)):
         raise ValueError(f"lrs must be positive finite learning rates, got {lrs}")
     if steps < 1 or every < 1 or every > steps:
         raise ValueError(f"need steps >= 1 and 1 <= every <= steps, got steps={steps}, every={every}")
+    x, y = your_data(x, y, "track_sharpness")
     x, y = x.to(device), y.to(device)
     model, data = _gd_setup(factory, x, y, loss, "track_sharpness")
     members = [Member(f"eta={eta:.6g}", seed, Constant(float(eta))) for eta in etas]

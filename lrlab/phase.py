@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import TrainConfig
-from .data import Dataset, StackedData
+from .data import Dataset, StackedData, as_dataset
 from .losses import check_loss
 from .models import FromModule
 from .probes.accuracy import group_metrics
@@ -98,16 +98,20 @@ def _gd_setup(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: str,
     return model, data
 
 
-def _dataset(x: Tensor, y: Tensor):
-    if y.is_floating_point() and not bool(((y == 1) | (y == -1)).all()):
-        task, C = "regression", 1
-    elif y.is_floating_point():
-        task, C = "binary", 2
-    else:
-        task, C = "multiclass", int(y.max()) + 1
-    if y.dim() != 1 or y.shape[0] != x.shape[0]:
-        raise ValueError(f"y must be [n] with n = x.shape[0] = {x.shape[0]}, got {tuple(y.shape)}")
-    return Dataset(x, y, torch.zeros(len(y), dtype=torch.long, device=x.device), ("all",), task, C)
+def _dataset(x: Tensor, y: Tensor) -> Dataset:
+    return as_dataset((x, y))
+
+
+def your_data(x, y, who: str) -> tuple[Tensor, Tensor]:
+    """(x, y) from tensors, or from one argument holding both: an (x, y) pair, a TensorDataset,
+    a DataLoader, a map-style dataset or an lrlab Dataset (see :func:`lrlab.data.as_dataset`)."""
+    if y is None:
+        data = as_dataset(x, what=f"{who} data")
+        return data.x, data.y
+    if not (isinstance(x, Tensor) and isinstance(y, Tensor)):
+        raise ValueError(f"{who}: x and y must be tensors, got {type(x).__name__} and {type(y).__name__} "
+                         "(or pass one TensorDataset / DataLoader / (x, y) pair as x)")
+    return x, y
 
 
 CURVATURES = ("auto", "ntk", "hessian")
@@ -125,7 +129,8 @@ def initial_curvature(module: nn.Module, x: Tensor, y: Tensor, loss: str,
     return float(top_hessian_eigs(module, x, y, loss, k=1).values[0]), "hessian"
 
 
-def phase_diagram(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: str = "squared", *,
+def phase_diagram(factory: Callable[[], nn.Module], x: Any, y: Tensor | None = None,
+                  loss: str = "squared", *,
                   scaled_etas: Sequence[float] | None = None, steps: int = 200, seed: int = 0,
                   eval_every: int = 1, rise_tol: float = 0.05, curvature_every: int | None = None,
                   test: tuple[Tensor, Tensor] | None = None, test_every: int | None = None,
@@ -136,8 +141,9 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: 
 
     ``factory`` builds the model (called under ``torch.manual_seed(seed)``); ``x``/``y`` are
     the training set (``y`` real targets for regression with the squared loss, ±1 floats for
-    binary, class indices for multiclass). ``curvature_every`` also records λ_t (the same
-    curvature as λ0) every that many steps. ``test`` = (x, y) of a held-out set adds the test
+    binary, class indices for multiclass); or pass your data as ``x`` alone: an (x, y) pair, a
+    ``TensorDataset``, a ``DataLoader`` (read once) or a map-style dataset. ``curvature_every``
+    also records λ_t (the same curvature as λ0) every that many steps. ``test`` = (x, y) of a held-out set adds the test
     accuracy of every η at the end (and every ``test_every`` steps), so the best-generalising η
     can be set beside the phases (Lewkowycz et al. find it in the catapult phase).
     ``curvature`` picks λ0 (see :func:`initial_curvature`). ``final_hessian`` also measures the
@@ -146,11 +152,11 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, loss: 
     """
     if steps < 2:
         raise ValueError(f"steps must be at least 2, got {steps}")
+    x, y = your_data(x, y, "phase_diagram")
     x, y = x.to(device), y.to(device)
     if test is not None:
-        if not (isinstance(test, (tuple, list)) and len(test) == 2):
-            raise ValueError("test must be a pair (x, y)")
-        test = (test[0].to(device), test[1].to(device))
+        held_out = as_dataset(test, what="test")
+        test = (held_out.x.to(device), held_out.y.to(device))
     model, data = _gd_setup(factory, x, y, loss, "phase_diagram")
     with seeded(seed):
         module = factory().to(device)

@@ -142,7 +142,8 @@ def test_phase_diagram_test_set_errors():
         phase_diagram(_tanh_net, x, y, steps=4, test_every=2)
     with pytest.raises(ValueError, match=r"does not match the training set \(multiclass, inputs \(5,\)\)"):
         phase_diagram(_tanh_net, x, y, steps=4, test=(torch.randn(8, 3), y[:8]))
-    with pytest.raises(ValueError, match="test must be a pair"):
+    with pytest.raises(ValueError, match=r"test: expected an lrlab Dataset, an \(x, y\) pair of tensors, "
+                       "a TensorDataset or a DataLoader, got Tensor"):
         phase_diagram(_tanh_net, x, y, steps=4, test=x)
     pdg = phase_diagram(_tanh_net, x, y, scaled_etas=[1.0], steps=4)
     assert pdg.test_acc is None and pdg.best_test_lr is None and "test_acc" not in pdg.table()

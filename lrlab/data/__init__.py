@@ -10,7 +10,7 @@ from .cifar import (
     load_cifar10,
     resolve_source,
 )
-from .dataset import Dataset, Split
+from .dataset import Dataset, Split, as_dataset, infer_task
 from .feature_noise import FEATURE_NOISE_GROUPS, FeatureNoiseData, feature_noise
 from .images import ImageSplit, ImageStream, cifar10_split, cifar10_vectors, normalize
 from .mixture import li2019_mixture
@@ -44,6 +44,8 @@ __all__ = [
     "feature_noise",
     "ClassPatch",
     "Dataset",
+    "as_dataset",
+    "infer_task",
     "ImageSplit",
     "ImageStream",
     "cifar10_split",

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .. import losses
 from ..config import TrainConfig
-from ..data.dataset import Dataset
+from ..data.dataset import Dataset, as_dataset
 from ..data.images import ImageStream
 from ..data.stacked import StackedData
 from ..probes.accuracy import group_metrics
@@ -627,8 +627,13 @@ def _progress(progress, total: int, start: int, mode: str, k: int):
     return update
 
 
-def _as_list(d: Dataset | Sequence[Dataset]) -> list[Dataset]:
-    return [d] if isinstance(d, Dataset) else list(d)
+def _as_list(d, what: str = "train") -> list[Dataset]:
+    """One dataset, or a list of them (one per ``data_index``); each may be anything
+    :func:`lrlab.data.as_dataset` reads, e.g. an (x, y) pair of tensors or a DataLoader."""
+    is_pair = isinstance(d, tuple) and len(d) == 2 and all(isinstance(t, Tensor) for t in d)
+    if isinstance(d, (list, tuple)) and not is_pair:
+        return [as_dataset(x, what=f"{what}[{i}]") for i, x in enumerate(d)]
+    return [as_dataset(d, what=what)]
 
 
 def _eval_sets(test) -> dict[str, list[Dataset]]:
@@ -636,8 +641,8 @@ def _eval_sets(test) -> dict[str, list[Dataset]]:
     if test is None:
         return {}
     if isinstance(test, Mapping):
-        return {str(k): _as_list(v) for k, v in test.items()}
-    return {"test": _as_list(test)}
+        return {str(k): _as_list(v, f"test[{k!r}]") for k, v in test.items()}
+    return {"test": _as_list(test, "test")}
 
 
 def train_population(model, members: Sequence[Member],
@@ -651,9 +656,11 @@ def train_population(model, members: Sequence[Member],
                      on_checkpoint: Callable[[PopulationResult], None] | None = None) -> PopulationResult:
     """Train every member together; probe loss and accuracy by group every ``cfg.eval_every``.
 
-    ``train`` is one dataset shared by all members, a list indexed by each member's
-    ``data_index``, or an :class:`ImageStream` (minibatches normalised and transformed per
-    use; its probes report the running minibatch metrics ``batch.*`` instead of a full pass
+    ``train`` is one dataset shared by all members (an lrlab :class:`Dataset`, an ``(x, y)``
+    tuple of tensors, a ``TensorDataset`` or a ``DataLoader``: see :func:`lrlab.data.as_dataset`),
+    a list of them indexed by each member's ``data_index``, or an :class:`ImageStream`
+    (minibatches normalised and transformed per use; its probes report the running minibatch
+    metrics ``batch.*`` instead of a full pass
     over the training set). ``test`` is a dataset (or list) probed as ``test.*``, or a mapping
     name → dataset of several evaluation sets probed as ``<name>.*``. With ``run_dir`` the
     trainer checkpoints there (atomically); ``resume=True`` continues from that checkpoint and
