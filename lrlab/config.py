@@ -392,8 +392,15 @@ class TrainConfig(Strict):
                                     "step: the gradients of the slices add up to the step's (full-batch GD "
                                     "of a large net in the memory of one slice; BatchNorm statistics per "
                                     "slice). None = the whole (mini)batch at once")
+    optimizer: Literal["sgd", "adam", "adamw"] = Field(
+        "sgd", description="'sgd' (momentum, nesterov), 'adam' (weight_decay as an L2 term in the "
+        "gradient, as torch.optim.Adam) or 'adamw' (decoupled weight decay, as torch.optim.AdamW); "
+        "every member keeps its own learning rate")
     momentum: float = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW: the decay rates of the "
+                                       "first and second moment estimates, each in [0, 1)")
+    eps: float = Field(1e-8, gt=0, description="Adam/AdamW: added to the denominator")
     weight_decay: float = Field(0.0, ge=0)
     eval_every: int = Field(gt=0, description="probe every this many steps (and at the end)")
     checkpoint_every: int | None = Field(
@@ -408,17 +415,28 @@ class TrainConfig(Strict):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Leave ``micro_batch`` out while unset: configs (and job fingerprints) from before the
-        option read the same."""
+        """Leave ``micro_batch`` out while unset, and the optimizer and Adam's betas and eps
+        while plain SGD: configs (and job fingerprints) from before these options read the same."""
         data = handler(self)
         if data.get("micro_batch", 0) is None:
             data.pop("micro_batch")
+        if data.get("optimizer") == "sgd":
+            for key in ("optimizer", "betas", "eps"):
+                data.pop(key, None)
         return data
 
     @model_validator(mode="after")
     def _nesterov(self) -> TrainConfig:
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=true needs momentum > 0")
+        if self.optimizer != "sgd" and (self.momentum or self.nesterov):
+            raise ValueError(f"momentum and nesterov belong to optimizer 'sgd'; {self.optimizer} has "
+                             f"betas {list(self.betas)} instead")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must each lie in [0, 1), got {list(self.betas)}")
+        if self.optimizer == "sgd" and (tuple(self.betas) != (0.9, 0.999) or self.eps != 1e-8):
+            raise ValueError("betas and eps belong to optimizer 'adam' or 'adamw'; "
+                             "set train.optimizer to use them")
         return self
 
     def in_steps(self, steps_per_epoch: int) -> TrainConfig:

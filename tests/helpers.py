@@ -101,7 +101,8 @@ def minibatch(seed: int, t: int, n: int, batch: int | None) -> torch.Tensor:
 
 def reference_sgd(model, members, trains: Sequence[Dataset], cfg: TrainConfig,
                   use_scheduler: bool = False) -> list[torch.nn.Module]:
-    """Train each member alone with ``torch.optim.SGD`` on the trainer's minibatch order.
+    """Train each member alone with ``torch.optim.SGD`` (or ``Adam``/``AdamW``, as ``cfg.optimizer``
+    says) on the trainer's minibatch order.
 
     ``use_scheduler`` drives step decay through ``MultiStepLR`` (every member must then be a
     warm-up-free StepDecay); otherwise the param-group lr is set from the schedule each step.
@@ -114,8 +115,13 @@ def reference_sgd(model, members, trains: Sequence[Dataset], cfg: TrainConfig,
             mod[3].weight.requires_grad_(False)
         data = trains[m.data_index]
         params = [p for p in mod.parameters() if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=float(m.schedule(0)), momentum=cfg.momentum,
-                              nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=float(m.schedule(0)), momentum=cfg.momentum,
+                                  nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        else:
+            adam = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+            opt = adam(params, lr=float(m.schedule(0)), betas=cfg.betas, eps=cfg.eps,
+                       weight_decay=cfg.weight_decay)
         sched = (torch.optim.lr_scheduler.MultiStepLR(opt, list(m.schedule.milestones),
                                                       gamma=m.schedule.factor)
                  if use_scheduler else None)

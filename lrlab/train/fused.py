@@ -37,6 +37,8 @@ def eligible(model, cfg, stochastic: bool, stream: bool) -> str | None:
         return f"the model is a {type(model).__name__}, not a TwoLayerReLU"
     if model.out_dim != 1:
         return f"the model has {model.out_dim} outputs (the fused step handles one)"
+    if cfg.optimizer != "sgd":
+        return f"optimizer {cfg.optimizer} (the fused step is plain SGD)"
     if cfg.momentum:
         return f"momentum {cfg.momentum} (the fused step is plain SGD)"
     if cfg.loss not in FUSED_LOSSES:

@@ -212,8 +212,11 @@ class _Trainer:
             raise ValueError(f"micro_batch {cfg.micro_batch} needs a deterministic model: this one draws "
                              "random numbers (dropout, activation noise), which micro-batches would repeat")
         self._set_mode(choose_mode(model, tuple(first.input_shape), B, K, cfg.mode, self.fused_blocker))
+        # optimizer state: SGD's momentum buffers, or Adam's first (in `momentum`) and second moments
+        adam = cfg.optimizer in ("adam", "adamw")
         self.momentum = ({k: torch.zeros_like(self.params[k]) for k in self.trainable}
-                         if cfg.momentum else {})
+                         if cfg.momentum or adam else {})
+        self.second = {k: torch.zeros_like(self.params[k]) for k in self.trainable} if adam else {}
         self.active = torch.ones(K, dtype=torch.bool, device=dev)
         self.diverged_step = torch.full((K,), -1, dtype=torch.long)
         # adaptive schedules (AutoDecay): each member its own copy, fed the mean training loss
@@ -370,6 +373,9 @@ class _Trainer:
                     shape = (-1,) + (1,) * (w.dim() - 1)
                     if not all_ok:  # a frozen member's gradient may hold inf/NaN: zero it
                         g = torch.where(ok.view(shape), g, 0.0)
+                    if self.second:
+                        self._adam_step(name, sl, w, g, lr_eff.view(shape), t + 1)
+                        continue
                     if cfg.weight_decay:
                         g.add_(w, alpha=cfg.weight_decay)
                     if cfg.momentum:
@@ -382,6 +388,22 @@ class _Trainer:
                     ks = torch.arange(sl.start, sl.stop)[newly.cpu()]
                     self.diverged_step[ks] = t
                 self.active[sl] = ok
+
+    def _adam_step(self, name: str, sl: slice, w: Tensor, g: Tensor, lr: Tensor, step: int) -> None:
+        """One Adam/AdamW step of parameter ``name`` for the members in ``sl``, each at its own
+        rate ``lr`` (shaped to broadcast), in torch.optim.Adam's arithmetic (no amsgrad)."""
+        cfg = self.cfg
+        b1, b2 = cfg.betas
+        if cfg.weight_decay:
+            if cfg.optimizer == "adamw":
+                w.mul_(1 - lr * cfg.weight_decay)
+            else:
+                g.add_(w, alpha=cfg.weight_decay)
+        m, v = self.momentum[name][sl], self.second[name][sl]
+        m.lerp_(g, 1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (v.sqrt() / math.sqrt(1 - b2**step)).add_(cfg.eps)
+        w.addcdiv_(m * (lr / (1 - b1**step)), denom, value=-1.0)
 
     def _loss_and_grads(self, p: dict[str, Tensor], xb: Tensor, yb: Tensor, t: int, sl: slice
                         ) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
@@ -498,6 +520,7 @@ class _Trainer:
     def state(self) -> dict:
         return {
             "step": self.step, "params": self.params, "momentum": self.momentum,
+            **({"second": self.second} if self.second else {}),
             "active": self.active, "diverged_step": self.diverged_step,
             "evals": {k: v[:len(self.eval_steps)].clone() for k, v in self.evals.items()},
             "eval_steps": self.eval_steps, "mode": self.mode,
@@ -513,6 +536,10 @@ class _Trainer:
         self.step = st["step"]
         self.params = {k: v.to(self.device) for k, v in st["params"].items()}
         self.momentum = {k: v.to(self.device) for k, v in st["momentum"].items()}
+        if self.second:
+            if "second" not in st:
+                raise ValueError(f"checkpoint has no Adam moments, this run uses optimizer {self.cfg.optimizer}")
+            self.second = {k: v.to(self.device) for k, v in st["second"].items()}
         self.active = st["active"].to(self.device)
         self.diverged_step = st["diverged_step"]
         self.eval_steps = list(st["eval_steps"])

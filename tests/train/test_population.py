@@ -79,6 +79,32 @@ def test_multiclass_parity_with_torch_sgd(loss, nesterov, batch_size):
     _assert_params_match(res, reference_sgd(model, members, [train], cfg))
 
 
+@pytest.mark.parametrize("optimizer, weight_decay", [("adam", 0.0), ("adam", 1e-2), ("adamw", 1e-2)])
+@pytest.mark.parametrize("mode", ["vectorized", "loop"])
+def test_adam_and_adamw_parity_with_torch_optim(optimizer, weight_decay, mode):
+    """Per-member rates (constant, step decay, warm-up) under Adam/AdamW equal torch.optim's."""
+    train, test = multiclass_dataset(48, seed=0), multiclass_dataset(24, seed=1)
+    model = TwoLayerReLU(6, 12, out_dim=3, output_bias=True)
+    members = _members(schedules=MULTICLASS_SCHEDULES)
+    cfg = TrainConfig(loss="cross_entropy", steps=25, batch_size=12, optimizer=optimizer, betas=(0.8, 0.99),
+                      eps=1e-6, weight_decay=weight_decay, eval_every=5, mode=mode)
+    res = train_population(model, members, train, test, cfg)
+    _assert_params_match(res, reference_sgd(model, members, [train], cfg))
+    assert res.mode == mode
+
+
+def test_adam_settings_are_checked_and_sgd_configs_read_as_before():
+    with pytest.raises(ValueError, match="momentum and nesterov belong to optimizer 'sgd'; adam has betas"):
+        TrainConfig(steps=5, eval_every=5, optimizer="adam", momentum=0.9)
+    with pytest.raises(ValueError, match=r"betas must each lie in \[0, 1\), got \[0.9, 1.0\]"):
+        TrainConfig(steps=5, eval_every=5, optimizer="adamw", betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="betas and eps belong to optimizer 'adam' or 'adamw'"):
+        TrainConfig(steps=5, eval_every=5, eps=1e-6)
+    sgd = TrainConfig(steps=5, eval_every=5, momentum=0.9).model_dump()
+    assert not {"optimizer", "betas", "eps"} & set(sgd)  # job fingerprints of SGD configs unchanged
+    assert TrainConfig(steps=5, eval_every=5, optimizer="adam").model_dump()["betas"] == (0.9, 0.999)
+
+
 def test_parity_plain_sgd_without_momentum(split):
     model = TwoLayerReLU(split.train.x.shape[1], 16, bias=False)
     members = _members()
