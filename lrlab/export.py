@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .store import load_run
+from .train.population import member_label
 
 
 class MissingExtra(ImportError):
@@ -49,11 +50,6 @@ def check_export(export: dict | None) -> None:
         _require("torch.utils.tensorboard", "tensorboard")
     if export.get("mlflow") is not None:
         _require("mlflow", "mlflow")
-
-
-def member_label(name: str, seed: int) -> str:
-    """A member's name in exported runs: its schedule and seed."""
-    return f"{name}-seed{int(seed)}"
 
 
 class Exporter:

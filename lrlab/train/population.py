@@ -124,6 +124,24 @@ class PopulationResult:
         c = self.curve(metric)
         return c.iloc[-1]
 
+    @property
+    def labels(self) -> dict[int, str]:
+        """Each member's label, "<schedule>-seed<k>" (as the tracking export names them)."""
+        return {int(r.member): member_label(r["name"], r.seed) for _, r in self.members.iterrows()}
+
+    def named(self, metric: str | None = None) -> pd.DataFrame:
+        """The records with each member's schedule name, seed and label beside its number (one
+        metric's rows, or all); ``curve(metric).rename(columns=res.labels)`` names a curve."""
+        rec = self.records if metric is None else self.records[self.records.metric == metric]
+        who = self.members[["member", "name", "seed"]].assign(label=lambda d: d.member.map(self.labels))
+        return rec.merge(who, on="member", how="left")[["member", "name", "seed", "label", "step",
+                                                         "metric", "value"]]
+
+
+def member_label(name: str, seed: int) -> str:
+    """A member's label in tables and exports: its schedule name and seed."""
+    return f"{name}-seed{int(seed)}"
+
 
 def _batch_seed(seed: int, epoch: int) -> int:
     return (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + 0x94D049BB) % (2**63 - 1)

@@ -123,3 +123,17 @@ def test_phase_diagram_and_sharpness_take_a_tensor_dataset_or_loader():
     np.testing.assert_array_equal(a.sharpness.to_numpy(), b.sharpness.to_numpy())
     with pytest.raises(ValueError, match="phase_diagram: x and y must be tensors, got Tensor and list"):
         lrlab.phase_diagram(net, x, [0, 1], loss="cross_entropy", **kw)
+
+
+def test_records_name_their_members():
+    x, y = two_moons(32, 0)
+    members = [Member("big", 0, Constant(0.5)), Member("small", 3, Constant(0.05))]
+    res = lrlab.train_population(lrlab.FromModule(net), members, (x, y), None,
+                                 TrainConfig(loss="cross_entropy", steps=4, eval_every=2))
+    assert res.labels == {0: "big-seed0", 1: "small-seed3"}
+    named = res.named("train.loss")
+    assert list(named.columns) == ["member", "name", "seed", "label", "step", "metric", "value"]
+    assert named.groupby("label").size().to_dict() == {"big-seed0": 3, "small-seed3": 3}
+    pd.testing.assert_frame_equal(named.pivot(index="step", columns="label", values="value"),
+                                  res.curve("train.loss").rename(columns=res.labels), check_names=False)
+    assert len(res.named()) == len(res.records)
