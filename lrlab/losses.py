@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import copy
+from typing import Callable, Literal, Union
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 LossName = Literal["logistic", "cross_entropy", "squared", "margin_squared"]
 LOSSES = ("logistic", "cross_entropy", "squared", "margin_squared")
 
 
-def check_loss(loss: str, task: str) -> None:
-    """Reject loss/task pairs that make no sense, naming both."""
+Loss = Union[str, Callable[[Tensor, Tensor], Tensor]]
+
+
+def criterion(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    """A user's criterion made per-example: a torch loss module (``nn.CrossEntropyLoss()``, …)
+    is copied with ``reduction="none"``; any other callable must already return one loss per
+    example. The mean over a batch is then the criterion's usual mean."""
+    if isinstance(fn, nn.modules.loss._Loss) and fn.reduction != "none":
+        fn = copy.copy(fn)
+        fn.reduction = "none"
+    return fn
+
+
+def check_loss(loss: Loss, task: str) -> None:
+    """Reject loss/task pairs that make no sense, naming both (a callable criterion is the
+    caller's to match to the task)."""
+    if callable(loss):
+        return
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; expected one of {list(LOSSES)}")
     if task == "regression" and loss != "squared":
@@ -24,12 +41,22 @@ def check_loss(loss: str, task: str) -> None:
         raise ValueError("cross_entropy needs a multiclass task; use logistic for ±1 labels")
 
 
-def per_example(loss: str, out: Tensor, y: Tensor, num_classes: int = 2) -> Tensor:
+def per_example(loss: Loss, out: Tensor, y: Tensor, num_classes: int = 2) -> Tensor:
     """Loss of each example, shape [K, B]; ``y`` is [K, B] (±1 floats or class indices).
 
     ``squared`` is ½(f − y)²; ``margin_squared`` is (y·f − 1)² on ±1 labels (Lu et al. 2023),
-    the same curve without the ½, so its gradient is twice the squared loss's.
+    the same curve without the ½, so its gradient is twice the squared loss's. A callable
+    ``loss(outputs [N, C] or [N], targets [N]) -> [N]`` (see :func:`criterion`) is applied to
+    the K·B examples at once.
     """
+    if callable(loss):
+        K, B = y.shape[:2]
+        flat = criterion(loss)(out.reshape(K * B, *out.shape[2:]), y.reshape(K * B))
+        if not isinstance(flat, Tensor) or flat.shape != (K * B,):
+            got = tuple(flat.shape) if isinstance(flat, Tensor) else type(flat).__name__
+            raise ValueError(f"a criterion must return one loss per example (reduction='none'): "
+                             f"given {K * B} examples it returned {got}")
+        return flat.reshape(K, B)
     if loss == "logistic":
         return F.softplus(-y * out)
     if loss == "margin_squared":

@@ -176,7 +176,7 @@ def choose_mode(model, input_shape: tuple[int, ...], batch: int, members: int, m
 class _Trainer:
     def __init__(self, model, members: Sequence[Member], train, test, cfg: TrainConfig,
                  run_dir: Path | None, probes: Mapping[str, Callable] | None = None,
-                 probe_every: int | None = None) -> None:
+                 probe_every: int | None = None, criterion: Callable | None = None) -> None:
         self.model, self.members, self.cfg = model, list(members), cfg
         self.probes = dict(probes or {})
         self.probe_every = probe_every
@@ -194,7 +194,8 @@ class _Trainer:
                 raise ValueError(f"member {m.name}/seed {m.seed} has data_index {m.data_index}; "
                                  f"there are {D} training sets")
         first = self.stream if self.stream is not None else train[0]
-        losses.check_loss(cfg.loss, first.task)
+        self.loss = cfg.loss if criterion is None else losses.criterion(criterion)
+        losses.check_loss(self.loss, first.task)
         self.num_classes = first.num_classes
         self.group_names = first.group_names
         self.train = None if self.stream is not None else StackedData.stack(train, dev)
@@ -222,6 +223,8 @@ class _Trainer:
         self.sigmas = self._noise_table()
         self.stochastic = bool(getattr(model, "stochastic", False))
         self.fused_blocker = fused.eligible(model, cfg, self.stochastic, self.stream is not None)
+        if self.fused_blocker is None and criterion is not None:
+            self.fused_blocker = "a callable criterion (the fused step has its losses written out)"
         if self.fused_blocker is None and amp_enabled():
             self.fused_blocker = "mixed precision (--amp) trains through autograd"
         if self.fused_blocker is None and cfg.micro_batch:
@@ -434,7 +437,7 @@ class _Trainer:
         if size == B:  # one slice: the mean loss's gradient directly
             with autocast(self.device):
                 out = self._forward(p, xb, t, sl)
-            per_ex = losses.per_example(cfg.loss, out.float(), yb, self.num_classes)  # float32 under AMP
+            per_ex = losses.per_example(self.loss, out.float(), yb, self.num_classes)  # float32 under AMP
             loss = per_ex.mean(1)
             grads = torch.autograd.grad(torch.where(torch.isfinite(loss), loss, 0.0).sum(),
                                         [p[k] for k in self.trainable])
@@ -443,7 +446,7 @@ class _Trainer:
         for start in range(0, B, size):
             with autocast(self.device):
                 out = self._forward(p, xb[:, start:start + size], t, sl)
-            per = losses.per_example(cfg.loss, out.float(), yb[:, start:start + size], self.num_classes)
+            per = losses.per_example(self.loss, out.float(), yb[:, start:start + size], self.num_classes)
             part = per.sum(1) / B  # this slice's share of the mean loss, [k]
             g = torch.autograd.grad(torch.where(torch.isfinite(part), part, 0.0).sum(),
                                     [p[k] for k in self.trainable])
@@ -471,7 +474,7 @@ class _Trainer:
         member_chunk = 1 if self.mode == "loop" else None
         for split, data in sets.items():
             di = self.data_index if data.x.shape[0] > 1 else torch.zeros_like(self.data_index)
-            metrics.update(group_metrics(self.model, self.params, data, di, self.cfg.loss, split,
+            metrics.update(group_metrics(self.model, self.params, data, di, self.loss, split,
                                          member_chunk=member_chunk))
         if self.stream is not None:  # NaN at step 0: no minibatch seen yet
             metrics.update(self._running_metrics())
@@ -698,7 +701,8 @@ def train_population(model, members: Sequence[Member],
                      progress: bool | Callable[[int, int], None] = False,
                      probes: Mapping[str, Callable] | None = None,
                      probe_every: int | Mapping[str, int] | None = None,
-                     on_checkpoint: Callable[[PopulationResult], None] | None = None) -> PopulationResult:
+                     on_checkpoint: Callable[[PopulationResult], None] | None = None,
+                     criterion: Callable[[Tensor, Tensor], Tensor] | None = None) -> PopulationResult:
     """Train every member together; probe loss and accuracy by group every ``cfg.eval_every``.
 
     ``train`` is one dataset shared by all members (an lrlab :class:`Dataset`, an ``(x, y)``
@@ -714,7 +718,8 @@ def train_population(model, members: Sequence[Member],
     probes whose step is a multiple of ``probe_every`` (default: every probe) and NaN between;
     ``probe_every`` may also map a probe's name to its own cadence (absent names: every probe).
     ``on_checkpoint(result)`` (with ``run_dir``) sees the records so far at every checkpoint,
-    e.g. a live :class:`lrlab.export.Exporter`.
+    e.g. a live :class:`lrlab.export.Exporter`. ``criterion`` replaces ``cfg.loss`` with your own
+    loss: a torch loss module (``nn.CrossEntropyLoss()``) or ``fn(outputs, targets) -> [N]``.
     """
     if not members:
         raise ValueError("a population needs at least one member")
@@ -733,7 +738,7 @@ def train_population(model, members: Sequence[Member],
                              f"{cfg.eval_every}, got {every!r}" if name != "probe_every" else
                              f"probe_every must be a positive multiple of eval_every={cfg.eval_every}, "
                              f"got {every!r}")
-    tr = _Trainer(model, members, train, test, cfg, rd, probes, probe_every)
+    tr = _Trainer(model, members, train, test, cfg, rd, probes, probe_every, criterion)
     tr.on_checkpoint = on_checkpoint
     if resume:
         if rd is None or not (rd / CHECKPOINT).is_file():

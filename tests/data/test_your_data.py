@@ -137,3 +137,22 @@ def test_records_name_their_members():
     pd.testing.assert_frame_equal(named.pivot(index="step", columns="label", values="value"),
                                   res.curve("train.loss").rename(columns=res.labels), check_names=False)
     assert len(res.named()) == len(res.records)
+
+
+def test_a_callable_criterion_trains_like_the_named_loss():
+    x, y = two_moons(48, 0)
+    members = [Member("big", 0, Constant(0.5)), Member("small", 1, Constant(0.05))]
+    cfg = TrainConfig(loss="cross_entropy", steps=10, batch_size=16, eval_every=5)
+    model = lrlab.FromModule(net)
+    named = lrlab.train_population(model, members, (x, y), (x, y), cfg)
+    ce = nn.CrossEntropyLoss()  # reduction "mean": lrlab takes a per-example copy
+    own = lrlab.train_population(model, members, (x, y), (x, y), cfg, criterion=ce)
+    assert ce.reduction == "mean"  # the user's module is left as it was
+    pd.testing.assert_frame_equal(own.records, named.records, check_exact=False, rtol=1e-5, atol=1e-6)
+    smooth = lrlab.train_population(model, members, (x, y), None, cfg,
+                                    criterion=nn.CrossEntropyLoss(label_smoothing=0.2))
+    assert not np.allclose(smooth.final("train.loss"), named.final("train.loss"))
+    with pytest.raises(ValueError, match=r"one loss per example \(reduction='none'\): given 96 examples it "
+                                         r"returned \(\)"):
+        lrlab.train_population(model, members, (x, y), None, cfg,
+                               criterion=lambda out, t: nn.functional.cross_entropy(out, t))
