@@ -13,6 +13,7 @@ The curated public API::
     lrlab.verify(["li2019-toy"], "quick", Path("out"))            # a claim with verdicts
     split = lrlab.cifar10_split(cfg_cifar)                         # patched CIFAR-10 stream
     pdg = lrlab.phase_diagram(make_net, x, y, "squared", test=(xt, yt))  # lazy/catapult/divergent
+    adv = lrlab.lr_advice(make_net, (x, y), "cross_entropy", batch_size=32)  # a rate to train at
     trace = lrlab.track_sharpness(make_net, x, y, lrs=[0.05, 0.1])  # edge of stability
     sched = lrlab.AutoDecay(optimizer)       # in your own loop: sched.step(epoch_loss); sched.should_stop
     fn = lrlab.feature_noise(FeatureNoiseConfig(), seed=0)       # Lu et al.'s weak/strong features
@@ -20,6 +21,7 @@ The curated public API::
 """
 
 from ._version import __version__
+from .advice import LRAdvice, lr_advice
 from .config import ConfigError, RunConfig, TrainConfig, load_config
 from .data import (
     Dataset,
@@ -78,4 +80,5 @@ __all__ = [
     "SharpnessTrace", "cifar10_vectors", "plot_sharpness", "track_sharpness",
     "AutoDecay", "AutoDecayRule", "AutoDecaySchedule", "ps10", "train_with_snapshots",
     "transfer_stages", "transferability", "DeepLinear", "ReLU2CNN", "feature_noise",
+    "LRAdvice", "lr_advice",
 ]

@@ -429,8 +429,9 @@ def phase(
             t.add_row(f"{r.eta:.4g}", f"{r.eta_lam0:.3g}", r.phase, f"{r.final_loss:.3g}",
                       f"{r.eta_lam_final:.3g}", *((f"{r.test_acc:.3f}",) if test else ()))
         console.print(t)
-        rec = (f"largest learning rate that converged: {pdg.recommended_lr:.4g}"
-               if pdg.recommended_lr else "no learning rate converged")
+        rec = (f"divergence edge (largest learning rate that converged under full-batch GD, one seed): "
+               f"{pdg.divergence_edge:.4g}, a rate to stay below; lrlab.lr_advice finds one to train at"
+               if pdg.divergence_edge else "no learning rate converged")
         if pdg.best_test_lr is not None:
             rec += f"; best final test accuracy at η = {pdg.best_test_lr:.4g}"
         console.print(f"{rec}; wrote {out / 'phase.csv'} and {png}")

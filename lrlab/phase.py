@@ -76,6 +76,12 @@ class PhaseDiagram:
         return tab
 
     @property
+    def divergence_edge(self) -> float | None:
+        """The largest η whose full-batch GD converged from this one seed (``recommended_lr``, the
+        older name): a rate to stay below, not one to train at — :func:`lrlab.lr_advice` gives that."""
+        return self.recommended_lr
+
+    @property
     def best_test_lr(self) -> float | None:
         """The η with the highest final test accuracy (None without a test set or if all diverged)."""
         if self.test_acc is None:

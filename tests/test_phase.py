@@ -97,7 +97,7 @@ def test_phase_cli(tmp_path):
                                  "--steps", "30", "--points", "4", "--out", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
     assert "λ0 =" in r.output and (tmp_path / "out" / "phase.png").is_file()
-    assert "largest learning rate that converged" in r.output
+    assert "divergence edge (largest learning rate that converged under full-batch GD" in " ".join(r.output.split())
     bad = CliRunner().invoke(app, ["phase", "nomodule", "--data", str(tmp_path / "d.pt")])
     assert bad.exit_code == 2 and "module:factory" in bad.stderr
 
@@ -165,6 +165,6 @@ def test_phase_cli_with_a_test_set(tmp_path):
                                  "--test-data", str(tmp_path / "test.npz"), "--steps", "10", "--points", "3",
                                  "--out", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
-    assert "best final test accuracy at η =" in r.output
+    assert "best final test accuracy at η =" in " ".join(r.output.split())
     tab = pd.read_csv(tmp_path / "out" / "phase.csv")
     assert "test_acc" in tab and tab.test_acc.between(0, 1).all()

@@ -1,0 +1,85 @@
+"""Learning-rate advice: the three rates obey their definitions, the grid extends at its edges,
+blown-up but finite runs count as diverged, bad settings are named, and results repeat."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import lrlab
+from lrlab.advice import lr_advice
+
+
+def moons(n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.rand(n, generator=g) * torch.pi
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.stack([torch.cos(t) + y, torch.sin(t) * (1 - 2 * y) + 0.5 * y], 1)
+    return x + 0.1 * torch.randn(n, 2, generator=g), y
+
+
+def net() -> nn.Module:
+    return nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 2))
+
+
+@pytest.fixture(scope="module")
+def advice():
+    return lr_advice(net, moons(64, 0), "cross_entropy", val=moons(64, 1), batch_size=16, seeds=3,
+                     steps=60, scaled_etas=2.0 ** np.arange(-2, 7.0), max_extend=0)
+
+
+def test_the_three_rates_follow_their_definitions(advice):
+    runs, tab = advice.runs, advice.table()
+    assert len(runs) == 9 * 3 and tab.seeds.eq(3).all()
+    by_eta = runs.groupby("eta")
+    assert advice.divergence_edge == by_eta.diverged.any().idxmax()  # the smallest η with a diverged seed
+    assert advice.divergence_edge is not None and advice.recommended_lr is not None
+    assert by_eta.converged.all()[advice.recommended_lr]  # converged on every seed
+    limit = min(advice.divergence_edge, advice.instability_onset or np.inf) / 2.0
+    assert advice.recommended_lr <= limit * (1 + 1e-9)
+    above = tab[(tab.eta > advice.recommended_lr) & (tab.eta <= limit * (1 + 1e-9))]
+    assert (above.converged < 3).all()  # nothing larger within the limit converged everywhere
+    assert not by_eta.diverged.any()[advice.best_val_lr]
+    assert advice.best_val_lr == tab[tab.diverged == 0].set_index("eta").val.idxmax()
+    assert "final training loss ≤ 0.1·L0 after 60 steps of SGD at batch 16" in advice.criterion
+    with pytest.raises(AttributeError):
+        advice.recommended  # noqa: B018 — the names say what each rate is
+
+
+def test_blown_up_but_finite_runs_count_as_diverged():
+    a = lr_advice(net, moons(64, 0), "cross_entropy", batch_size=None, seeds=[0], steps=30,
+                  scaled_etas=[1.0, 8.0, 24.0], blowup=1.01, max_extend=0)
+    rows = a.runs
+    assert np.isfinite(rows.final_loss).all() and np.isfinite(rows.peak_ratio).all()  # nothing inf/NaN
+    assert (rows.peak_ratio > 1.01).any() and rows[rows.peak_ratio > 1.01].diverged.all()
+    assert not rows[rows.peak_ratio <= 1.01].diverged.any()
+
+
+def test_the_grid_extends_where_the_answer_sits_at_its_edge():
+    a = lr_advice(net, moons(64, 0), "cross_entropy", batch_size=16, seeds=2, steps=30,
+                  scaled_etas=[0.01, 0.02], extend=2, max_extend=1)
+    assert sorted(a.runs.eta.unique() * a.lam0) == pytest.approx([0.01, 0.02, 0.04, 0.08])
+    assert a.notes[0].startswith("the largest rate, η = ") and "grid extended to" in a.notes[0]
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"converge": 1.5}, r"converge 1.5 is out of range"),
+    ({"backoff": 0.5}, r"backoff 0.5 is out of range"),
+    ({"batch_size": 65}, r"batch_size 65 must lie in 1..64"),
+    ({"seeds": []}, "seeds must name at least one seed"),
+    ({"scaled_etas": [1.0]}, r"scaled_etas must be at least two positive numbers, got \[1.0\]"),
+])
+def test_bad_settings_are_named(kw, message):
+    with pytest.raises(ValueError, match=message):
+        lr_advice(net, moons(64, 0), "cross_entropy", **{"steps": 10, **kw})
+
+
+def test_advice_repeats_exactly():
+    kw = dict(batch_size=16, seeds=2, steps=20, scaled_etas=[0.5, 2.0, 8.0], max_extend=0)
+    a = lr_advice(net, moons(64, 0), "cross_entropy", **kw)
+    b = lrlab.lr_advice(net, moons(64, 0), "cross_entropy", **kw)
+    pd.testing.assert_frame_equal(a.runs, b.runs, check_exact=True)
+    assert (a.divergence_edge, a.recommended_lr) == (b.divergence_edge, b.recommended_lr)
