@@ -35,6 +35,7 @@ from torch import nn
 from .config import TrainConfig
 from .data import as_dataset
 from .phase import _gd_setup, initial_curvature
+from .progress import stage
 from .seeding import seeded
 from .train import Constant, Member, train_population
 
@@ -110,7 +111,8 @@ def lr_advice(factory: Callable[[], nn.Module], data: Any, loss: str = "cross_en
     train, held_out = train.to(device), held_out.to(device) if held_out is not None else None
     with seeded(seed):
         module = factory().to(device)
-    lam0, _ = initial_curvature(module, train.x, train.y, loss, "auto")
+    with stage("λ0 of the model at initialisation", progress):
+        lam0, _ = initial_curvature(module, train.x, train.y, loss, "auto")
     if not (math.isfinite(lam0) and lam0 > 0):
         raise ValueError(f"initial curvature λ0 = {lam0} is not positive: cannot place η around 2/λ0")
     cs = np.asarray(scaled_etas if scaled_etas is not None else 2.0 ** np.arange(-3, 4.5, 0.5), dtype=float)

@@ -23,6 +23,7 @@ from .models import FromModule
 from .probes.accuracy import group_metrics
 from .probes.curvature import population_top_eigs, top_hessian_eigs
 from .probes.ntk import ntk_top_eigenvalue, population_ntk_top_eigenvalue
+from .progress import stage
 from .seeding import seeded
 from .train import Constant, Member, train_population
 
@@ -166,7 +167,8 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Any, y: Tensor | None = N
     model, data = _gd_setup(factory, x, y, loss, "phase_diagram")
     with seeded(seed):
         module = factory().to(device)
-    lam0, kind = initial_curvature(module, x, y, loss, curvature)
+    with stage(f"λ0 of the model at initialisation ({curvature} curvature)", progress):
+        lam0, kind = initial_curvature(module, x, y, loss, curvature)
     if not (math.isfinite(lam0) and lam0 > 0):
         raise ValueError(f"initial curvature λ0 = {lam0} is not positive: cannot place η around 2/λ0")
     cs = np.asarray(scaled_etas if scaled_etas is not None else np.geomspace(0.5, 16, 16), dtype=float)
@@ -194,7 +196,9 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Any, y: Tensor | None = N
     curve.columns = etas
     diverged = res.members.diverged.to_numpy()
     phases = [classify(curve[e].to_numpy(), bool(d), rise_tol) for e, d in zip(etas, diverged)]
-    lam_final = _final_curvature(model, res.params, x, y, loss, data.num_classes, kind, diverged)
+    with stage(f"final curvature of {len(etas)} runs (batched {'Lanczos' if kind == 'hessian' else 'NTK'})",
+               progress):
+        lam_final = _final_curvature(model, res.params, x, y, loss, data.num_classes, kind, diverged)
     lam_curve = None
     if curvature_every is not None:
         lam_curve = res.curve("lam").dropna(how="all")

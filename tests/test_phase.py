@@ -168,3 +168,13 @@ def test_phase_cli_with_a_test_set(tmp_path):
     assert "best final test accuracy at η =" in " ".join(r.output.split())
     tab = pd.read_csv(tmp_path / "out" / "phase.csv")
     assert "test_acc" in tab and tab.test_acc.between(0, 1).all()
+
+
+def test_progress_names_the_slow_steps_and_their_time(capsys):
+    x, y = _classes(16, 0)
+    phase_diagram(_tanh_net, x, y, scaled_etas=[1.0], steps=4, progress=True)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "λ0 of the model at initialisation (auto curvature): done in" in err
+    assert "final curvature of 1 runs (batched NTK): done in" in err
+    phase_diagram(_tanh_net, x, y, scaled_etas=[1.0], steps=4)
+    assert capsys.readouterr().err == ""  # quiet unless asked
