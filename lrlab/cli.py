@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import driver, experiment, maps, store
+from .advice import lr_advice
 from .check import check_store
 from .claims import CLAIMS
 from .config import ConfigError, load_config
@@ -435,6 +436,50 @@ def phase(
         if pdg.best_test_lr is not None:
             rec += f"; best final test accuracy at η = {pdg.best_test_lr:.4g}"
         console.print(f"{rec}; wrote {out / 'phase.csv'} and {png}")
+
+    _guard(go)
+
+
+def _rate(v: float | None) -> str:
+    return "none" if v is None else f"{v:.4g}"
+
+
+@app.command()
+def advise(
+    model: str = typer.Argument(..., help="Model factory: package.module:make_net or file.py:make_net."),
+    data: Path = typer.Option(..., "--data", help="Training set: .pt (dict/pair x, y) or .npz (x, y)."),
+    val_data: Optional[Path] = typer.Option(None, "--val-data", help="Validation set (same format): adds "
+                                            "the best-generalising rate."),
+    loss: str = typer.Option("cross_entropy", "--loss", help="squared, logistic or cross_entropy."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Your minibatch size (0 = full batch)."),
+    momentum: float = typer.Option(0.0, "--momentum", help="Your SGD momentum."),
+    seeds: int = typer.Option(5, "--seeds", help="Seeds per rate, trained side by side."),
+    steps: int = typer.Option(500, "--steps", help="Training steps per run."),
+    out: Path = typer.Option(Path("lrlab-out/advice"), "--out", help="Folder for advice.csv (one row per η, seed)."),
+) -> None:
+    """Learning-rate advice under your own training: divergence edge, a recommended rate, the best validation rate."""
+    def go():
+        factory = _load_factory(model)
+        val = _load_xy(val_data) if val_data is not None else None
+        adv = lr_advice(factory, _load_xy(data), loss, batch_size=batch_size or None, momentum=momentum,
+                        seeds=seeds, steps=steps, val=val, progress=True)
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / "advice.csv", adv.runs.to_csv(index=False))
+        t = Table(title=f"λ0 = {adv.lam0:.4g}")
+        tab = adv.table()
+        for col in ("η", "η·λ0", "converged", "diverged", "final loss") + (("val",) if "val" in tab else ()):
+            t.add_column(col, no_wrap=True)
+        for _, r in tab.iterrows():
+            t.add_row(f"{r.eta:.4g}", f"{r.eta_lam0:.3g}", f"{r.converged}/{r.seeds}", f"{r.diverged}/{r.seeds}",
+                      f"{r.final_loss:.3g}", *((f"{r.val:.3f}",) if "val" in tab else ()))
+        console.print(t)
+        console.print(f"divergence edge {_rate(adv.divergence_edge)}; recommended learning rate "
+                      f"{_rate(adv.recommended_lr)}" + (f"; best validation rate {_rate(adv.best_val_lr)}"
+                                                      if val is not None else ""), highlight=False)
+        console.print(f"criterion: {adv.criterion}", markup=False, highlight=False)
+        for note in adv.notes:
+            err.print(f"note: {note}", markup=False, highlight=False)
+        console.print(f"wrote {out / 'advice.csv'}", markup=False, highlight=False)
 
     _guard(go)
 

@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 import torch
 from torch import nn
+from typer.testing import CliRunner
 
 import lrlab
 from lrlab.advice import lr_advice
+from lrlab.cli import app
 
 
 def moons(n: int, seed: int):
@@ -83,3 +85,20 @@ def test_advice_repeats_exactly():
     b = lrlab.lr_advice(net, moons(64, 0), "cross_entropy", **kw)
     pd.testing.assert_frame_equal(a.runs, b.runs, check_exact=True)
     assert (a.divergence_edge, a.recommended_lr) == (b.divergence_edge, b.recommended_lr)
+
+
+def test_cli_advise_prints_the_three_rates_and_writes_the_runs(tmp_path):
+    (tmp_path / "net.py").write_text("from torch import nn\n\n\ndef make_net():\n"
+                                     "    return nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 2))\n")
+    for name, seed in (("train", 0), ("val", 1)):
+        x, y = moons(64, seed)
+        torch.save({"x": x, "y": y}, tmp_path / f"{name}.pt")
+    r = CliRunner().invoke(app, ["advise", f"{tmp_path / 'net.py'}:make_net", "--data", str(tmp_path / "train.pt"),
+                                 "--val-data", str(tmp_path / "val.pt"), "--batch-size", "16", "--seeds", "2",
+                                 "--steps", "20", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split())
+    assert "divergence edge" in text and "recommended learning rate" in text and "best validation rate" in text
+    assert "criterion: converged:" in text
+    runs = pd.read_csv(tmp_path / "out" / "advice.csv")
+    assert {"eta", "seed", "diverged", "converged", "val"} <= set(runs.columns) and set(runs.seed) == {0, 1}
