@@ -1,0 +1,203 @@
+"""Validate ``lrlab.lr_advice`` on three small models of different kinds, against a plain sweep
+and torch-lr-finder's suggestion (issue 19, part 1).
+
+Models and data (all fixed here, before any result was read):
+
+* **mlp**: two-moons, 2→64→2 ReLU MLP, cross-entropy, 512 train / 1,024 validation points;
+* **cnn**: CIFAR-10 airplane vs automobile at 8×8 (2×2 average pool), a two-conv CNN,
+  cross-entropy, 1,000 train / 1,000 validation images (needs ../shared/data or $LRLAB_DATA);
+* **regression**: y = sin(3·x₁) + x₂² + 0.1·noise on 8-d Gaussian inputs, 8→64→64→1 ReLU net,
+  squared loss, 512 train / 1,024 validation points.
+
+For each: ``lr_advice`` (minibatch SGD at batch 32, 5 seeds, ``--steps`` steps); then the
+user's own training — a plain ``torch.optim.SGD`` loop at batch 32 from 5 *other* seeds (100…104)
+— at the recommended rate and at every rate of a plain sweep (the advice's grid), and
+torch-lr-finder's suggestion (its range test from 1e-5 to 10 over 100 iterations, steepest
+descent of the smoothed loss) trained the same way. Reported per model: whether the recommended
+rate diverged on any of the 5 seeds; its mean validation metric against the best rate of the
+plain sweep (accuracy, or for regression validation loss), with the margin stated as
+``--margin`` (accuracy points, or relative loss); and the same for torch-lr-finder.
+
+    .venv/bin/python benchmarks/bench_lr_advice.py [--steps 500] [--models mlp,cnn,regression]
+        [--json benchmarks/results_lr_advice.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+from torch_lr_finder import LRFinder
+
+import lrlab
+
+SEEDS_USER = [100, 101, 102, 103, 104]
+BATCH = 32
+
+
+def moons(n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.rand(n, generator=g) * torch.pi
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.stack([torch.cos(t) + y, torch.sin(t) * (1 - 2 * y) + 0.5 * y], 1)
+    return x + 0.1 * torch.randn(n, 2, generator=g), y
+
+
+def regression(n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    y = torch.sin(3 * x[:, 0]) + x[:, 1] ** 2 + 0.1 * torch.randn(n, generator=g)
+    return x, y
+
+
+def cifar_pair(n_train: int, n_val: int):
+    arrays = lrlab.load_cifar10()
+    out = []
+    for xs, ys, n in ((arrays.train_x, arrays.train_y, n_train), (arrays.test_x, arrays.test_y, n_val)):
+        keep = np.flatnonzero(ys <= 1)[:n]  # airplane (0) and automobile (1)
+        x = nn.functional.avg_pool2d(torch.from_numpy(np.asarray(xs[keep])).float() / 255, 4)  # → 3×8×8
+        out.append(((x - x.mean()) / x.std(), torch.from_numpy(np.asarray(ys[keep])).long()))
+    return out
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 2))
+
+
+def cnn():
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, 2))
+
+
+def reg_net():
+    return nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+
+
+def user_sgd(factory, train, val, loss: str, lr: float, seed: int, steps: int) -> tuple[bool, float]:
+    """The user's own loop: torch.optim.SGD at batch 32; (diverged, validation metric)."""
+    torch.manual_seed(seed)
+    net = factory()
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    x, y = train
+    g = torch.Generator().manual_seed(seed)
+    l0 = None
+    for _ in range(steps):
+        idx = torch.randint(0, len(y), (BATCH,), generator=g)
+        out = net(x[idx])
+        err = (nn.functional.cross_entropy(out, y[idx]) if loss == "cross_entropy"
+               else 0.5 * ((out.squeeze(-1) - y[idx]) ** 2).mean())
+        if not torch.isfinite(err):
+            return True, math.nan
+        l0 = float(err) if l0 is None else l0
+        opt.zero_grad()
+        err.backward()
+        opt.step()
+    with torch.no_grad():
+        out = net(val[0])
+        if loss == "cross_entropy":
+            metric = float((out.argmax(1) == val[1]).float().mean())
+            final = float(nn.functional.cross_entropy(net(x), y))
+        else:
+            metric = float(0.5 * ((out.squeeze(-1) - val[1]) ** 2).mean())
+            final = float(0.5 * ((net(x).squeeze(-1) - y) ** 2).mean())
+    return (not math.isfinite(final)) or final >= l0 * 10, metric
+
+
+def lr_finder_suggestion(factory, train, loss: str) -> float | None:
+    torch.manual_seed(0)
+    net = factory()
+    opt = torch.optim.SGD(net.parameters(), lr=1e-5)
+    crit = nn.CrossEntropyLoss() if loss == "cross_entropy" else _HalfMSE()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*train), batch_size=BATCH, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    finder = LRFinder(net, opt, crit, device="cpu")
+    finder.range_test(loader, end_lr=10, num_iter=100)
+    ax = Figure().subplots()
+    _, suggested = finder.plot(ax=ax, suggest_lr=True)
+    finder.reset()
+    return None if suggested is None else float(suggested)
+
+
+class _HalfMSE(nn.Module):
+    def forward(self, out, y):
+        return 0.5 * ((out.squeeze(-1) - y) ** 2).mean()
+
+
+def _better(loss: str, a: float, b: float) -> bool:
+    """Higher accuracy, or lower validation loss for regression."""
+    return a > b if loss == "cross_entropy" else a < b
+
+
+def evaluate(name: str, factory, train, val, loss: str, steps: int, margin: float) -> dict:
+    t0 = time.perf_counter()
+    adv = lrlab.lr_advice(factory, train, loss, batch_size=BATCH, seeds=5, steps=steps, val=val, progress=True)
+    advice_s = time.perf_counter() - t0
+    sweep = {}
+    for eta in sorted(adv.runs.eta.unique()):
+        outs = [user_sgd(factory, train, val, loss, float(eta), s, steps) for s in SEEDS_USER]
+        sweep[float(eta)] = {"diverged": sum(d for d, _ in outs),
+                             "metric": float(np.nanmean([m for d, m in outs if not d])) if any(not d for d, _ in outs)
+                             else math.nan}
+    ok = {e: r for e, r in sweep.items() if r["diverged"] == 0}
+    best_eta = None
+    for e, r in ok.items():
+        if best_eta is None or _better(loss, r["metric"], ok[best_eta]["metric"]):
+            best_eta = e
+
+    def judged(lr: float | None) -> dict:
+        if lr is None:
+            return {"lr": None}
+        outs = [user_sgd(factory, train, val, loss, lr, s, steps) for s in SEEDS_USER]
+        div = sum(d for d, _ in outs)
+        metric = float(np.nanmean([m for d, m in outs if not d])) if div < len(outs) else math.nan
+        best = ok[best_eta]["metric"] if best_eta is not None else math.nan
+        gap = (best - metric) if loss == "cross_entropy" else (metric - best) / best
+        return {"lr": lr, "diverged_seeds": div, "metric": metric, "gap_to_best": gap,
+                "within_margin": bool(div == 0 and gap <= margin)}
+
+    return {"model": name, "loss": loss, "lam0": adv.lam0, "divergence_edge": adv.divergence_edge,
+            "instability_onset": adv.instability_onset, "advice_seconds": advice_s, "notes": adv.notes,
+            "criterion": adv.criterion, "best_sweep_lr": best_eta,
+            "best_sweep_metric": ok[best_eta]["metric"] if best_eta is not None else None,
+            "recommended": judged(adv.recommended_lr), "best_val_lr": judged(adv.best_val_lr),
+            "lr_finder": judged(lr_finder_suggestion(factory, train, loss)),
+            "sweep": {f"{e:.6g}": r for e, r in sweep.items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--models", default="mlp,cnn,regression")
+    ap.add_argument("--margin", type=float, default=0.02,
+                    help="accuracy points (classification) or relative validation loss (regression)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    setups = {"mlp": lambda: (mlp, moons(512, 0), moons(1024, 1), "cross_entropy"),
+              "cnn": lambda: (cnn, *cifar_pair(1000, 1000), "cross_entropy"),
+              "regression": lambda: (reg_net, regression(512, 0), regression(1024, 1), "squared")}
+    results = []
+    for name in args.models.split(","):
+        factory, train, val, loss = setups[name]()
+        r = evaluate(name, factory, train, val, loss, args.steps, args.margin)
+        results.append(r)
+        rec, fnd = r["recommended"], r["lr_finder"]
+        print(f"{name}: edge {r['divergence_edge']}, recommended {rec.get('lr')} "
+              f"(diverged {rec.get('diverged_seeds')}/5, gap {rec.get('gap_to_best')}), best sweep "
+              f"{r['best_sweep_lr']}, lr-finder {fnd.get('lr')} (diverged {fnd.get('diverged_seeds')}/5, "
+              f"gap {fnd.get('gap_to_best')})", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": platform.platform(), "torch": torch.__version__, "steps": args.steps,
+                       "margin": args.margin, "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
