@@ -34,6 +34,7 @@ from torch import nn
 
 from .config import TrainConfig
 from .data import as_dataset
+from .losses import split_loss
 from .phase import _gd_setup, initial_curvature
 from .progress import stage
 from .seeding import seeded
@@ -65,9 +66,9 @@ class LRAdvice:
 
 
 def _sweep(model, data, val, etas: np.ndarray, seeds: list[int], cfg: TrainConfig,
-           progress: bool, blowup: float, converge: float) -> pd.DataFrame:
+           progress: bool, blowup: float, converge: float, crit: Callable | None = None) -> pd.DataFrame:
     members = [Member(f"eta={eta:.6g}", s, Constant(float(eta))) for eta in etas for s in seeds]
-    res = train_population(model, members, data, val, cfg, progress=progress)
+    res = train_population(model, members, data, val, cfg, progress=progress, criterion=crit)
     loss = res.curve("train.loss")
     l0 = loss.iloc[0]
     peak = loss.max(skipna=False)
@@ -84,7 +85,7 @@ def _sweep(model, data, val, etas: np.ndarray, seeds: list[int], cfg: TrainConfi
     return rows
 
 
-def lr_advice(factory: Callable[[], nn.Module], data: Any, loss: str = "cross_entropy", *,
+def lr_advice(factory: Callable[[], nn.Module], data: Any, loss: str | Callable = "cross_entropy", *,
               batch_size: int | None = 32, seeds: int | list[int] = 5, steps: int = 500,
               momentum: float = 0.0, val: Any = None, scaled_etas: Any = None,
               converge: float = 0.1, blowup: float = 10.0, backoff: float = 2.0,
@@ -120,14 +121,15 @@ def lr_advice(factory: Callable[[], nn.Module], data: Any, loss: str = "cross_en
         raise ValueError(f"scaled_etas must be at least two positive numbers, got {scaled_etas}")
     cs = np.sort(cs)
     ratio = float(np.exp(np.mean(np.diff(np.log(cs)))))
-    cfg = TrainConfig(loss=loss, steps=steps, batch_size=batch_size, momentum=momentum,
+    name, crit = split_loss(loss)
+    cfg = TrainConfig(loss=name, steps=steps, batch_size=batch_size, momentum=momentum,
                       eval_every=max(1, steps // 20), device=str(device))
     criterion = (f"converged: no blow-up (loss ≤ {blowup:g}·L0 at every probe, finite) and final "
                  f"training loss ≤ {converge:g}·L0 after {steps} steps of "
                  + (f"SGD at batch {batch_size}" if batch_size else "full-batch GD")
                  + (f" with momentum {momentum:g}" if momentum else "") + f", on all {len(seed_list)} seeds")
     notes: list[str] = []
-    runs = _sweep(model, train, held_out, cs / lam0, seed_list, cfg, progress, blowup, converge)
+    runs = _sweep(model, train, held_out, cs / lam0, seed_list, cfg, progress, blowup, converge, crit)
     for _ in range(max_extend):
         by_eta = runs.groupby("eta")
         top, bottom = runs.eta.max(), runs.eta.min()
@@ -142,7 +144,7 @@ def lr_advice(factory: Callable[[], nn.Module], data: Any, loss: str = "cross_en
         else:
             break
         runs = pd.concat([runs, _sweep(model, train, held_out, more, seed_list, cfg, progress, blowup,
-                                       converge)], ignore_index=True)
+                                       converge, crit)], ignore_index=True)
     runs["eta_lam0"] = runs.eta * lam0
     runs = runs.sort_values(["eta", "seed"], ignore_index=True)
     by_eta = runs.groupby("eta")

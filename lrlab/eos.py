@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import TrainConfig
+from .losses import split_loss
 from .phase import _gd_setup, your_data
 from .probes.curvature import population_top_eigs
 from .train import Constant, Member, train_population
@@ -61,7 +62,8 @@ class SharpnessTrace:
         return pd.DataFrame(rows)
 
 
-def track_sharpness(factory: Callable[[], nn.Module], x: Any, y: Tensor | None = None, loss: str = "squared", *,
+def track_sharpness(factory: Callable[[], nn.Module], x: Any, y: Tensor | None = None,
+                    loss: str | Callable = "squared", *,
                     lrs: Sequence[float], steps: int = 1000, every: int = 20, seed: int = 0,
                     iters: int = 30, tol: float = 1e-3, bn_mode: str = "eval",
                     progress: bool = False, device: str | torch.device = "cpu") -> SharpnessTrace:
@@ -78,7 +80,8 @@ def track_sharpness(factory: Callable[[], nn.Module], x: Any, y: Tensor | None =
     x, y = x.to(device), y.to(device)
     model, data = _gd_setup(factory, x, y, loss, "track_sharpness")
     members = [Member(f"eta={eta:.6g}", seed, Constant(float(eta))) for eta in etas]
-    cfg = TrainConfig(loss=loss, steps=steps, batch_size=None, eval_every=1, mode="vectorized",
+    name, crit = split_loss(loss)
+    cfg = TrainConfig(loss=name, steps=steps, batch_size=None, eval_every=1, mode="vectorized",
                       device=str(device))
 
     def sharpness(m, p: dict[str, Tensor]) -> Tensor:
@@ -87,7 +90,7 @@ def track_sharpness(factory: Callable[[], nn.Module], x: Any, y: Tensor | None =
         return population_top_eigs(m, p, x, y, loss, data.num_classes, k=1, iters=iters, tol=tol,
                                    bn_mode=bn_mode)[:, 0]
 
-    res = train_population(model, members, data, None, cfg, progress=progress,
+    res = train_population(model, members, data, None, cfg, progress=progress, criterion=crit,
                            probes={"sharpness": sharpness}, probe_every=every)
     S = res.curve("sharpness").dropna(how="all")
     L = res.curve("train.loss")

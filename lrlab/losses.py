@@ -26,6 +26,14 @@ def criterion(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tenso
     return fn
 
 
+def split_loss(loss: Loss) -> tuple[str, Callable[[Tensor, Tensor], Tensor] | None]:
+    """(the name a TrainConfig holds, the criterion or None): a callable travels beside the
+    config, which keeps a placeholder name the trainer then ignores."""
+    if callable(loss):
+        return "squared", criterion(loss)
+    return loss, None
+
+
 def check_loss(loss: Loss, task: str) -> None:
     """Reject loss/task pairs that make no sense, naming both (a callable criterion is the
     caller's to match to the task)."""

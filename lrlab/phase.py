@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .config import TrainConfig
 from .data import Dataset, StackedData, as_dataset
-from .losses import check_loss
+from .losses import check_loss, split_loss
 from .models import FromModule
 from .probes.accuracy import group_metrics
 from .probes.curvature import population_top_eigs, top_hessian_eigs
@@ -137,7 +137,7 @@ def initial_curvature(module: nn.Module, x: Tensor, y: Tensor, loss: str,
 
 
 def phase_diagram(factory: Callable[[], nn.Module], x: Any, y: Tensor | None = None,
-                  loss: str = "squared", *,
+                  loss: str | Callable = "squared", *,
                   scaled_etas: Sequence[float] | None = None, steps: int = 200, seed: int = 0,
                   eval_every: int = 1, rise_tol: float = 0.05, curvature_every: int | None = None,
                   test: tuple[Tensor, Tensor] | None = None, test_every: int | None = None,
@@ -176,7 +176,8 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Any, y: Tensor | None = N
         raise ValueError(f"scaled_etas must be positive numbers, got {scaled_etas}")
     etas = cs / lam0
     members = [Member(f"eta={eta:.6g}", seed, Constant(float(eta))) for eta in etas]
-    cfg = TrainConfig(loss=loss, steps=steps, batch_size=None, eval_every=eval_every,
+    name, crit = split_loss(loss)
+    cfg = TrainConfig(loss=name, steps=steps, batch_size=None, eval_every=eval_every,
                       mode="vectorized", device=str(device))
     if test_every is not None and test is None:
         raise ValueError("test_every needs a test set (test=(x, y))")
@@ -191,6 +192,7 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Any, y: Tensor | None = N
         cadence["test_acc"] = test_every
         probes["test_acc"] = lambda m, p: _accuracy(m, p, test_data)
     res = train_population(model, members, data, None, cfg, progress=progress, probes=probes or None,
+                           criterion=crit,
                            probe_every=cadence or None)
     curve = res.curve("train.loss")
     curve.columns = etas

@@ -30,7 +30,10 @@ STOPS = ("residual", "change")
 
 
 # ---------------------------------------------------------------------- checks and flat vectors
-def _check_loss(loss: str) -> None:
+def _check_loss(loss: losses.Loss) -> None:
+    """A named loss, or a criterion callable (see :func:`lrlab.losses.criterion`)."""
+    if callable(loss):
+        return
     if loss not in losses.LOSSES:
         raise ValueError(f"unknown loss {loss!r}; expected one of {list(losses.LOSSES)}")
 

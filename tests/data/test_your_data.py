@@ -156,3 +156,20 @@ def test_a_callable_criterion_trains_like_the_named_loss():
                                          r"returned \(\)"):
         lrlab.train_population(model, members, (x, y), None, cfg,
                                criterion=lambda out, t: nn.functional.cross_entropy(out, t))
+
+
+def test_a_criterion_module_gives_the_named_loss_numbers_in_every_tool():
+    x, y = two_moons(32, 0)
+    kw = dict(scaled_etas=[0.5, 4.0], steps=6, seed=2)
+    named = lrlab.phase_diagram(net, x, y, "cross_entropy", **kw)
+    own = lrlab.phase_diagram(net, x, y, nn.CrossEntropyLoss(), **kw)
+    assert own.curvature == named.curvature == "hessian" and own.phases == named.phases
+    np.testing.assert_allclose(own.lam0, named.lam0, rtol=1e-4)
+    np.testing.assert_allclose(own.table().final_loss, named.table().final_loss, rtol=1e-5)
+    a = lrlab.track_sharpness(net, x, y, "cross_entropy", lrs=[0.1], steps=4, every=2, seed=1)
+    b = lrlab.track_sharpness(net, x, y, nn.CrossEntropyLoss(), lrs=[0.1], steps=4, every=2, seed=1)
+    np.testing.assert_allclose(a.sharpness.to_numpy(), b.sharpness.to_numpy(), rtol=1e-4)
+    adv = dict(batch_size=16, seeds=2, steps=10, scaled_etas=[0.5, 2.0], max_extend=0)
+    p = lrlab.lr_advice(net, (x, y), "cross_entropy", **adv)
+    q = lrlab.lr_advice(net, (x, y), nn.CrossEntropyLoss(), **adv)
+    np.testing.assert_allclose(p.runs.final_loss, q.runs.final_loss, rtol=1e-5)
