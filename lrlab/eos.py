@@ -19,8 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from .config import TrainConfig
+from .data import xy_of
 from .losses import split_loss
-from .phase import _gd_setup, your_data
+from .phase import _gd_setup
 from .probes.curvature import population_top_eigs
 from .train import Constant, Member, train_population
 
@@ -76,7 +77,7 @@ def track_sharpness(factory: Callable[[], nn.Module], x: Any, y: Tensor | None =
         raise ValueError(f"lrs must be positive finite learning rates, got {lrs}")
     if steps < 1 or every < 1 or every > steps:
         raise ValueError(f"need steps >= 1 and 1 <= every <= steps, got steps={steps}, every={every}")
-    x, y = your_data(x, y, "track_sharpness")
+    x, y = xy_of(x, y, "track_sharpness")
     x, y = x.to(device), y.to(device)
     model, data = _gd_setup(factory, x, y, loss, "track_sharpness")
     members = [Member(f"eta={eta:.6g}", seed, Constant(float(eta))) for eta in etas]

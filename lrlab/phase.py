@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import TrainConfig
-from .data import Dataset, StackedData, as_dataset
+from .data import Dataset, StackedData, as_dataset, xy_of
 from .losses import check_loss, split_loss
 from .models import FromModule
 from .probes.accuracy import group_metrics
@@ -109,18 +109,6 @@ def _dataset(x: Tensor, y: Tensor) -> Dataset:
     return as_dataset((x, y))
 
 
-def your_data(x, y, who: str) -> tuple[Tensor, Tensor]:
-    """(x, y) from tensors, or from one argument holding both: an (x, y) pair, a TensorDataset,
-    a DataLoader, a map-style dataset or an lrlab Dataset (see :func:`lrlab.data.as_dataset`)."""
-    if y is None:
-        data = as_dataset(x, what=f"{who} data")
-        return data.x, data.y
-    if not (isinstance(x, Tensor) and isinstance(y, Tensor)):
-        raise ValueError(f"{who}: x and y must be tensors, got {type(x).__name__} and {type(y).__name__} "
-                         "(or pass one TensorDataset / DataLoader / (x, y) pair as x)")
-    return x, y
-
-
 CURVATURES = ("auto", "ntk", "hessian")
 
 
@@ -159,7 +147,7 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Any, y: Tensor | None = N
     """
     if steps < 2:
         raise ValueError(f"steps must be at least 2, got {steps}")
-    x, y = your_data(x, y, "phase_diagram")
+    x, y = xy_of(x, y, "phase_diagram")
     x, y = x.to(device), y.to(device)
     if test is not None:
         held_out = as_dataset(test, what="test")

@@ -10,7 +10,7 @@ from .cifar import (
     load_cifar10,
     resolve_source,
 )
-from .dataset import Dataset, Split, as_dataset, infer_task
+from .dataset import Dataset, Split, as_dataset, infer_task, xy_of
 from .feature_noise import FEATURE_NOISE_GROUPS, FeatureNoiseData, feature_noise
 from .images import ImageSplit, ImageStream, cifar10_split, cifar10_vectors, normalize
 from .mixture import li2019_mixture
@@ -46,6 +46,7 @@ __all__ = [
     "Dataset",
     "as_dataset",
     "infer_task",
+    "xy_of",
     "ImageSplit",
     "ImageStream",
     "cifar10_split",

@@ -134,3 +134,15 @@ def as_dataset(data: Any, task: str | None = None, what: str = "data") -> Datase
             raise ValueError(f"{what}: multiclass labels must be integer class indices, got {y.dtype}")
     return Dataset(x, y, torch.zeros(len(y), dtype=torch.long, device=x.device), ("all",),
                    task or inferred, classes)
+
+
+def xy_of(x: Any, y: Tensor | None, who: str) -> tuple[Tensor, Tensor]:
+    """(x, y) from tensors, or from one argument holding both: an (x, y) pair, a TensorDataset,
+    a DataLoader, a map-style dataset or an lrlab Dataset (see :func:`as_dataset`)."""
+    if y is None:
+        data = as_dataset(x, what=f"{who} data")
+        return data.x, data.y
+    if not (isinstance(x, Tensor) and isinstance(y, Tensor)):
+        raise ValueError(f"{who}: x and y must be tensors, got {type(x).__name__} and {type(y).__name__} "
+                         "(or pass one TensorDataset / DataLoader / (x, y) pair as x)")
+    return x, y

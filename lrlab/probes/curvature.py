@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp
 
 from .. import losses
+from ..data.dataset import xy_of
 
 LossFn = Callable[[dict[str, Tensor], Tensor, Tensor], Tensor]
 BN_MODES = ("eval", "train")
@@ -30,6 +31,12 @@ STOPS = ("residual", "change")
 
 
 # ---------------------------------------------------------------------- checks and flat vectors
+def _required(loss: losses.Loss | None, who: str) -> losses.Loss:
+    if loss is None:
+        raise ValueError(f"{who} needs a loss: one of {list(losses.LOSSES)} or a criterion callable")
+    return loss
+
+
 def _check_loss(loss: losses.Loss) -> None:
     """A named loss, or a criterion callable (see :func:`lrlab.losses.criterion`)."""
     if callable(loss):
@@ -345,15 +352,18 @@ def _module_operator(module: nn.Module, x: Tensor, y: Tensor, loss: str, bn_mode
     return matvec, dim, p0
 
 
-def top_hessian_eigs(module: nn.Module, x: Tensor, y: Tensor, loss: str, k: int = 1,
-                     method: str = "lanczos", bn_mode: str = "eval", chunk_size: int | None = None,
+def top_hessian_eigs(module: nn.Module, x: Any, y: Tensor | None = None, loss: losses.Loss | None = None,
+                     k: int = 1, method: str = "lanczos", bn_mode: str = "eval", chunk_size: int | None = None,
                      tol: float = 1e-6, seed: int = 0, stop: str = "residual") -> HessianEigs:
     """Top-k Hessian eigenvalues of ``module``'s mean loss on (x, y), over its trainable parameters.
 
     "lanczos" gives the largest algebraic eigenvalues (``stop``: see :func:`lanczos`); "power"
     runs power iteration with deflation (projecting out the vectors found), i.e. the largest in
-    *magnitude*, and stops on the relative change of its estimate.
+    *magnitude*, and stops on the relative change of its estimate. ``x`` alone may hold the data
+    (a TensorDataset, DataLoader or (x, y) pair); ``loss`` is a name or a criterion.
     """
+    x, y = xy_of(x, y, "top_hessian_eigs")
+    loss = _required(loss, "top_hessian_eigs")
     _check_loss(loss)
     _check_bn_mode(bn_mode)
     if method not in METHODS:
@@ -393,10 +403,13 @@ def top_hessian_eigs(module: nn.Module, x: Tensor, y: Tensor, loss: str, k: int 
                        torch.stack(found, 1), calls)
 
 
-def hessian_trace(module: nn.Module, x: Tensor, y: Tensor, loss: str, samples: int = 100,
-                  bn_mode: str = "eval", chunk_size: int | None = None,
+def hessian_trace(module: nn.Module, x: Any, y: Tensor | None = None, loss: losses.Loss | None = None,
+                  samples: int = 100, bn_mode: str = "eval", chunk_size: int | None = None,
                   seed: int = 0) -> tuple[float, float]:
-    """Hutchinson estimate of the Hessian trace of ``module``'s mean loss, and its standard error."""
+    """Hutchinson estimate of the Hessian trace of ``module``'s mean loss, and its standard error
+    (data and loss as :func:`top_hessian_eigs` takes them)."""
+    x, y = xy_of(x, y, "hessian_trace")
+    loss = _required(loss, "hessian_trace")
     _check_loss(loss)
     _check_bn_mode(bn_mode)
     matvec, dim, p0 = _module_operator(module, x, y, loss, bn_mode, chunk_size)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, vjp
 
+from ..data.dataset import as_dataset
 from ..models.base import PopulationModel
 
 
@@ -85,7 +86,7 @@ def _normalise(v: Tensor) -> Tensor:
     return v / v.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
 
 
-def ntk_top_eigenvalue(module: nn.Module, x: Tensor, tol: float = 1e-6, max_iters: int = 500,
+def ntk_top_eigenvalue(module: nn.Module, x: Tensor | Any, tol: float = 1e-6, max_iters: int = 500,
                        seed: int = 0) -> float:
     """Top eigenvalue of the empirical NTK of ``module`` (eval mode) on x [m, ...], without forming J.
 
@@ -93,6 +94,8 @@ def ntk_top_eigenvalue(module: nn.Module, x: Tensor, tol: float = 1e-6, max_iter
     quotient's estimated distance from its limit is below ``tol`` relative, and warns if
     ``max_iters`` is reached first (a near-degenerate top eigenvalue converges slowly).
     """
+    if not isinstance(x, Tensor):  # a TensorDataset, DataLoader or (x, y) pair: its inputs
+        x = as_dataset(x, what="ntk_top_eigenvalue data").x
     if not tol > 0:
         raise ValueError(f"tol must be positive, got {tol!r}")
     if not isinstance(max_iters, int) or max_iters < 1:

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import lrlab
 from lrlab.config import TrainConfig
 from lrlab.data import Dataset, as_dataset, infer_task
+from lrlab.probes import hessian_trace, ntk_top_eigenvalue, top_hessian_eigs
 from lrlab.train import Constant, Member
 
 
@@ -173,3 +174,19 @@ def test_a_criterion_module_gives_the_named_loss_numbers_in_every_tool():
     p = lrlab.lr_advice(net, (x, y), "cross_entropy", **adv)
     q = lrlab.lr_advice(net, (x, y), nn.CrossEntropyLoss(), **adv)
     np.testing.assert_allclose(p.runs.final_loss, q.runs.final_loss, rtol=1e-5)
+
+
+def test_the_probes_take_a_tensor_dataset_or_loader():
+    x, y = two_moons(24, 0)
+    torch.manual_seed(0)
+    model = net()
+    ref = top_hessian_eigs(model, x, y, "cross_entropy", k=2).values
+    got = top_hessian_eigs(model, DataLoader(TensorDataset(x, y), batch_size=5), loss="cross_entropy", k=2).values
+    torch.testing.assert_close(got, ref)
+    own = top_hessian_eigs(model, TensorDataset(x, y), loss=nn.CrossEntropyLoss(), k=2).values
+    torch.testing.assert_close(own, ref, rtol=1e-4, atol=1e-6)
+    assert hessian_trace(model, (x, y), loss="cross_entropy", samples=4) == hessian_trace(
+        model, x, y, "cross_entropy", samples=4)
+    assert ntk_top_eigenvalue(model, TensorDataset(x, y)) == ntk_top_eigenvalue(model, x)
+    with pytest.raises(ValueError, match="top_hessian_eigs needs a loss"):
+        top_hessian_eigs(model, TensorDataset(x, y))
