@@ -61,7 +61,8 @@ def cifar_pair(n_train: int, n_val: int):
     arrays = lrlab.load_cifar10()
     out = []
     for xs, ys, n in ((arrays.train_x, arrays.train_y, n_train), (arrays.test_x, arrays.test_y, n_val)):
-        keep = np.flatnonzero(ys <= 1)[:n]  # airplane (0) and automobile (1)
+        # airplane (0) and automobile (1), n/2 of each: the stored order may be sorted by class
+        keep = np.concatenate([np.flatnonzero(ys == c)[:n // 2] for c in (0, 1)])
         x = nn.functional.avg_pool2d(torch.from_numpy(np.asarray(xs[keep])).float() / 255, 4)  # → 3×8×8
         out.append(((x - x.mean()) / x.std(), torch.from_numpy(np.asarray(ys[keep])).long()))
     return out
