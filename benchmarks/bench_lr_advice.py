@@ -37,17 +37,11 @@ from torch import nn
 from torch_lr_finder import LRFinder
 
 import lrlab
+from lrlab.data import two_moons
 
 SEEDS_USER = [100, 101, 102, 103, 104]
 BATCH = 32
 
-
-def moons(n: int, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    t = torch.rand(n, generator=g) * torch.pi
-    y = torch.randint(0, 2, (n,), generator=g)
-    x = torch.stack([torch.cos(t) + y, torch.sin(t) * (1 - 2 * y) + 0.5 * y], 1)
-    return x + 0.1 * torch.randn(n, 2, generator=g), y
 
 
 def regression(n: int, seed: int):
@@ -181,7 +175,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    setups = {"mlp": lambda: (mlp, moons(512, 0), moons(1024, 1), "cross_entropy"),
+    setups = {"mlp": lambda: (mlp, two_moons(512, 0), two_moons(1024, 1), "cross_entropy"),
               "cnn": lambda: (cnn, *cifar_pair(1000, 1000), "cross_entropy"),
               "regression": lambda: (reg_net, regression(512, 0), regression(1024, 1), "squared")}
     results = []

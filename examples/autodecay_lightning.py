@@ -13,8 +13,10 @@ import sys
 
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 import lrlab
+from lrlab.data import two_moons
 
 try:
     import lightning as L
@@ -49,17 +51,9 @@ class TwoMoonsMLP(L.LightningModule):
             self.trainer.should_stop = True
 
 
-def two_moons(n: int, seed: int) -> torch.utils.data.TensorDataset:
-    g = torch.Generator().manual_seed(seed)
-    t = torch.rand(n, generator=g) * torch.pi
-    y = torch.randint(0, 2, (n,), generator=g)
-    x = torch.stack([torch.cos(t) + y, torch.sin(t) * (1 - 2 * y) + 0.5 * y], 1)
-    return torch.utils.data.TensorDataset(x + 0.1 * torch.randn(n, 2, generator=g), y)
-
-
 if __name__ == "__main__":
     L.seed_everything(0, verbose=False)
-    loader = torch.utils.data.DataLoader(two_moons(1000, 0), batch_size=200, shuffle=True)
+    loader = torch.utils.data.DataLoader(TensorDataset(*two_moons(1000, 0)), batch_size=200, shuffle=True)
     model = TwoMoonsMLP()
     trainer = L.Trainer(max_epochs=300, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,

@@ -161,4 +161,4 @@ def export_run(run: str | os.PathLike, *, tensorboard: str | os.PathLike | None 
     return n
 
 
-__all__ = ["Exporter", "MissingExtra", "check_export", "export_run", "member_label"]
+__all__ = ["Exporter", "MissingExtra", "check_export", "export_run"]

@@ -13,14 +13,7 @@ from typer.testing import CliRunner
 import lrlab
 from lrlab.advice import lr_advice
 from lrlab.cli import app
-
-
-def moons(n: int, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    t = torch.rand(n, generator=g) * torch.pi
-    y = torch.randint(0, 2, (n,), generator=g)
-    x = torch.stack([torch.cos(t) + y, torch.sin(t) * (1 - 2 * y) + 0.5 * y], 1)
-    return x + 0.1 * torch.randn(n, 2, generator=g), y
+from lrlab.data import two_moons
 
 
 def net() -> nn.Module:
@@ -29,7 +22,7 @@ def net() -> nn.Module:
 
 @pytest.fixture(scope="module")
 def advice():
-    return lr_advice(net, moons(64, 0), "cross_entropy", val=moons(64, 1), batch_size=16, seeds=3,
+    return lr_advice(net, two_moons(64, 0), "cross_entropy", val=two_moons(64, 1), batch_size=16, seeds=3,
                      steps=60, scaled_etas=2.0 ** np.arange(-2, 7.0), max_extend=0)
 
 
@@ -52,7 +45,7 @@ def test_the_three_rates_follow_their_definitions(advice):
 
 
 def test_blown_up_but_finite_runs_count_as_diverged():
-    a = lr_advice(net, moons(64, 0), "cross_entropy", batch_size=None, seeds=[0], steps=30,
+    a = lr_advice(net, two_moons(64, 0), "cross_entropy", batch_size=None, seeds=[0], steps=30,
                   scaled_etas=[1.0, 8.0, 24.0], blowup=1.01, max_extend=0)
     rows = a.runs
     assert np.isfinite(rows.final_loss).all() and np.isfinite(rows.peak_ratio).all()  # nothing inf/NaN
@@ -61,7 +54,7 @@ def test_blown_up_but_finite_runs_count_as_diverged():
 
 
 def test_the_grid_extends_where_the_answer_sits_at_its_edge():
-    a = lr_advice(net, moons(64, 0), "cross_entropy", batch_size=16, seeds=2, steps=30,
+    a = lr_advice(net, two_moons(64, 0), "cross_entropy", batch_size=16, seeds=2, steps=30,
                   scaled_etas=[0.01, 0.02], extend=2, max_extend=1)
     assert sorted(a.runs.eta.unique() * a.lam0) == pytest.approx([0.01, 0.02, 0.04, 0.08])
     assert a.notes[0].startswith("the largest rate, η = ") and "grid extended to" in a.notes[0]
@@ -76,13 +69,13 @@ def test_the_grid_extends_where_the_answer_sits_at_its_edge():
 ])
 def test_bad_settings_are_named(kw, message):
     with pytest.raises(ValueError, match=message):
-        lr_advice(net, moons(64, 0), "cross_entropy", **{"steps": 10, **kw})
+        lr_advice(net, two_moons(64, 0), "cross_entropy", **{"steps": 10, **kw})
 
 
 def test_advice_repeats_exactly():
     kw = dict(batch_size=16, seeds=2, steps=20, scaled_etas=[0.5, 2.0, 8.0], max_extend=0)
-    a = lr_advice(net, moons(64, 0), "cross_entropy", **kw)
-    b = lrlab.lr_advice(net, moons(64, 0), "cross_entropy", **kw)
+    a = lr_advice(net, two_moons(64, 0), "cross_entropy", **kw)
+    b = lrlab.lr_advice(net, two_moons(64, 0), "cross_entropy", **kw)
     pd.testing.assert_frame_equal(a.runs, b.runs, check_exact=True)
     assert (a.divergence_edge, a.recommended_lr) == (b.divergence_edge, b.recommended_lr)
 
@@ -91,7 +84,7 @@ def test_cli_advise_prints_the_three_rates_and_writes_the_runs(tmp_path):
     (tmp_path / "net.py").write_text("from torch import nn\n\n\ndef make_net():\n"
                                      "    return nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 2))\n")
     for name, seed in (("train", 0), ("val", 1)):
-        x, y = moons(64, seed)
+        x, y = two_moons(64, seed)
         torch.save({"x": x, "y": y}, tmp_path / f"{name}.pt")
     r = CliRunner().invoke(app, ["advise", f"{tmp_path / 'net.py'}:make_net", "--data", str(tmp_path / "train.pt"),
                                  "--val-data", str(tmp_path / "val.pt"), "--batch-size", "16", "--seeds", "2",

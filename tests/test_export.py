@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from lrlab import experiment
 from lrlab.cli import app
-from lrlab.export import MissingExtra, export_run, member_label
+from lrlab.export import MissingExtra, export_run
 from lrlab.store import load_run
+from lrlab.train.population import member_label
 from tests.helpers import tiny_run_cfg, tiny_run_dict, write_yaml
 
 

@@ -24,6 +24,7 @@ from .separability import (
     is_linearly_separable,
 )
 from .stacked import StackedData
+from .toy import two_moons
 
 
 def make_dataset(cfg: DataConfig, seed: int) -> Split:
@@ -68,4 +69,5 @@ __all__ = [
     "make_dataset",
     "ps10",
     "resolve_source",
+    "two_moons",
 ]

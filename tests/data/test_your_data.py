@@ -13,17 +13,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import lrlab
 from lrlab.config import TrainConfig
-from lrlab.data import Dataset, as_dataset, infer_task
+from lrlab.data import Dataset, as_dataset, infer_task, two_moons
 from lrlab.probes import hessian_trace, ntk_top_eigenvalue, top_hessian_eigs
 from lrlab.train import Constant, Member
-
-
-def two_moons(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    t = torch.rand(n, generator=g) * torch.pi
-    y = torch.randint(0, 2, (n,), generator=g)
-    x = torch.stack([torch.cos(t) + y, torch.sin(t) * (1 - 2 * y) + 0.5 * y], 1)
-    return x + 0.1 * torch.randn(n, 2, generator=g), y
 
 
 class Pairs(torch.utils.data.Dataset):
