@@ -13,6 +13,10 @@ import pytest
 from lrlab.threads import set_threads
 
 set_threads(1)
+# pytest-xdist workers inherit COLUMNS=80/LINES=24; Rich would fix the CLI consoles' width at
+# import from them, and the tests that pass their own COLUMNS to the CLI would not be heard.
+for _var in ("COLUMNS", "LINES"):
+    os.environ.pop(_var, None)
 
 
 @pytest.fixture(autouse=True)
@@ -43,19 +47,15 @@ def split(data_cfg):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _bytecode_cache(tmp_path_factory):
-    """Child interpreters (import checks, verify workers, kill -9 tests, Ray workers) cache
-    lrlab's bytecode in a session temp folder: with PYTHONDONTWRITEBYTECODE set, as on this
-    machine, each would otherwise recompile every module (≈ 0.4 s a process)."""
-    saved = {k: os.environ.get(k) for k in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")}
-    os.environ["PYTHONPYCACHEPREFIX"] = str(tmp_path_factory.mktemp("pycache"))
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+def _bytecode_cache():
+    """Child interpreters (import checks, verify workers, kill -9 tests, Ray workers) may cache
+    lrlab's bytecode in its __pycache__ folders, as Python does by default: with
+    PYTHONDONTWRITEBYTECODE set, as on this machine, each would recompile every lrlab module
+    (≈ 0.4 s a process). A child under a file-size limit must not (tests/test_faults.py)."""
+    saved = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    if saved is not None:
+        os.environ["PYTHONDONTWRITEBYTECODE"] = saved
 
 
 @pytest.fixture(scope="session")

@@ -328,8 +328,10 @@ def test_a_real_full_disk_ends_the_run_failed_or_stale_with_no_temp_file(tmp_pat
     cfg = write_yaml(tmp_path / "c.yaml", tiny_run_dict(data={"n_train": 256, "n_test": 256},
                                                           train={"steps": 400, "eval_every": 1}))
     runs = tmp_path / "runs"
+    # no bytecode caching in the child: under the limit Python would store truncated .pyc files
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     res = subprocess.run([sys.executable, "-m", "lrlab.cli", "run", str(cfg), "--runs", str(runs), "--no-progress"],
-                         capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit(40_000))
+                         capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit(40_000), env=env)
     assert res.returncode == 2, res.stderr
     assert "cannot write (File too large)" in res.stderr and "Traceback" not in res.stderr
     (rd,) = runs.iterdir()
