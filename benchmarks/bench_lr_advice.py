@@ -29,6 +29,7 @@ import json
 import math
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -189,9 +190,21 @@ def main() -> None:
               f"{r['best_sweep_lr']}, lr-finder {fnd.get('lr')} (diverged {fnd.get('diverged_seeds')}/5, "
               f"gap {fnd.get('gap_to_best')})", flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": platform.platform(), "torch": torch.__version__, "steps": args.steps,
-                       "margin": args.margin, "results": results}, f, indent=1)
+        write_results(Path(args.json), results, args.steps, args.margin)
+
+
+def write_results(path: Path, results: list[dict], steps: int, margin: float) -> None:
+    """Write the rows to ``path``; rows of other models already there (same steps and margin)
+    are kept, so models can be measured in separate runs."""
+    rows = {r["model"]: r for r in results}
+    if path.exists():
+        old = json.loads(path.read_text())
+        if (old.get("steps"), old.get("margin")) == (steps, margin):
+            rows = {**{r["model"]: r for r in old["results"]}, **rows}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"machine": platform.platform(), "torch": torch.__version__, "steps": steps,
+                               "margin": margin, "results": list(rows.values())}, indent=1))
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -112,8 +112,8 @@ def lr_advice(factory: Callable[[], nn.Module], data: Any, loss: str | Callable 
     train, held_out = train.to(device), held_out.to(device) if held_out is not None else None
     with seeded(seed):
         module = factory().to(device)
-    with stage("λ0 of the model at initialisation", progress):
-        lam0, _ = initial_curvature(module, train.x, train.y, loss, "auto")
+    with stage("λ0 of the model at initialisation", progress) as on_iter:
+        lam0, _ = initial_curvature(module, train.x, train.y, loss, "auto", on_iter)
     if not (math.isfinite(lam0) and lam0 > 0):
         raise ValueError(f"initial curvature λ0 = {lam0} is not positive: cannot place η around 2/λ0")
     cs = np.asarray(scaled_etas if scaled_etas is not None else 2.0 ** np.arange(-3, 4.5, 0.5), dtype=float)

@@ -113,7 +113,7 @@ CURVATURES = ("auto", "ntk", "hessian")
 
 
 def initial_curvature(module: nn.Module, x: Tensor, y: Tensor, loss: str,
-                      curvature: str = "auto") -> tuple[float, str]:
+                      curvature: str = "auto", on_iter: Callable[[int, int], None] | None = None) -> tuple[float, str]:
     """λ0: the top NTK eigenvalue (normalised as the squared loss, docs/spec.md §2) or the top eigenvalue
     of the loss Hessian at initialisation. ``auto`` takes the NTK for the squared loss and the
     Hessian otherwise; Huang et al. measure logistic-loss rates against the NTK (``ntk``)."""
@@ -121,7 +121,7 @@ def initial_curvature(module: nn.Module, x: Tensor, y: Tensor, loss: str,
         raise ValueError(f"curvature must be one of {list(CURVATURES)}, got {curvature!r}")
     if curvature == "ntk" or (curvature == "auto" and loss == "squared"):
         return float(ntk_top_eigenvalue(module, x)), "ntk"
-    return float(top_hessian_eigs(module, x, y, loss, k=1).values[0]), "hessian"
+    return float(top_hessian_eigs(module, x, y, loss, k=1, on_iter=on_iter).values[0]), "hessian"
 
 
 def phase_diagram(factory: Callable[[], nn.Module], x: Any, y: Tensor | None = None,
@@ -155,8 +155,8 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Any, y: Tensor | None = N
     model, data = _gd_setup(factory, x, y, loss, "phase_diagram")
     with seeded(seed):
         module = factory().to(device)
-    with stage(f"λ0 of the model at initialisation ({curvature} curvature)", progress):
-        lam0, kind = initial_curvature(module, x, y, loss, curvature)
+    with stage(f"λ0 of the model at initialisation ({curvature} curvature)", progress) as on_iter:
+        lam0, kind = initial_curvature(module, x, y, loss, curvature, on_iter)
     if not (math.isfinite(lam0) and lam0 > 0):
         raise ValueError(f"initial curvature λ0 = {lam0} is not positive: cannot place η around 2/λ0")
     cs = np.asarray(scaled_etas if scaled_etas is not None else np.geomspace(0.5, 16, 16), dtype=float)
@@ -187,8 +187,8 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Any, y: Tensor | None = N
     diverged = res.members.diverged.to_numpy()
     phases = [classify(curve[e].to_numpy(), bool(d), rise_tol) for e, d in zip(etas, diverged)]
     with stage(f"final curvature of {len(etas)} runs (batched {'Lanczos' if kind == 'hessian' else 'NTK'})",
-               progress):
-        lam_final = _final_curvature(model, res.params, x, y, loss, data.num_classes, kind, diverged)
+               progress) as on_iter:
+        lam_final = _final_curvature(model, res.params, x, y, loss, data.num_classes, kind, diverged, on_iter)
     lam_curve = None
     if curvature_every is not None:
         lam_curve = res.curve("lam").dropna(how="all")
@@ -203,8 +203,10 @@ def phase_diagram(factory: Callable[[], nn.Module], x: Any, y: Tensor | None = N
             acc_curve.columns = etas
         acc_curve.loc[steps] = final
         acc_curve.loc[:, diverged] = np.nan
-    hess = (_final_curvature(model, res.params, x, y, loss, data.num_classes, "hessian", diverged)
-            if final_hessian else None)
+    hess = None
+    if final_hessian:
+        with stage(f"final Hessian top eigenvalue of {len(etas)} runs (batched Lanczos)", progress) as on_iter:
+            hess = _final_curvature(model, res.params, x, y, loss, data.num_classes, "hessian", diverged, on_iter)
     ok = [e for e, p in zip(etas, phases) if p != "divergent"]
     return PhaseDiagram(lam0, kind, etas, phases, curve, lam_final, float(max(ok)) if ok else None,
                         lam_curve, acc_curve, hess)
@@ -230,14 +232,16 @@ def _accuracy(model, params: dict[str, Tensor], data) -> Tensor:
 
 
 def _final_curvature(model, params: dict[str, Tensor], x: Tensor, y: Tensor, loss: str,
-                     num_classes: int, kind: str, diverged: np.ndarray) -> np.ndarray:
+                     num_classes: int, kind: str, diverged: np.ndarray,
+                     on_iter: Callable[[int, int], None] | None = None) -> np.ndarray:
     """λ_T per member, the same curvature as λ0 (NaN for diverged members)."""
     params = {k: torch.where(torch.isfinite(v), v, torch.zeros_like(v)) if v.is_floating_point() else v
               for k, v in params.items()}
     if kind == "ntk":
         lam = population_ntk_top_eigenvalue(model, params, x)
     else:
-        lam = population_top_eigs(model, params, x, y, loss, num_classes, k=1, iters=100, tol=1e-4)[:, 0]
+        lam = population_top_eigs(model, params, x, y, loss, num_classes, k=1, iters=100, tol=1e-4,
+                                  on_iter=on_iter)[:, 0]
     out = lam.detach().double().cpu().numpy()
     out[diverged] = np.nan
     return out

@@ -176,5 +176,8 @@ def test_progress_names_the_slow_steps_and_their_time(capsys):
     err = " ".join(capsys.readouterr().err.split())
     assert "λ0 of the model at initialisation (auto curvature): done in" in err
     assert "final curvature of 1 runs (batched NTK): done in" in err
+    phase_diagram(_tanh_net, x, y, scaled_etas=[1.0], steps=4, progress=True, final_hessian=True)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "final Hessian top eigenvalue of 1 runs (batched Lanczos): done in" in err
     phase_diagram(_tanh_net, x, y, scaled_etas=[1.0], steps=4)
     assert capsys.readouterr().err == ""  # quiet unless asked

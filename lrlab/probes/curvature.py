@@ -146,7 +146,8 @@ def _orthogonalise(w: Tensor, Q: Tensor) -> Tensor:
 
 def _lanczos_batched(matvec: Callable[[Tensor], Tensor], K: int, dim: int, k: int, iters: int,
                      tol: float, gen: torch.Generator, dtype: torch.dtype,
-                     device: torch.device | str, stop: str = "residual") -> tuple[Tensor, Tensor, int]:
+                     device: torch.device | str, stop: str = "residual",
+                     on_iter: Callable[[int, int], None] | None = None) -> tuple[Tensor, Tensor, int]:
     """K independent Lanczos runs in lockstep on vectors [K, dim]: values [K, k], vectors [K, dim, k].
 
     Full reorthogonalisation; a run that finds an invariant subspace (β ≈ 0) restarts from a
@@ -155,6 +156,7 @@ def _lanczos_batched(matvec: Callable[[Tensor], Tensor], K: int, dim: int, k: in
     (θ floored at √eps·max|θ| so that near-zero eigenvalues do not block convergence);
     ``stop="change"``: when every top-k Ritz value changed by at most tol·|θ| since the previous
     step (PyHessian's rule for its power iteration); or after ``iters``.
+    ``on_iter(j, iters)`` is called after the j-th operator product (progress).
     A run whose products stop being finite (e.g. a diverged population member) is set aside
     and returns NaN, without holding up the others.
     """
@@ -176,6 +178,8 @@ def _lanczos_batched(matvec: Callable[[Tensor], Tensor], K: int, dim: int, k: in
     for j in range(iters):
         qj = Q[:, j]
         w = matvec(qj)
+        if on_iter is not None:
+            on_iter(j + 1, iters)
         alpha = (w * qj).sum(-1)  # not finite exactly when w is not (inf·0 is NaN too)
         bad |= ~torch.isfinite(alpha)
         if bool(bad.any()):
@@ -249,20 +253,22 @@ def _default_iters(k: int, dim: int, iters: int | None) -> int:
 
 def lanczos(matvec: Callable[[Tensor], Tensor], dim: int, k: int = 1, iters: int | None = None,
             tol: float = 1e-6, seed: int = 0, dtype: torch.dtype | None = None,
-            device: torch.device | str | None = None, stop: str = "residual") -> tuple[Tensor, Tensor]:
+            device: torch.device | str | None = None, stop: str = "residual",
+            on_iter: Callable[[int, int], None] | None = None) -> tuple[Tensor, Tensor]:
     """Top-k (largest algebraic) eigenvalues [k], descending, and eigenvectors [dim, k] of a
     symmetric operator on flat vectors, by Lanczos with full reorthogonalisation.
 
     ``iters`` caps the Lanczos steps (default min(dim, max(100, 20k))). ``stop`` picks the rule:
     "residual" (Ritz residuals below ``tol``·|λ|: eigenvalue errors of order tol²) or "change"
     (the top-k values moved by at most ``tol``·|λ| in one step, as PyHessian stops its power
-    iteration). A RuntimeWarning says when the rule was not met by ``iters``.
+    iteration). A RuntimeWarning says when the rule was not met by ``iters``. ``on_iter(j, iters)``
+    is called after every operator product, for a progress display.
     """
     _check_k(k, dim)
     dtype, device = _defaults(dtype, device)
     gen = torch.Generator(device=device).manual_seed(seed)
     vals, vecs, _ = _lanczos_batched(lambda v: matvec(v[0]).unsqueeze(0), 1, dim, k,
-                                     _default_iters(k, dim, iters), tol, gen, dtype, device, stop)
+                                     _default_iters(k, dim, iters), tol, gen, dtype, device, stop, on_iter)
     return vals[0], vecs[0]
 
 
@@ -354,13 +360,15 @@ def _module_operator(module: nn.Module, x: Tensor, y: Tensor, loss: str, bn_mode
 
 def top_hessian_eigs(module: nn.Module, x: Any, y: Tensor | None = None, loss: losses.Loss | None = None,
                      k: int = 1, method: str = "lanczos", bn_mode: str = "eval", chunk_size: int | None = None,
-                     tol: float = 1e-6, seed: int = 0, stop: str = "residual") -> HessianEigs:
+                     tol: float = 1e-6, seed: int = 0, stop: str = "residual",
+                     on_iter: Callable[[int, int], None] | None = None) -> HessianEigs:
     """Top-k Hessian eigenvalues of ``module``'s mean loss on (x, y), over its trainable parameters.
 
     "lanczos" gives the largest algebraic eigenvalues (``stop``: see :func:`lanczos`); "power"
     runs power iteration with deflation (projecting out the vectors found), i.e. the largest in
     *magnitude*, and stops on the relative change of its estimate. ``x`` alone may hold the data
     (a TensorDataset, DataLoader or (x, y) pair); ``loss`` is a name or a criterion.
+    ``on_iter(j, iters)`` follows the Lanczos steps (progress; "lanczos" only).
     """
     x, y = xy_of(x, y, "top_hessian_eigs")
     loss = _required(loss, "top_hessian_eigs")
@@ -378,7 +386,8 @@ def top_hessian_eigs(module: nn.Module, x: Any, y: Tensor | None = None, loss: l
         return matvec(v)
 
     if method == "lanczos":
-        vals, vecs = lanczos(counted, dim, k, tol=tol, seed=seed, dtype=p0.dtype, device=p0.device, stop=stop)
+        vals, vecs = lanczos(counted, dim, k, tol=tol, seed=seed, dtype=p0.dtype, device=p0.device, stop=stop,
+                             on_iter=on_iter)
         return HessianEigs(vals, vecs, calls)
     found: list[Tensor] = []
     values = []
@@ -419,7 +428,8 @@ def hessian_trace(module: nn.Module, x: Any, y: Tensor | None = None, loss: loss
 # ---------------------------------------------------------------------- populations
 def population_top_eigs(model: Any, params: dict[str, Tensor], x: Tensor, y: Tensor, loss: str,
                         num_classes: int, k: int = 1, iters: int = 50, bn_mode: str = "eval",
-                        seed: int = 0, tol: float = 1e-6, chunk_size: int | None = None) -> Tensor:
+                        seed: int = 0, tol: float = 1e-6, chunk_size: int | None = None,
+                        on_iter: Callable[[int, int], None] | None = None) -> Tensor:
     """Top-k Hessian eigenvalues [K, k] of every member of a stacked population at once.
 
     ``x``, ``y`` are shared ([B, ...], [B]) or per member ([K, B, ...], [K, B]). One batched HVP
@@ -428,6 +438,7 @@ def population_top_eigs(model: Any, params: dict[str, Tensor], x: Tensor, y: Ten
     parameters only. bn_mode "train" runs the forward with train=True and puts every buffer
     back afterwards. With ``chunk_size`` each HVP runs over that many examples at a time and adds
     up the slices (the same HVP for a per-example mean loss in eval mode, in one slice's memory).
+    ``on_iter(j, iters)`` is called after every batched HVP (progress).
     """
     _check_loss(loss)
     _check_bn_mode(bn_mode)
@@ -480,7 +491,7 @@ def population_top_eigs(model: Any, params: dict[str, Tensor], x: Tensor, y: Ten
     gen = torch.Generator(device=flat0.device).manual_seed(seed)
     try:
         vals, _, _ = _lanczos_batched(matvec, K, dim, k, _default_iters(k, dim, iters), tol, gen,
-                                      flat0.dtype, flat0.device)
+                                      flat0.dtype, flat0.device, on_iter=on_iter)
     finally:
         with torch.no_grad():
             for n, b in saved.items():

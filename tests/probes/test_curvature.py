@@ -181,6 +181,27 @@ def test_lanczos_change_rule_stops_earlier_and_stays_accurate():
         lanczos(lambda v: A @ v, 202, stop="never")
 
 
+def test_lanczos_reports_every_product_to_on_iter():
+    """on_iter (progress) sees 1, 2, … up to the number of operator products, against the cap."""
+    A = _sym(torch.cat([torch.tensor([10.0, 6.0], dtype=D), torch.linspace(-1, 4, 200, dtype=D)]), 7)
+    n, seen = 0, []
+
+    def mv(v):
+        nonlocal n
+        n += 1
+        return A @ v
+
+    lanczos(mv, 202, k=2, tol=1e-3, iters=150, dtype=D, on_iter=lambda j, total: seen.append((j, total)))
+    assert seen == [(j, 150) for j in range(1, n + 1)]
+    model = TwoLayerReLU(4, 3)
+    params = model.init([0, 1])
+    x = torch.randn(10, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.randn(10)
+    steps: list[int] = []
+    population_top_eigs(model, params, x, y, "squared", 1, k=1, iters=9, on_iter=lambda j, total: steps.append(j))
+    assert steps == list(range(1, len(steps) + 1)) and 1 <= len(steps) <= 9
+
+
 def test_power_iteration_largest_magnitude():
     A = _sym(torch.cat([torch.tensor([-7.0, 3.0], dtype=D), torch.linspace(-1, 1, 20, dtype=D)]), 5)
     lam, v, iters = power_iteration(lambda u: A @ u, 22, tol=1e-13, dtype=D)
