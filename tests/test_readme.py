@@ -1,5 +1,6 @@
 """The README's results are generated: every block between results markers equals what
-`lrlab publish` writes from the committed docs/results/ files."""
+`lrlab publish` writes from the committed docs/results/ files. Its "Your own model and data"
+example runs as written."""
 
 from __future__ import annotations
 
@@ -111,3 +112,14 @@ def test_readme_map_blocks_match_the_committed_maps():
     assert committed <= blocks, f"committed maps without a README block: {sorted(committed - blocks)}"
     assert update_map_blocks(README, RESULTS, check=True) == [], (
         "README map blocks differ from docs/results/maps: run `lrlab publish OUT`")
+
+
+def test_the_your_own_data_example_runs_as_written():
+    section = README.read_text().split("### Your own model and data", 1)[1]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)[:1]
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - our own README
+    res, pdg = scope["res"], scope["pdg"]
+    assert set(res.labels.values()) == {"large-seed0", "large-seed1", "small-seed0", "small-seed1"}
+    assert res.named().name.isin(["large", "small"]).all()
+    assert pdg.divergence_edge is not None and pdg.table().test_acc.between(0, 1).all()
