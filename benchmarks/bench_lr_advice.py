@@ -1,13 +1,25 @@
-"""Validate ``lrlab.lr_advice`` on three small models of different kinds, against a plain sweep
-and torch-lr-finder's suggestion (issue 19, part 1).
+"""Validate ``lrlab.lr_advice`` on small models of different kinds, against a plain sweep and
+torch-lr-finder's suggestion (issue 19, part 1).
 
-Models and data (all fixed here, before any result was read):
+Development models (fixed before the first run of the first rule):
 
 * **mlp**: two-moons, 2→64→2 ReLU MLP, cross-entropy, 512 train / 1,024 validation points;
 * **cnn**: CIFAR-10 airplane vs automobile at 8×8 (2×2 average pool), a two-conv CNN,
   cross-entropy, 1,000 train / 1,000 validation images (needs ../shared/data or $LRLAB_DATA);
 * **regression**: y = sin(3·x₁) + x₂² + 0.1·noise on 8-d Gaussian inputs, 8→64→64→1 ReLU net,
   squared loss, 512 train / 1,024 validation points.
+
+The first rule (converged = L_T ≤ 0.1·L0, backoff 2) failed on two of them
+(benchmarks/results_lr_advice_v1.json); the rule was revised after seeing that (converged = half
+the sweep's best log-loss reduction, backoff √2) and is validated on held-out models fixed
+before the revised rule ran on anything:
+
+* **blobs**: 4 Gaussian classes in 10-d (means ~ N(0, I), unit noise), 10→64→64→4 tanh MLP,
+  cross-entropy, 512 train / 1,024 validation points;
+* **cnn_catdog**: CIFAR-10 cat vs dog at 8×8, a strided conv → conv → global-average-pool CNN,
+  cross-entropy, 1,000 train / 1,000 validation images;
+* **regression2**: y = tanh(w·x) + 0.5·sin(x₂·x₃) + 0.05·noise on 5-d Gaussian inputs (w a fixed
+  unit vector), 5→128→1 ReLU net, squared loss, 512 train / 1,024 validation points.
 
 For each: ``lr_advice`` (minibatch SGD at batch 32, 5 seeds, ``--steps`` steps); then the
 user's own training — a plain ``torch.optim.SGD`` loop at batch 32 from 5 *other* seeds (100…104)
@@ -18,7 +30,8 @@ rate diverged on any of the 5 seeds; its mean validation metric against the best
 plain sweep (accuracy, or for regression validation loss), with the margin stated as
 ``--margin`` (accuracy points, or relative loss); and the same for torch-lr-finder.
 
-    .venv/bin/python benchmarks/bench_lr_advice.py [--steps 500] [--models mlp,cnn,regression]
+    .venv/bin/python benchmarks/bench_lr_advice.py [--steps 500]
+        [--models mlp,cnn,regression,blobs,cnn_catdog,regression2]
         [--json benchmarks/results_lr_advice.json]
 """
 
@@ -52,15 +65,33 @@ def regression(n: int, seed: int):
     return x, y
 
 
-def cifar_pair(n_train: int, n_val: int):
+def cifar_pair(n_train: int, n_val: int, classes: tuple[int, int] = (0, 1)):
     arrays = lrlab.load_cifar10()
     out = []
     for xs, ys, n in ((arrays.train_x, arrays.train_y, n_train), (arrays.test_x, arrays.test_y, n_val)):
-        # airplane (0) and automobile (1), n/2 of each: the stored order may be sorted by class
-        keep = np.concatenate([np.flatnonzero(ys == c)[:n // 2] for c in (0, 1)])
+        # two classes (airplane 0 and automobile 1 by default), n/2 of each: the stored order may be
+        # sorted by class; labels 0 and 1 in the order given
+        keep = np.concatenate([np.flatnonzero(ys == c)[:n // 2] for c in classes])
         x = nn.functional.avg_pool2d(torch.from_numpy(np.asarray(xs[keep])).float() / 255, 4)  # → 3×8×8
-        out.append(((x - x.mean()) / x.std(), torch.from_numpy(np.asarray(ys[keep])).long()))
+        labels = torch.from_numpy(np.asarray(ys[keep]) == classes[1]).long()
+        out.append(((x - x.mean()) / x.std(), labels))
     return out
+
+
+def blobs(n: int, seed: int):
+    means = torch.randn(4, 10, generator=torch.Generator().manual_seed(99))  # the same in every split
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (n,), generator=g)
+    return means[y] + torch.randn(n, 10, generator=g), y
+
+
+def regression2(n: int, seed: int):
+    w = torch.randn(5, generator=torch.Generator().manual_seed(7))
+    w = w / w.norm()
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 5, generator=g)
+    y = torch.tanh(x @ w) + 0.5 * torch.sin(x[:, 1] * x[:, 2]) + 0.05 * torch.randn(n, generator=g)
+    return x, y
 
 
 def mlp():
@@ -70,6 +101,19 @@ def mlp():
 def cnn():
     return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
                          nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, 2))
+
+
+def blobs_net():
+    return nn.Sequential(nn.Linear(10, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 4))
+
+
+def cnn2():
+    return nn.Sequential(nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 2))
+
+
+def reg_net2():
+    return nn.Sequential(nn.Linear(5, 128), nn.ReLU(), nn.Linear(128, 1))
 
 
 def reg_net():
@@ -91,7 +135,7 @@ def user_sgd(factory, train, val, loss: str, lr: float, seed: int, steps: int) -
                else 0.5 * ((out.squeeze(-1) - y[idx]) ** 2).mean())
         if not torch.isfinite(err):
             return True, math.nan
-        l0 = float(err) if l0 is None else l0
+        l0 = float(err.detach()) if l0 is None else l0
         opt.zero_grad()
         err.backward()
         opt.step()
@@ -170,7 +214,7 @@ def evaluate(name: str, factory, train, val, loss: str, steps: int, margin: floa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=500)
-    ap.add_argument("--models", default="mlp,cnn,regression")
+    ap.add_argument("--models", default="mlp,cnn,regression,blobs,cnn_catdog,regression2")
     ap.add_argument("--margin", type=float, default=0.02,
                     help="accuracy points (classification) or relative validation loss (regression)")
     ap.add_argument("--json", default=None)
@@ -178,7 +222,10 @@ def main() -> None:
     torch.set_num_threads(1)
     setups = {"mlp": lambda: (mlp, two_moons(512, 0), two_moons(1024, 1), "cross_entropy"),
               "cnn": lambda: (cnn, *cifar_pair(1000, 1000), "cross_entropy"),
-              "regression": lambda: (reg_net, regression(512, 0), regression(1024, 1), "squared")}
+              "regression": lambda: (reg_net, regression(512, 0), regression(1024, 1), "squared"),
+              "blobs": lambda: (blobs_net, blobs(512, 0), blobs(1024, 1), "cross_entropy"),
+              "cnn_catdog": lambda: (cnn2, *cifar_pair(1000, 1000, (3, 5)), "cross_entropy"),
+              "regression2": lambda: (reg_net2, regression2(512, 0), regression2(1024, 1), "squared")}
     results = []
     for name in args.models.split(","):
         factory, train, val, loss = setups[name]()

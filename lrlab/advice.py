@@ -11,8 +11,11 @@ from several seeds in one vectorised population, and reports three numbers:
 * ``instability_onset``: above the smallest η that converged on every seed, the first η at
   which some seed did not converge (diverged, or too slow).
 * ``recommended_lr``: the largest η that converged on *every* seed and lies at most
-  min(edge, onset)/``backoff``. Converged means: not diverged and final training loss ≤
-  ``converge``·L0 (by default a tenfold reduction, stricter than L_T < L0).
+  min(edge, onset)/``backoff`` (default √2, one half-octave grid step). Converged means: not
+  diverged, and the run made at least ``converge`` (default half) of the sweep's best progress
+  in log-loss: log(L0/L_T) ≥ converge·log(L0/L*), with L* the lowest mean final training loss
+  of any rate no seed diverged at. Stricter than L_T < L0, and it holds the run to what this
+  step budget can reach, so a model that is far from converged after ``steps`` still gets advice.
 * ``best_val_lr`` (with ``val``): the η with the best mean validation accuracy (lowest mean
   validation loss for regression) among rates no seed diverged at.
 
@@ -66,7 +69,8 @@ class LRAdvice:
 
 
 def _sweep(model, data, val, etas: np.ndarray, seeds: list[int], cfg: TrainConfig,
-           progress: bool, blowup: float, converge: float, crit: Callable | None = None) -> pd.DataFrame:
+           progress: bool, blowup: float, crit: Callable | None = None) -> pd.DataFrame:
+    """Train every (η, seed) and mark the diverged runs (convergence is judged on the whole sweep)."""
     members = [Member(f"eta={eta:.6g}", s, Constant(float(eta))) for eta in etas for s in seeds]
     res = train_population(model, members, data, val, cfg, progress=progress, criterion=crit)
     loss = res.curve("train.loss")
@@ -74,10 +78,9 @@ def _sweep(model, data, val, etas: np.ndarray, seeds: list[int], cfg: TrainConfi
     peak = loss.max(skipna=False)
     final = loss.iloc[-1]
     rows = pd.DataFrame({"eta": [m.schedule.lr for m in members], "seed": [m.seed for m in members],
-                         "final_loss": final.to_numpy(), "peak_ratio": (peak / l0).to_numpy()})
+                         "l0": l0.to_numpy(), "final_loss": final.to_numpy(), "peak_ratio": (peak / l0).to_numpy()})
     blew = ~np.isfinite(rows.peak_ratio) | (rows.peak_ratio > blowup) | ~np.isfinite(rows.final_loss)
     rows["diverged"] = res.members.diverged.to_numpy() | blew.to_numpy() | (final >= l0).to_numpy()
-    rows["converged"] = ~rows.diverged & (rows.final_loss <= converge * l0.to_numpy())
     if val is not None:
         metric = "test.loss" if data.task == "regression" else "test.acc"
         rows["val"] = res.final(metric).to_numpy()
@@ -85,10 +88,28 @@ def _sweep(model, data, val, etas: np.ndarray, seeds: list[int], cfg: TrainConfi
     return rows
 
 
+def _judge(runs: pd.DataFrame, converge: float) -> pd.DataFrame:
+    """Mark each run converged when it did not diverge and reached ``converge`` of the sweep's
+    best log-loss reduction (L* = the lowest mean final loss over rates no seed diverged at)."""
+    by_eta = runs.groupby("eta")
+    stable = ~by_eta.diverged.any()
+    best = by_eta.final_loss.mean()[stable]
+    runs = runs.copy()
+    if best.empty:
+        runs["converged"] = False
+        return runs
+    l_star = float(best.min())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        made = np.log(runs.l0 / runs.final_loss)
+        need = converge * np.log(runs.l0 / l_star)
+    runs["converged"] = ~runs.diverged & (need > 0) & (made >= need)
+    return runs
+
+
 def lr_advice(factory: Callable[[], nn.Module], data: Any, loss: str | Callable = "cross_entropy", *,
               batch_size: int | None = 32, seeds: int | list[int] = 5, steps: int = 500,
               momentum: float = 0.0, val: Any = None, scaled_etas: Any = None,
-              converge: float = 0.1, blowup: float = 10.0, backoff: float = 2.0,
+              converge: float = 0.5, blowup: float = 10.0, backoff: float = math.sqrt(2),
               extend: int = 4, max_extend: int = 3, seed: int = 0, progress: bool = False,
               device: str | torch.device = "cpu") -> LRAdvice:
     """Sweep η = c/λ0 (default c = 2^(−3 … 4) in half-octaves) under minibatch SGD at
@@ -100,11 +121,11 @@ def lr_advice(factory: Callable[[], nn.Module], data: Any, loss: str | Callable 
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise ValueError("seeds must name at least one seed")
-    for name, value, ok in [("converge", converge, 0 < converge < 1), ("blowup", blowup, blowup > 1),
+    for name, value, ok in [("converge", converge, 0 < converge <= 1), ("blowup", blowup, blowup > 1),
                             ("backoff", backoff, backoff >= 1), ("steps", steps, steps >= 2),
                             ("extend", extend, extend >= 1), ("max_extend", max_extend, max_extend >= 0)]:
         if not ok:
-            raise ValueError(f"{name} {value!r} is out of range (converge in (0, 1), blowup > 1, "
+            raise ValueError(f"{name} {value!r} is out of range (converge in (0, 1], blowup > 1, "
                              "backoff >= 1, steps >= 2, extend >= 1, max_extend >= 0)")
     if batch_size is not None and not 0 < batch_size <= len(train):
         raise ValueError(f"batch_size {batch_size} must lie in 1..{len(train)} (the training set), or be None")
@@ -124,12 +145,13 @@ def lr_advice(factory: Callable[[], nn.Module], data: Any, loss: str | Callable 
     name, crit = split_loss(loss)
     cfg = TrainConfig(loss=name, steps=steps, batch_size=batch_size, momentum=momentum,
                       eval_every=max(1, steps // 20), device=str(device))
-    criterion = (f"converged: no blow-up (loss ≤ {blowup:g}·L0 at every probe, finite) and final "
-                 f"training loss ≤ {converge:g}·L0 after {steps} steps of "
+    criterion = (f"converged: no blow-up (loss ≤ {blowup:g}·L0 at every probe, finite, final < L0) and "
+                 f"log(L0/L_T) ≥ {converge:g}·log(L0/L*), L* the lowest mean final training loss of a "
+                 f"rate no seed diverged at, after {steps} steps of "
                  + (f"SGD at batch {batch_size}" if batch_size else "full-batch GD")
                  + (f" with momentum {momentum:g}" if momentum else "") + f", on all {len(seed_list)} seeds")
     notes: list[str] = []
-    runs = _sweep(model, train, held_out, cs / lam0, seed_list, cfg, progress, blowup, converge, crit)
+    runs = _judge(_sweep(model, train, held_out, cs / lam0, seed_list, cfg, progress, blowup, crit), converge)
     for _ in range(max_extend):
         by_eta = runs.groupby("eta")
         top, bottom = runs.eta.max(), runs.eta.min()
@@ -143,8 +165,8 @@ def lr_advice(factory: Callable[[], nn.Module], data: Any, loss: str | Callable 
                          f"grid extended down to {more[-1]:.4g}")
         else:
             break
-        runs = pd.concat([runs, _sweep(model, train, held_out, more, seed_list, cfg, progress, blowup,
-                                       converge, crit)], ignore_index=True)
+        more_runs = _sweep(model, train, held_out, more, seed_list, cfg, progress, blowup, crit)
+        runs = _judge(pd.concat([runs, more_runs], ignore_index=True), converge)
     runs["eta_lam0"] = runs.eta * lam0
     runs = runs.sort_values(["eta", "seed"], ignore_index=True)
     by_eta = runs.groupby("eta")
@@ -162,7 +184,7 @@ def lr_advice(factory: Callable[[], nn.Module], data: Any, loss: str | Callable 
     recommended = float(safe.max()) if safe.size else None
     if recommended is None:
         notes.append("no rate met the convergence criterion on every seed at or below edge/backoff: "
-                     f"train longer than {steps} steps or relax converge={converge:g}")
+                     f"train longer than {steps} steps or lower converge={converge:g}")
     best = None
     if "val" in runs:
         mean = by_eta.val.mean()
