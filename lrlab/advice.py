@@ -12,10 +12,11 @@ from several seeds in one vectorised population, and reports three numbers:
   which some seed did not converge (diverged, or too slow).
 * ``recommended_lr``: the largest η that converged on *every* seed and lies at most
   min(edge, onset)/``backoff`` (default √2, one half-octave grid step). Converged means: not
-  diverged, and the run made at least ``converge`` (default half) of the sweep's best progress
-  in log-loss: log(L0/L_T) ≥ converge·log(L0/L*), with L* the lowest mean final training loss
-  of any rate no seed diverged at. Stricter than L_T < L0, and it holds the run to what this
-  step budget can reach, so a model that is far from converged after ``steps`` still gets advice.
+  diverged, and the run made at least ``converge`` (default half) of its seed's best progress
+  in log-loss: log(L0/L_T) ≥ converge·log(L0/L*_s), with L*_s the lowest final training loss
+  that seed reached at any rate where it did not diverge. Stricter than L_T < L0; it holds each
+  run to what this step budget and this initialisation can reach, so a model far from converged
+  after ``steps``, or one slow initialisation, still gets advice.
 * ``best_val_lr`` (with ``val``): the η with the best mean validation accuracy (lowest mean
   validation loss for regression) among rates no seed diverged at.
 
@@ -89,20 +90,17 @@ def _sweep(model, data, val, etas: np.ndarray, seeds: list[int], cfg: TrainConfi
 
 
 def _judge(runs: pd.DataFrame, converge: float) -> pd.DataFrame:
-    """Mark each run converged when it did not diverge and reached ``converge`` of the sweep's
-    best log-loss reduction (L* = the lowest mean final loss over rates no seed diverged at)."""
-    by_eta = runs.groupby("eta")
-    stable = ~by_eta.diverged.any()
-    best = by_eta.final_loss.mean()[stable]
+    """Mark each run converged when it did not diverge and reached ``converge`` of the best
+    log-loss reduction *its seed* reached at any rate (L*_s = the seed's lowest final loss over
+    its runs that did not diverge): an initialisation that trains slowly at every rate is held
+    to what it can do, and does not veto every rate."""
     runs = runs.copy()
-    if best.empty:
-        runs["converged"] = False
-        return runs
-    l_star = float(best.min())
+    ok = runs[~runs.diverged]
+    l_star = ok.groupby("seed").final_loss.min().reindex(runs.seed).to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        made = np.log(runs.l0 / runs.final_loss)
-        need = converge * np.log(runs.l0 / l_star)
-    runs["converged"] = ~runs.diverged & (need > 0) & (made >= need)
+        made = np.log(runs.l0 / runs.final_loss).to_numpy()
+        need = converge * np.log(runs.l0.to_numpy() / l_star)
+    runs["converged"] = ~runs.diverged.to_numpy() & (need > 0) & (made >= need)
     return runs
 
 
@@ -146,8 +144,8 @@ def lr_advice(factory: Callable[[], nn.Module], data: Any, loss: str | Callable 
     cfg = TrainConfig(loss=name, steps=steps, batch_size=batch_size, momentum=momentum,
                       eval_every=max(1, steps // 20), device=str(device))
     criterion = (f"converged: no blow-up (loss ≤ {blowup:g}·L0 at every probe, finite, final < L0) and "
-                 f"log(L0/L_T) ≥ {converge:g}·log(L0/L*), L* the lowest mean final training loss of a "
-                 f"rate no seed diverged at, after {steps} steps of "
+                 f"log(L0/L_T) ≥ {converge:g}·log(L0/L*), L* the lowest final training loss the same "
+                 f"seed reached at a rate where it did not diverge, after {steps} steps of "
                  + (f"SGD at batch {batch_size}" if batch_size else "full-batch GD")
                  + (f" with momentum {momentum:g}" if momentum else "") + f", on all {len(seed_list)} seeds")
     notes: list[str] = []
