@@ -253,6 +253,27 @@ def evaluate(name: str, factory, train, val, loss: str, steps: int, margin: floa
             "sweep": {f"{e:.6g}": r for e, r in sweep.items()}}
 
 
+def _cell(r: dict, margin: float) -> str:
+    if r.get("lr") is None:
+        return "none"
+    ok = "✓" if r["within_margin"] else "✗"
+    return f"{r['lr']:.3g} ({r['diverged_seeds']}/5 diverged, gap {r['gap_to_best']:.3g}) {ok}"
+
+
+def markdown_table(res: dict) -> str:
+    """One row per model: λ0, the advice's rates and how each fared under the user's SGD."""
+    lines = ["| model | λ0 | divergence edge | instability onset | recommended (user SGD) | best validation rate "
+             "| best of the plain sweep (metric) | torch-lr-finder | gap in |", "|---" * 9 + "|"]
+    num = lambda v: "—" if v is None else f"{v:.3g}"  # noqa: E731
+    for r in res["results"]:
+        gap = "accuracy (fraction)" if r["loss"] == "cross_entropy" else "relative validation loss"
+        best = f"{num(r['best_sweep_lr'])} ({num(r['best_sweep_metric'])})"
+        lines.append(f"| {r['model']} | {num(r['lam0'])} | {num(r['divergence_edge'])} | {num(r['instability_onset'])} "
+                     f"| {_cell(r['recommended'], res['margin'])} | {_cell(r['best_val_lr'], res['margin'])} | {best} "
+                     f"| {_cell(r['lr_finder'], res['margin'])} | {gap} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=500)
@@ -261,7 +282,12 @@ def main() -> None:
     ap.add_argument("--margin", type=float, default=0.02,
                     help="accuracy points (classification) or relative validation loss (regression)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--table", default=None, metavar="JSON",
+                    help="print the Markdown table of a results file (benchmarks/RESULTS.md) and exit")
     args = ap.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(Path(args.table).read_text())))
+        return
     torch.set_num_threads(1)
     setups = {"mlp": lambda: (mlp, two_moons(512, 0), two_moons(1024, 1), "cross_entropy"),
               "cnn": lambda: (cnn, *cifar_pair(1000, 1000), "cross_entropy"),
