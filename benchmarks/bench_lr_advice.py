@@ -253,7 +253,12 @@ def evaluate(name: str, factory, train, val, loss: str, steps: int, margin: floa
             "sweep": {f"{e:.6g}": r for e, r in sweep.items()}}
 
 
-def _cell(r: dict, margin: float) -> str:
+def _num(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3g}"
+
+
+def _cell(r: dict) -> str:
+    """A rate and how it fared: diverged seeds, gap to the best, ✓ when within the margin."""
     if r.get("lr") is None:
         return "none"
     ok = "✓" if r["within_margin"] else "✗"
@@ -264,13 +269,13 @@ def markdown_table(res: dict) -> str:
     """One row per model: λ0, the advice's rates and how each fared under the user's SGD."""
     lines = ["| model | λ0 | divergence edge | instability onset | recommended (user SGD) | best validation rate "
              "| best of the plain sweep (metric) | torch-lr-finder | gap in |", "|---" * 9 + "|"]
-    num = lambda v: "—" if v is None else f"{v:.3g}"  # noqa: E731
     for r in res["results"]:
         gap = "accuracy (fraction)" if r["loss"] == "cross_entropy" else "relative validation loss"
-        best = f"{num(r['best_sweep_lr'])} ({num(r['best_sweep_metric'])})"
-        lines.append(f"| {r['model']} | {num(r['lam0'])} | {num(r['divergence_edge'])} | {num(r['instability_onset'])} "
-                     f"| {_cell(r['recommended'], res['margin'])} | {_cell(r['best_val_lr'], res['margin'])} | {best} "
-                     f"| {_cell(r['lr_finder'], res['margin'])} | {gap} |")
+        best = f"{_num(r['best_sweep_lr'])} ({_num(r['best_sweep_metric'])})"
+        rates = " | ".join(_num(r[k]) for k in ("lam0", "divergence_edge", "instability_onset"))
+        lines.append(f"| {r['model']} | {rates} "
+                     f"| {_cell(r['recommended'])} | {_cell(r['best_val_lr'])} | {best} "
+                     f"| {_cell(r['lr_finder'])} | {gap} |")
     return "\n".join(lines)
 
 
